@@ -1,0 +1,1 @@
+//! The bundled bubblewrap: bytes and SHA-256 digest, computed at build time.

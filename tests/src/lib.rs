@@ -1,0 +1,1 @@
+//! Test harness: spawns the executor binary and speaks the protocol to it.
