@@ -1,2 +1,7 @@
 //! Filesystem operations of the exec-server protocol (`fs/*`), usable directly by the
 //! executor or inside the sandbox by the `executor-fs-helper` process.
+
+// Tests may unwrap: a panic there is a test failure, not a client-triggered crash.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod uri;
