@@ -5,6 +5,8 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod error;
+pub mod fd_pass;
+pub mod helper;
 pub mod ops;
 pub mod protocol;
 pub mod uri;
