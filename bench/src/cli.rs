@@ -12,7 +12,9 @@ exec-bench: benchmark any stdio exec-server command
 
 USAGE:
   exec-bench [OPTIONS] -- SERVER-COMMAND...
-  exec-bench compare BASELINE.json OTHER.json... [--json]
+  exec-bench compare BASELINE.json CANDIDATE.json [MORE.json...] [--json | --markdown]
+      side-by-side table; × columns = how many times better than BASELINE;
+      budgets (DESIGN.md §6) are checked against CANDIDATE
 
 OPTIONS:
   --label NAME          name for this server in reports (default: the program name)
@@ -120,7 +122,7 @@ impl Default for Config {
 pub enum Command {
     Help,
     Bench(Box<Config>),
-    Compare { files: Vec<PathBuf>, json: bool },
+    Compare { files: Vec<PathBuf>, json: bool, markdown: bool },
 }
 
 pub fn parse(args: &[String]) -> Result<Command> {
@@ -131,12 +133,16 @@ pub fn parse(args: &[String]) -> Result<Command> {
 }
 
 fn parse_compare(args: &[String]) -> Result<Command> {
-    let json = args.iter().any(|a| a == "--json");
-    let files: Vec<PathBuf> = args.iter().filter(|a| *a != "--json").map(PathBuf::from).collect();
+    let flag = |name: &str| args.iter().any(|a| a == name);
+    let (json, markdown) = (flag("--json"), flag("--markdown"));
+    if let Some(other) = args.iter().find(|a| a.starts_with("--") && *a != "--json" && *a != "--markdown") {
+        fail!("unknown compare option `{other}`")
+    }
+    let files: Vec<PathBuf> = args.iter().filter(|a| !a.starts_with("--")).map(PathBuf::from).collect();
     if files.is_empty() {
         fail!("compare needs at least one report file")
     }
-    Ok(Command::Compare { files, json })
+    Ok(Command::Compare { files, json, markdown })
 }
 
 fn parse_bench(args: &[String]) -> Result<Command> {
@@ -242,9 +248,10 @@ mod tests {
 
     #[test]
     fn compare_takes_files() {
-        let Ok(Command::Compare { files, json }) = parse(&args("compare a.json b.json --json")) else {
+        let Ok(Command::Compare { files, json, markdown }) = parse(&args("compare a.json b.json --json")) else {
             panic!("compare expected")
         };
-        assert_eq!((files.len(), json), (2, true));
+        assert_eq!((files.len(), json, markdown), (2, true, false));
+        assert!(parse(&args("compare a.json --nope")).is_err());
     }
 }
