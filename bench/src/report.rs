@@ -60,7 +60,8 @@ pub fn render(report: &Value) -> String {
     let label = report.get("label").and_then(Value::as_str).unwrap_or("?");
     let command: Vec<&str> =
         report.get("command").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-    let mut out = format!("exec-bench: {label} ({})\n\n", command.join(" "));
+    let command = if command.is_empty() { "no server".to_string() } else { command.join(" ") };
+    let mut out = format!("exec-bench: {label} ({command})\n\n");
     let header = ["measure", "value", "budget"].map(String::from);
     let rows: Vec<Vec<String>> = METRICS
         .iter()
