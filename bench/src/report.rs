@@ -70,7 +70,11 @@ pub fn render(report: &Value) -> String {
             Some(vec![m.name.to_string(), format!("{} {}", fmt_num(v), m.unit_name()), m.budget_text()])
         })
         .collect();
-    out.push_str(&table::render(&header, &rows));
+    if rows.is_empty() {
+        out.push_str("(no figures)\n");
+    } else {
+        out.push_str(&table::render(&header, &rows));
+    }
     out.push_str(&notes(report));
     out
 }
