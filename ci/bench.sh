@@ -108,7 +108,7 @@ dirty=$(git status --porcelain 2>/dev/null | grep -q . && echo " (work tree has 
 {
     echo
     echo "exec-bench comparison — $(date -u '+%Y-%m-%d %H:%M UTC'), commit $commit$dirty"
-    echo "machine: $(nproc) cores, $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+    echo "machine: $(nproc) cores, $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load average $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "reports: $out"
     echo
     "$bench" compare "${reports[@]}"
