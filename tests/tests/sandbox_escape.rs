@@ -350,8 +350,8 @@ both!(writes_outside_writable_roots, |sb| {
     assert_eq!(std::fs::read_to_string(s.ws.join("control")).unwrap(), "x\n");
 });
 
-/// DESIGN.md §5: a hard link that already exists inside a writable root and points
-/// outside cannot be stopped by mounts or Landlock. Pinned so a change is noticed.
+// DESIGN.md §5: a hard link that already exists inside a writable root and points
+// outside cannot be stopped by mounts or Landlock. Pinned so a change is noticed.
 both!(preexisting_hard_link_is_a_documented_limit, |sb| {
     let s = sb.scratch();
     std::fs::write(s.outside.join("linked.txt"), "original\n").unwrap();
@@ -408,8 +408,8 @@ both!(protected_symlink_fails_closed, |sb| {
     assert!(o.stderr.contains("cannot enforce sandbox read-only path"), "{o:?}");
 });
 
-/// No host litter: running in a workspace without `.git`/`.codex`/... must not create
-/// placeholders on the host, during or after the run.
+// No host litter: running in a workspace without `.git`/`.codex`/... must not create
+// placeholders on the host, during or after the run.
 both!(missing_metadata_leaves_no_host_litter, |sb| {
     let s = sb.scratch();
     let o = sb.sh(&refs(&ro_ws(&s)), &s.ws, "ls -A .; echo done");
@@ -419,9 +419,9 @@ both!(missing_metadata_leaves_no_host_litter, |sb| {
     assert!(!o.stdout.contains(".git"), "{o:?}");
 });
 
-/// Known limit (see bwrap_args.rs docs): a protected name that does not exist cannot be
-/// mounted over without creating it on the host, so it is not protected. Pinned so the
-/// day it is closed this test is updated, and the gap stays visible.
+// Known limit (see bwrap_args.rs docs): a protected name that does not exist cannot be
+// mounted over without creating it on the host, so it is not protected. Pinned so the
+// day it is closed this test is updated, and the gap stays visible.
 both!(missing_git_creation_is_a_documented_limit, |sb| {
     let s = sb.scratch();
     let o = sb.sh(&refs(&ro_ws(&s)), &s.ws, "mkdir .git && echo created");

@@ -438,9 +438,9 @@ pub fn resolve(ctx: &FileSystemSandboxContext, fallback_cwd: Option<&Path>) -> R
                         // A `.git` file points at the real git dir ("gitdir: X"); keep
                         // that read-only as well when it exists.
                         if let Some(gitdir) = gitdir_pointer(&p) {
-                            if !eff.contains_key(&gitdir) {
-                                plan.protected.push(gitdir.clone());
-                                eff.insert(gitdir, Eff::Read);
+                            if let std::collections::btree_map::Entry::Vacant(slot) = eff.entry(gitdir.clone()) {
+                                plan.protected.push(gitdir);
+                                slot.insert(Eff::Read);
                             }
                         }
                     }
@@ -651,6 +651,7 @@ pub(crate) mod path_list {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -707,7 +708,7 @@ mod tests {
         std::fs::write(ws.join("key.txt"), "k").unwrap();
         let ws = std::fs::canonicalize(&ws).unwrap();
         // read-only base (so /tmp, where the tempdir lives, is not writable) + ws writable
-        let c = builtin_context(false, &ws, &[ws.clone()], &[ws.join("secret"), ws.join("key.txt")], false);
+        let c = builtin_context(false, &ws, std::slice::from_ref(&ws), &[ws.join("secret"), ws.join("key.txt")], false);
         let plan = resolve(&c, None).unwrap();
         assert!(plan.ops.contains(&MountOp::Writable(ws.clone())));
         assert!(plan.ops.contains(&MountOp::ReadOnly(ws.join(".git"))));
@@ -757,7 +758,7 @@ mod tests {
         std::fs::create_dir(&real).unwrap();
         let link = real.parent().unwrap().join("link");
         std::os::unix::fs::symlink(&real, &link).unwrap();
-        let c = builtin_context(false, &link, &[link.clone()], &[], true);
+        let c = builtin_context(false, &link, std::slice::from_ref(&link), &[], true);
         let plan = resolve(&c, None).unwrap();
         assert!(plan.ops.contains(&MountOp::Writable(real)));
     }
