@@ -1,1 +1,100 @@
-fn main() {}
+//! The `executor` command: serves the protocol (default), and operator subcommands.
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use executor::environment::environment_info;
+use executor::protocol::types::Capabilities;
+use executor::server::{Server, ServerConfig};
+use executor::transport;
+
+#[derive(Parser, Debug)]
+#[command(name = "executor", version, about = "Hardened Linux exec-server (Codex exec-server protocol)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Where to listen: `stdio` (or `stdio://`).
+    #[arg(long, default_value = "stdio")]
+    listen: String,
+    /// Requests of one connection processed at the same time.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    concurrent_requests: u32,
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    match cli.command {
+        None => serve(cli.serve),
+    }
+}
+
+fn init_logging() {
+    // stdout belongs to the protocol: logs go to stderr only.
+    let filter = EnvFilter::try_from_env("EXECUTOR_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    if args.listen != "stdio" && args.listen != "stdio://" {
+        eprintln!("unsupported --listen URL `{}`; expected `ws://IP:PORT` or `stdio`", args.listen);
+        return ExitCode::from(1);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("executor: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let config = ServerConfig { concurrent_requests: args.concurrent_requests as usize };
+    runtime.block_on(serve_stdio(config))
+}
+
+async fn serve_stdio(config: ServerConfig) -> ExitCode {
+    let info = environment_info(Capabilities::default(), serde_json::json!({}));
+    let server = Server::new(config, info);
+    let stdio = match transport::stdio::start() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("executor: cannot start the stdio transport: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = tokio::select! {
+        _ = server.serve_connection(stdio.inbound, stdio.outbound) => 0,
+        signal = termination_signal() => 128 + signal,
+    };
+    // stdio has one connection: when it ends, every child of every session goes with it.
+    for session in server.sessions.all() {
+        server.sessions.remove(&session.id);
+    }
+    ExitCode::from(code as u8)
+}
+
+/// Waits for SIGTERM, SIGINT or SIGHUP and returns its number.
+async fn termination_signal() -> i32 {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+    else {
+        tracing::warn!("cannot watch termination signals; only stdin EOF stops the server");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => libc::SIGTERM,
+        _ = int.recv() => libc::SIGINT,
+        _ = hup.recv() => libc::SIGHUP,
+    }
+}

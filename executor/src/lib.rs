@@ -1,0 +1,10 @@
+//! executor: a hardened Linux exec-server speaking the Codex exec-server protocol.
+
+pub mod env_policy;
+pub mod environment;
+pub mod process;
+pub mod protocol;
+pub mod rpc;
+pub mod server;
+pub mod session;
+pub mod transport;

@@ -1,0 +1,415 @@
+//! Processes of a session: the table, each process's log and stdin, and the task that
+//! pumps a child's output into the log and to the attached connection.
+
+mod output_log;
+mod pty;
+mod spawn;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+
+pub use output_log::{ExitRecord, OutputLog, RETAINED_OUTPUT_BYTES};
+pub use spawn::SpawnSpec;
+
+use crate::protocol::envelope::notification_line;
+use crate::protocol::types::{
+    methods, ClosedNotification, ExitedNotification, OutputNotification, ProcessReadResult,
+    StreamName, WriteStatus,
+};
+use crate::session::NotificationSink;
+use spawn::Streams;
+
+/// How long a closed process stays readable (and its id taken). Longer than the detached
+/// session TTL, so a client that reconnects can still read what finished meanwhile.
+pub const CLOSED_RETENTION: Duration = Duration::from_secs(300);
+
+/// Exit status with which the sandbox's inner stage reports that it could not run the
+/// command (reported as `sandboxDenied`).
+pub const SANDBOX_DENIED_EXIT: i32 = 101;
+
+const READ_BUFFER: usize = 256 * 1024;
+
+/// How many recent write ids are remembered per process for deduplication.
+const WRITE_ID_WINDOW: usize = 65_536;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("process {0} already exists")]
+    AlreadyExists(String),
+    #[error("unknown process id {0}")]
+    UnknownProcess(String),
+    #[error("process id {0} is starting")]
+    Starting(String),
+    #[error("argv must not be empty")]
+    EmptyArgv,
+    #[error("writeId must not be empty")]
+    EmptyWriteId,
+    #[error("chunk is not valid base64: {0}")]
+    InvalidBase64(String),
+    #[error("{0}")]
+    Spawn(std::io::Error),
+    #[error("failed to write to process stdin")]
+    StdinClosed,
+    #[error("failed to set up a terminal: {0}")]
+    Pty(std::io::Error),
+    #[error("{message}")]
+    Sandbox { message: String, client: bool },
+}
+
+enum Slot {
+    Starting,
+    Ready(Arc<Process>),
+}
+
+/// The processes of one session, by client-chosen id.
+#[derive(Default)]
+pub struct ProcessTable {
+    slots: Mutex<HashMap<String, Slot>>,
+}
+
+pub struct Process {
+    id: String,
+    pid: Pid,
+    sandboxed: bool,
+    log: Mutex<OutputLog>,
+    changed: watch::Sender<()>,
+    stdin: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    write_ids: Mutex<WriteIds>,
+    sink: Arc<NotificationSink>,
+}
+
+#[derive(Default)]
+struct WriteIds {
+    seen: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl WriteIds {
+    /// Records `id`; false when it was already used.
+    fn insert(&mut self, id: &str) -> bool {
+        if self.seen.contains(id) {
+            return false;
+        }
+        if self.order.len() == WRITE_ID_WINDOW {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        self.seen.insert(id.to_owned());
+        self.order.push_back(id.to_owned());
+        true
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain data behind; keep serving.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl ProcessTable {
+    /// Spawns `spec` under `id`. The id is reserved first, so a concurrent start with the
+    /// same id fails; a failed spawn frees it again.
+    pub fn start(
+        self: &Arc<Self>,
+        id: &str,
+        spec: &SpawnSpec,
+        sandboxed: bool,
+        sink: Arc<NotificationSink>,
+    ) -> Result<(), ProcessError> {
+        self.reserve(id)?;
+        match spawn::spawn(spec) {
+            Ok(spawned) => {
+                let process = Process::launch(id, spawned, sandboxed, sink, Arc::downgrade(self));
+                lock(&self.slots).insert(id.to_owned(), Slot::Ready(process));
+                Ok(())
+            }
+            Err(e) => {
+                lock(&self.slots).remove(id);
+                Err(ProcessError::Spawn(e))
+            }
+        }
+    }
+
+    fn reserve(&self, id: &str) -> Result<(), ProcessError> {
+        let mut slots = lock(&self.slots);
+        if slots.contains_key(id) {
+            return Err(ProcessError::AlreadyExists(id.to_owned()));
+        }
+        slots.insert(id.to_owned(), Slot::Starting);
+        Ok(())
+    }
+
+    pub fn get(&self, id: &str) -> Result<Arc<Process>, ProcessError> {
+        match lock(&self.slots).get(id) {
+            Some(Slot::Ready(p)) => Ok(p.clone()),
+            Some(Slot::Starting) => Err(ProcessError::Starting(id.to_owned())),
+            None => Err(ProcessError::UnknownProcess(id.to_owned())),
+        }
+    }
+
+    fn remove_if_same(&self, id: &str, process: &Arc<Process>) {
+        let mut slots = lock(&self.slots);
+        if matches!(slots.get(id), Some(Slot::Ready(p)) if Arc::ptr_eq(p, process)) {
+            slots.remove(id);
+        }
+    }
+
+    pub fn write(&self, id: &str, write_id: &str, data: Vec<u8>) -> Result<WriteStatus, ProcessError> {
+        match self.get(id) {
+            Ok(process) => process.write(write_id, data),
+            Err(ProcessError::Starting(_)) => Ok(WriteStatus::Starting),
+            Err(_) => Ok(WriteStatus::UnknownProcess),
+        }
+    }
+
+    /// Sends SIGINT to the process group of a running process; unknown ids are ignored.
+    pub fn interrupt(&self, id: &str) {
+        if let Ok(process) = self.get(id) {
+            if process.exit().is_none() {
+                process.signal_group(Signal::SIGINT);
+            }
+        }
+    }
+
+    /// SIGKILL of the whole group; true when the process was still running.
+    pub fn terminate(&self, id: &str) -> bool {
+        let Ok(process) = self.get(id) else { return false };
+        process.kill()
+    }
+
+    /// Kills every process group of the table (stdin EOF, session expiry, shutdown).
+    pub fn kill_all(&self) {
+        let processes: Vec<Arc<Process>> = lock(&self.slots)
+            .values()
+            .filter_map(|slot| match slot {
+                Slot::Ready(p) => Some(p.clone()),
+                Slot::Starting => None,
+            })
+            .collect();
+        for process in processes {
+            process.kill();
+        }
+    }
+}
+
+impl Process {
+    fn launch(
+        id: &str,
+        spawned: spawn::Spawned,
+        sandboxed: bool,
+        sink: Arc<NotificationSink>,
+        table: Weak<ProcessTable>,
+    ) -> Arc<Process> {
+        let pid = Pid::from_raw(spawned.child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0));
+        let (stdin_tx, stdin_rx) = mpsc::unbounded_channel();
+        let (output, stdin_writer) = split_streams(spawned.streams, stdin_rx);
+        let process = Arc::new(Process {
+            id: id.to_owned(),
+            pid,
+            sandboxed,
+            log: Mutex::new(OutputLog::default()),
+            changed: watch::channel(()).0,
+            stdin: stdin_writer.is_some().then_some(stdin_tx),
+            write_ids: Mutex::new(WriteIds::default()),
+            sink,
+        });
+        if let Some(writer) = stdin_writer {
+            tokio::spawn(writer);
+        }
+        let pumped = process.clone();
+        tokio::spawn(async move {
+            pumped.pump(spawned.child, output).await;
+            tokio::time::sleep(CLOSED_RETENTION).await;
+            if let Some(table) = table.upgrade() {
+                table.remove_if_same(&pumped.id, &pumped);
+            }
+        });
+        process
+    }
+
+    pub fn exit(&self) -> Option<ExitRecord> {
+        lock(&self.log).exit()
+    }
+
+    fn signal_group(&self, signal: Signal) {
+        if self.pid.as_raw() > 0 {
+            // ESRCH (the group is gone) is the only expected failure and means nothing to do.
+            let _ = killpg(self.pid, signal);
+        }
+    }
+
+    /// Kills the group unless the process is closed; true when it had not exited yet.
+    fn kill(&self) -> bool {
+        let (running, closed) = {
+            let log = lock(&self.log);
+            (log.exit().is_none(), log.is_closed())
+        };
+        // Once closed, every holder of the output streams is gone and the pgid may be reused.
+        if !closed {
+            self.signal_group(Signal::SIGKILL);
+        }
+        running
+    }
+
+    fn write(&self, write_id: &str, data: Vec<u8>) -> Result<WriteStatus, ProcessError> {
+        let Some(stdin) = &self.stdin else { return Ok(WriteStatus::StdinClosed) };
+        if self.exit().is_some() {
+            return Err(ProcessError::StdinClosed);
+        }
+        if !lock(&self.write_ids).insert(write_id) {
+            return Ok(WriteStatus::Accepted);
+        }
+        stdin.send(data).map_err(|_| ProcessError::StdinClosed)?;
+        Ok(WriteStatus::Accepted)
+    }
+
+    /// The `process/read` answer, waiting up to `wait` for news after `after_seq`.
+    pub async fn read(&self, after_seq: u64, max_bytes: Option<u64>, wait: Duration) -> ProcessReadResult {
+        let mut changed = self.changed.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            {
+                let log = lock(&self.log);
+                if log.has_news_after(after_seq) || tokio::time::Instant::now() >= deadline {
+                    return log.read(after_seq, max_bytes);
+                }
+            }
+            if tokio::time::timeout_at(deadline, changed.changed()).await.is_err() {
+                return lock(&self.log).read(after_seq, max_bytes);
+            }
+        }
+    }
+
+    async fn pump(&self, mut child: tokio::process::Child, output: Output) {
+        let mut exited = false;
+        match output {
+            Output::Pipes { mut stdout, mut stderr } => {
+                let (mut out_open, mut err_open) = (true, true);
+                let mut out_buf = vec![0u8; READ_BUFFER];
+                let mut err_buf = vec![0u8; READ_BUFFER];
+                while out_open || err_open || !exited {
+                    tokio::select! {
+                        biased;
+                        n = read_some(&mut stdout, &mut out_buf), if out_open => match n {
+                            0 => out_open = false,
+                            n => self.emit_output(StreamName::Stdout, &out_buf[..n]).await,
+                        },
+                        n = read_some(&mut stderr, &mut err_buf), if err_open => match n {
+                            0 => err_open = false,
+                            n => self.emit_output(StreamName::Stderr, &err_buf[..n]).await,
+                        },
+                        status = child.wait(), if !exited => {
+                            exited = true;
+                            self.emit_exit(exit_code(status)).await;
+                        }
+                    }
+                }
+            }
+            Output::Pty(master) => {
+                let mut open = true;
+                let mut buf = vec![0u8; READ_BUFFER];
+                while open || !exited {
+                    tokio::select! {
+                        biased;
+                        n = master.read(&mut buf), if open => match n {
+                            Ok(0) | Err(_) => open = false,
+                            Ok(n) => self.emit_output(StreamName::Pty, &buf[..n]).await,
+                        },
+                        status = child.wait(), if !exited => {
+                            exited = true;
+                            self.emit_exit(exit_code(status)).await;
+                        }
+                    }
+                }
+            }
+        }
+        self.emit_closed().await;
+    }
+
+    async fn emit_output(&self, stream: StreamName, data: &[u8]) {
+        let encoded: Arc<str> = BASE64.encode(data).into();
+        let seq = lock(&self.log).push_output(stream, data.len(), encoded.clone());
+        self.changed.send_replace(());
+        let params = OutputNotification { process_id: &self.id, seq, stream, chunk: &encoded };
+        self.sink.send(notification_line(methods::OUTPUT, &params)).await;
+    }
+
+    async fn emit_exit(&self, code: i32) {
+        let sandbox_denied = self.sandboxed && code == SANDBOX_DENIED_EXIT;
+        let record = lock(&self.log).record_exit(code, sandbox_denied);
+        self.changed.send_replace(());
+        let params =
+            ExitedNotification { process_id: &self.id, seq: record.seq, exit_code: code, sandbox_denied };
+        self.sink.send(notification_line(methods::EXITED, &params)).await;
+    }
+
+    async fn emit_closed(&self) {
+        let seq = lock(&self.log).record_close();
+        self.changed.send_replace(());
+        self.sink.send(notification_line(methods::CLOSED, &ClosedNotification { process_id: &self.id, seq })).await;
+    }
+}
+
+enum Output {
+    Pipes { stdout: tokio::process::ChildStdout, stderr: tokio::process::ChildStderr },
+    Pty(Arc<pty::PtyMaster>),
+}
+
+type StdinWriter = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Splits the child's streams into what the pump reads and the task that feeds stdin.
+fn split_streams(streams: Streams, mut rx: mpsc::UnboundedReceiver<Vec<u8>>) -> (Output, Option<StdinWriter>) {
+    match streams {
+        Streams::Pipes { stdout, stderr, stdin } => {
+            let writer = stdin.map(|mut stdin| -> StdinWriter {
+                Box::pin(async move {
+                    while let Some(data) = rx.recv().await {
+                        if stdin.write_all(&data).await.is_err() {
+                            break;
+                        }
+                    }
+                })
+            });
+            (Output::Pipes { stdout, stderr }, writer)
+        }
+        Streams::Pty(master) => {
+            let master = Arc::new(master);
+            let writer_master = master.clone();
+            let writer: StdinWriter = Box::pin(async move {
+                while let Some(data) = rx.recv().await {
+                    if writer_master.write_all(&data).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            (Output::Pty(master), Some(writer))
+        }
+    }
+}
+
+/// Reads into `buf`; errors end the stream like EOF does.
+async fn read_some<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut [u8]) -> usize {
+    reader.read(buf).await.unwrap_or(0)
+}
+
+/// The protocol's exit code: the status, or 128 + signal for a signal death, or -1.
+fn exit_code(status: std::io::Result<std::process::ExitStatus>) -> i32 {
+    use std::os::unix::process::ExitStatusExt as _;
+    match status {
+        Ok(s) => s.code().or_else(|| s.signal().map(|sig| 128 + sig)).unwrap_or(-1),
+        Err(_) => -1,
+    }
+}
+
+/// Decodes a `process/write` chunk.
+pub fn decode_chunk(chunk: &str) -> Result<Vec<u8>, ProcessError> {
+    BASE64.decode(chunk).map_err(|e| ProcessError::InvalidBase64(e.to_string()))
+}

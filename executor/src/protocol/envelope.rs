@@ -1,0 +1,163 @@
+//! The JSON-RPC envelope as the Codex exec-server speaks it: JSON-RPC 2.0 without the
+//! `"jsonrpc"` member, ids that are integers or strings, no batches.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::error::RpcError;
+
+/// A request id, echoed verbatim. Floats and `null` are not ids.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(untagged)]
+pub enum RequestId {
+    Integer(i64),
+    String(String),
+}
+
+impl RequestId {
+    /// The id used for answers to lines that could not be parsed at all.
+    pub const UNPARSEABLE: RequestId = RequestId::Integer(-1);
+}
+
+/// One parsed line from the client.
+#[derive(Debug)]
+pub enum Incoming {
+    Request { id: RequestId, method: String, params: Value },
+    Notification { method: String },
+    /// The client sent a response or an error object: the connection is closed.
+    Response,
+}
+
+/// Why a line could not be parsed; the text follows serde's wording as the reference does.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(String);
+
+/// Parses one line (without its terminator) into an [`Incoming`] message.
+pub fn parse_line(line: &[u8]) -> Result<Incoming, ParseError> {
+    let value: Value = serde_json::from_slice(line).map_err(|e| ParseError(e.to_string()))?;
+    let Value::Object(mut object) = value else {
+        return Err(ParseError("expected a JSON-RPC object".into()));
+    };
+    let method = match object.remove("method") {
+        Some(Value::String(m)) => Some(m),
+        Some(_) => return Err(ParseError("invalid type for `method`, expected a string".into())),
+        None => None,
+    };
+    let id = match object.remove("id") {
+        Some(raw) => Some(parse_id(raw)?),
+        None => None,
+    };
+    match (id, method) {
+        (Some(id), Some(method)) => {
+            let params = object.remove("params").unwrap_or(Value::Null);
+            Ok(Incoming::Request { id, method, params })
+        }
+        (None, Some(method)) => Ok(Incoming::Notification { method }),
+        (Some(_), None) if object.contains_key("result") || object.contains_key("error") => {
+            Ok(Incoming::Response)
+        }
+        _ => Err(ParseError(
+            "data did not match any variant of untagged enum JSONRPCMessage".into(),
+        )),
+    }
+}
+
+fn parse_id(raw: Value) -> Result<RequestId, ParseError> {
+    match raw {
+        Value::Number(n) if n.is_i64() => n
+            .as_i64()
+            .map(RequestId::Integer)
+            .ok_or_else(|| ParseError(UNTAGGED_ID.into())),
+        Value::String(s) => Ok(RequestId::String(s)),
+        _ => Err(ParseError(UNTAGGED_ID.into())),
+    }
+}
+
+const UNTAGGED_ID: &str = "data did not match any variant of untagged enum RequestId";
+
+/// Serialises a success response as one line (without the trailing newline).
+pub fn response_line(id: &RequestId, result: &Value) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Success<'a> {
+        id: &'a RequestId,
+        result: &'a Value,
+    }
+    to_line(&Success { id, result })
+}
+
+/// Serialises an error response as one line (without the trailing newline).
+pub fn error_line(id: &RequestId, error: &RpcError) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Failure<'a> {
+        error: &'a RpcError,
+        id: &'a RequestId,
+    }
+    to_line(&Failure { error, id })
+}
+
+/// Serialises a server notification as one line.
+pub fn notification_line<P: Serialize>(method: &str, params: &P) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Notification<'a, P> {
+        method: &'a str,
+        params: &'a P,
+    }
+    to_line(&Notification { method, params })
+}
+
+fn to_line<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising our own plain structs cannot fail (no maps with non-string keys, no
+    // failing Serialize impls), so an empty object is only a theoretical fallback.
+    serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(line: &str) -> String {
+        match parse_line(line.as_bytes()) {
+            Err(e) => e.to_string(),
+            Ok(m) => panic!("parsed {m:?}"),
+        }
+    }
+
+    #[test]
+    fn requests_notifications_and_responses() {
+        match parse_line(br#"{"id":"x","method":"m"}"#) {
+            Ok(Incoming::Request { id, method, params }) => {
+                assert_eq!(id, RequestId::String("x".into()));
+                assert_eq!(method, "m");
+                assert_eq!(params, Value::Null);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse_line(br#"{"method":"initialized"}"#),
+            Ok(Incoming::Notification { .. })
+        ));
+        assert!(matches!(parse_line(br#"{"id":1,"result":{}}"#), Ok(Incoming::Response)));
+        assert!(matches!(
+            parse_line(br#"{"id":1,"error":{"code":1,"message":"x"}}"#),
+            Ok(Incoming::Response)
+        ));
+    }
+
+    #[test]
+    fn parse_errors_use_reference_wording() {
+        assert_eq!(err("this is not json"), "expected ident at line 1 column 2");
+        assert_eq!(err("[]"), "expected a JSON-RPC object");
+        assert_eq!(err(r#"{"id":1.5,"method":"x"}"#), UNTAGGED_ID);
+        assert_eq!(err(r#"{"id":null,"method":"x"}"#), UNTAGGED_ID);
+        assert!(err(r#"{"id":1}"#).contains("untagged enum"));
+    }
+
+    #[test]
+    fn output_lines_have_no_jsonrpc_member() {
+        let line = response_line(&RequestId::Integer(7), &serde_json::json!({"a":1}));
+        assert_eq!(line, br#"{"id":7,"result":{"a":1}}"#);
+        let line = error_line(&RequestId::UNPARSEABLE, &RpcError::invalid_request("bad"));
+        assert_eq!(line, br#"{"error":{"code":-32600,"message":"bad"},"id":-1}"#);
+    }
+}

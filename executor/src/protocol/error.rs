@@ -1,0 +1,79 @@
+//! JSON-RPC error codes, and the one place where every typed error of the executor is
+//! mapped to a code.
+
+use serde::Serialize;
+
+pub const INVALID_REQUEST: i64 = -32600;
+pub const METHOD_NOT_FOUND: i64 = -32601;
+pub const INVALID_PARAMS: i64 = -32602;
+pub const INTERNAL_ERROR: i64 = -32603;
+pub const NOT_FOUND: i64 = -32004;
+pub const SESSION_ATTACHED: i64 = -32010;
+
+/// An error as sent on the wire: `{"code":..,"message":..}` and never a `data` member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{message} ({code})")]
+pub struct RpcError {
+    pub code: i64,
+    pub message: String,
+}
+
+impl RpcError {
+    pub fn new(code: i64, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new(INVALID_REQUEST, message)
+    }
+    pub fn invalid_params(message: impl Into<String>) -> Self {
+        Self::new(INVALID_PARAMS, message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(INTERNAL_ERROR, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(NOT_FOUND, message)
+    }
+    pub fn method_not_found(method: &str) -> Self {
+        Self::new(METHOD_NOT_FOUND, format!("exec-server stub does not implement `{method}` yet"))
+    }
+}
+
+impl From<fs_helper::uri::UriError> for RpcError {
+    fn from(e: fs_helper::uri::UriError) -> Self {
+        Self::new(e.code(), e.to_string())
+    }
+}
+
+impl From<crate::process::ProcessError> for RpcError {
+    fn from(e: crate::process::ProcessError) -> Self {
+        use crate::process::ProcessError as E;
+        let code = match &e {
+            E::AlreadyExists(_) | E::UnknownProcess(_) | E::Starting(_) => INVALID_REQUEST,
+            E::EmptyArgv | E::EmptyWriteId | E::InvalidBase64(_) | E::Sandbox { client: true, .. } => {
+                INVALID_PARAMS
+            }
+            E::Spawn(_) | E::StdinClosed | E::Pty(_) | E::Sandbox { client: false, .. } => {
+                INTERNAL_ERROR
+            }
+        };
+        Self::new(code, e.to_string())
+    }
+}
+
+impl From<crate::session::SessionError> for RpcError {
+    fn from(e: crate::session::SessionError) -> Self {
+        use crate::session::SessionError as E;
+        let code = match &e {
+            E::AlreadyAttached(_) => SESSION_ATTACHED,
+            E::Unknown(_) | E::Evicted => INVALID_REQUEST,
+        };
+        Self::new(code, e.to_string())
+    }
+}
+
+impl From<fs_helper::FsError> for RpcError {
+    fn from(e: fs_helper::FsError) -> Self {
+        Self::new(e.code(), e.to_string())
+    }
+}

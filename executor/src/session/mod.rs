@@ -1,0 +1,125 @@
+//! Sessions own processes; a connection attaches to one. Notifications go to whichever
+//! connection is attached, and are dropped (but stay readable) while none is.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::mpsc;
+
+use crate::process::ProcessTable;
+
+/// Lines queued for a connection's writer.
+pub type Outbound = mpsc::Sender<Vec<u8>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("unknown session id {0}")]
+    Unknown(String),
+    #[error("session {0} is already attached to another connection")]
+    AlreadyAttached(String),
+    #[error("session has been resumed by another connection")]
+    Evicted,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Where a session's notifications go: the attached connection, if any.
+#[derive(Default)]
+pub struct NotificationSink {
+    attached: Mutex<Option<(u64, Outbound)>>,
+}
+
+impl NotificationSink {
+    /// Queues a line for the attached connection, waiting while its queue is full so that a
+    /// fast producer is slowed rather than buffered without bound.
+    pub async fn send(&self, line: Vec<u8>) {
+        let target = lock(&self.attached).as_ref().map(|(_, tx)| tx.clone());
+        if let Some(tx) = target {
+            // A closed receiver means the connection just went away: the line is dropped,
+            // and stays readable through process/read.
+            let _ = tx.send(line).await;
+        }
+    }
+
+    fn attach(&self, connection: u64, outbound: Outbound) {
+        *lock(&self.attached) = Some((connection, outbound));
+    }
+
+    fn detach_if(&self, connection: u64) -> bool {
+        let mut attached = lock(&self.attached);
+        if attached.as_ref().is_some_and(|(c, _)| *c == connection) {
+            *attached = None;
+            return true;
+        }
+        false
+    }
+
+    fn attached_to(&self) -> Option<u64> {
+        lock(&self.attached).as_ref().map(|(c, _)| *c)
+    }
+}
+
+pub struct Session {
+    pub id: String,
+    pub processes: Arc<ProcessTable>,
+    pub sink: Arc<NotificationSink>,
+}
+
+impl Session {
+    /// Fails with [`SessionError::Evicted`] when another connection has taken the session.
+    pub fn check_attached(&self, connection: u64) -> Result<(), SessionError> {
+        match self.sink.attached_to() {
+            Some(c) if c == connection => Ok(()),
+            _ => Err(SessionError::Evicted),
+        }
+    }
+}
+
+/// All sessions of this server, for attach and resume.
+#[derive(Default)]
+pub struct SessionRegistry {
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+}
+
+impl SessionRegistry {
+    pub fn create(&self, connection: u64, outbound: Outbound) -> Arc<Session> {
+        let session = Arc::new(Session {
+            id: uuid::Uuid::new_v4().to_string(),
+            processes: Arc::default(),
+            sink: Arc::default(),
+        });
+        session.sink.attach(connection, outbound);
+        lock(&self.sessions).insert(session.id.clone(), session.clone());
+        session
+    }
+
+    /// Re-attaches a detached session to `connection`.
+    pub fn resume(&self, id: &str, connection: u64, outbound: Outbound) -> Result<Arc<Session>, SessionError> {
+        let session = lock(&self.sessions).get(id).cloned().ok_or_else(|| SessionError::Unknown(id.to_owned()))?;
+        let mut attached = lock(&session.sink.attached);
+        if attached.is_some() {
+            return Err(SessionError::AlreadyAttached(id.to_owned()));
+        }
+        *attached = Some((connection, outbound));
+        drop(attached);
+        Ok(session)
+    }
+
+    /// Detaches `connection` from its session; returns whether it was still attached.
+    pub fn detach(&self, session: &Session, connection: u64) -> bool {
+        session.sink.detach_if(connection)
+    }
+
+    /// Forgets a session and kills its processes.
+    pub fn remove(&self, id: &str) {
+        if let Some(session) = lock(&self.sessions).remove(id) {
+            session.processes.kill_all();
+        }
+    }
+
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        lock(&self.sessions).values().cloned().collect()
+    }
+}

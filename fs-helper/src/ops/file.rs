@@ -1,0 +1,359 @@
+//! Whole-file and block I/O: `fs/readFile`, `fs/writeFile`, `fs/open`,
+//! `fs/readBlock`, `fs/writeBlock`.
+//!
+//! Memory: readFile encodes straight from the file into the result string through a
+//! fixed buffer, and writeFile decodes the base64 text into the file through a fixed
+//! buffer, so neither holds a decoded copy of the whole file next to the encoded one.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+
+use crate::error::FsError;
+use crate::protocol::{OpenMode, OpenParams, ReadBlockResult, ReadFileParams, ReadFileResult, WriteFileParams};
+
+/// Largest file `fs/readFile` returns. Its base64 form (4/3 of this) is one JSON
+/// string in one frame; larger files should use `fs/open` + `fs/readBlock`.
+pub const READ_FILE_MAX_BYTES: u64 = 512 * 1024 * 1024;
+/// Largest decoded payload `fs/writeFile` accepts, for the same reason.
+pub const WRITE_FILE_MAX_BYTES: u64 = 512 * 1024 * 1024;
+/// Largest `len` of one `fs/readBlock`.
+pub const READ_BLOCK_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// Raw bytes per encode step; a multiple of 3 so only the last step can pad.
+const ENCODE_BLOCK: usize = 3 * 64 * 1024;
+/// Base64 characters per decode step; a multiple of 4 so blocks align with quads.
+const DECODE_BLOCK: usize = 4 * 64 * 1024;
+
+/// `fs/readFile`.
+pub fn read_file(p: &ReadFileParams) -> Result<ReadFileResult, FsError> {
+    let path = p.path.as_path();
+    reject_symlink_if_nofollow(path, p.follow_symlinks)?;
+    let file = File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(FsError::not_a_file(path));
+    }
+    if meta.len() > READ_FILE_MAX_BYTES {
+        return Err(too_large(path, meta.len()));
+    }
+    let data_base64 = encode_file(file, meta.len(), path)?;
+    Ok(ReadFileResult { data_base64 })
+}
+
+fn too_large(path: &Path, size: u64) -> FsError {
+    FsError::TooLarge { op: "fs/readFile", path: path.to_path_buf(), size, limit: READ_FILE_MAX_BYTES }
+}
+
+/// The size hint only presizes the string; the cap is enforced on what is actually
+/// read, because files such as those in /proc report a size of 0 or grow meanwhile.
+fn encode_file(file: File, size_hint: u64, path: &Path) -> Result<String, FsError> {
+    let mut reader = file.take(READ_FILE_MAX_BYTES + 1);
+    let hint = usize::try_from(size_hint).unwrap_or(0);
+    let mut out = String::with_capacity(base64::encoded_len(hint, true).unwrap_or(0));
+    let mut buf = vec![0u8; ENCODE_BLOCK];
+    let mut total: u64 = 0;
+    loop {
+        let n = fill(&mut reader, &mut buf)?;
+        total += n as u64;
+        if total > READ_FILE_MAX_BYTES {
+            return Err(too_large(path, total));
+        }
+        STANDARD.encode_string(&buf[..n], &mut out);
+        if n < buf.len() {
+            return Ok(out);
+        }
+    }
+}
+
+/// Reads until `buf` is full or EOF; returns the count. Partial reads must not reach
+/// the encoder, or padding would appear mid-stream.
+fn fill(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// `fs/writeFile`. The whole text is validated before the file is touched, so bad
+/// base64 leaves an existing file intact, as with the reference (which decodes first).
+pub fn write_file(p: &WriteFileParams) -> Result<(), FsError> {
+    let path = p.path.as_path();
+    let data = p.data_base64.as_bytes();
+    validate_base64(data).map_err(FsError::InvalidBase64)?;
+    let decoded_len = (data.len() / 4 * 3) as u64;
+    if decoded_len > WRITE_FILE_MAX_BYTES + 2 {
+        let limit = WRITE_FILE_MAX_BYTES;
+        return Err(FsError::DataTooLarge { op: "fs/writeFile", size: decoded_len, limit });
+    }
+    reject_symlink_if_nofollow(path, p.follow_symlinks)?;
+    let mut opts = OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    if p.follow_symlinks == Some(false) {
+        opts.custom_flags(libc::O_NOFOLLOW);
+    }
+    let mut file = opts.open(path)?;
+    decode_into(data, &mut file)?;
+    file.flush()?;
+    Ok(())
+}
+
+/// Decodes block by block into a scratch buffer. Only the last block may carry
+/// padding; if anything is wrong the whole text is decoded once more with the plain
+/// decoder purely to obtain its exact error (offset and all), which is the text the
+/// reference reports. That second decode only happens on the failure path.
+fn validate_base64(data: &[u8]) -> Result<(), base64::DecodeError> {
+    let mut scratch = vec![0u8; DECODE_BLOCK / 4 * 3];
+    let mut blocks = data.chunks(DECODE_BLOCK).peekable();
+    while let Some(block) = blocks.next() {
+        let last = blocks.peek().is_none();
+        let padded_early = !last && block.contains(&b'=');
+        if padded_early || STANDARD.decode_slice(block, &mut scratch).is_err() {
+            return exact_error(data);
+        }
+    }
+    Ok(())
+}
+
+fn exact_error(data: &[u8]) -> Result<(), base64::DecodeError> {
+    match STANDARD.decode(data) {
+        Err(e) => Err(e),
+        // Blockwise decoding disagreed with whole decoding; report the first padding
+        // byte, which is the only way the two can differ.
+        Ok(_) => {
+            let at = data.iter().position(|&b| b == b'=').unwrap_or(0);
+            Err(base64::DecodeError::InvalidByte(at, b'='))
+        }
+    }
+}
+
+/// Decodes already-validated base64 into `out` block by block.
+fn decode_into(data: &[u8], out: &mut impl Write) -> Result<(), FsError> {
+    let mut scratch = vec![0u8; DECODE_BLOCK / 4 * 3];
+    for block in data.chunks(DECODE_BLOCK) {
+        let n = STANDARD.decode_slice(block, &mut scratch).map_err(|e| match e {
+            base64::DecodeSliceError::DecodeError(e) => FsError::InvalidBase64(e),
+            base64::DecodeSliceError::OutputSliceTooSmall => {
+                FsError::Io(io::Error::other("base64 block larger than its buffer"))
+            }
+        })?;
+        out.write_all(&scratch[..n])?;
+    }
+    Ok(())
+}
+
+/// Only an explicit `followSymlinks: false` refuses a final symlink (-32600, as the
+/// reference does for getMetadata); absent means follow.
+pub(crate) fn reject_symlink_if_nofollow(path: &Path, follow: Option<bool>) -> Result<(), FsError> {
+    if follow != Some(false) {
+        return Ok(());
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(FsError::SymlinkNotFollowed(path.to_path_buf())),
+        _ => Ok(()),
+    }
+}
+
+/// `fs/open`: opens the file for a handle. `read` → O_RDONLY; `replace` →
+/// O_WRONLY|O_CREAT|O_TRUNC with mode 0644 (minus umask). Directories are refused
+/// here rather than failing later on the first block read.
+pub fn open_file(p: &OpenParams) -> Result<File, FsError> {
+    let path = p.path.as_path();
+    let mut opts = OpenOptions::new();
+    match p.mode {
+        OpenMode::Read => opts.read(true),
+        OpenMode::Replace => opts.write(true).create(true).truncate(true).mode(0o644),
+    };
+    let file = opts.open(path)?;
+    if file.metadata()?.is_dir() {
+        return Err(FsError::not_a_file(path));
+    }
+    Ok(file)
+}
+
+/// `fs/readBlock` on an open handle: positional read of up to `len` bytes; `eof` is
+/// set only on a short read (protocol.md §17.6).
+pub fn read_block(file: &File, offset: u64, len: usize) -> Result<ReadBlockResult, FsError> {
+    if len == 0 || len > READ_BLOCK_MAX_BYTES {
+        return Err(FsError::BadBlockLen(READ_BLOCK_MAX_BYTES));
+    }
+    let mut buf = vec![0u8; len];
+    let mut filled = 0;
+    while filled < len {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(ReadBlockResult { chunk: STANDARD.encode(&buf[..filled]), eof: filled < len })
+}
+
+/// `fs/writeBlock` on an open handle: positional write of the decoded chunk.
+pub fn write_block(file: &File, offset: u64, chunk_base64: &str) -> Result<(), FsError> {
+    let data = STANDARD.decode(chunk_base64).map_err(FsError::InvalidChunkBase64)?;
+    file.write_all_at(&data, offset)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::uri::PathUri;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn rp(path: &Path) -> ReadFileParams {
+        ReadFileParams { path: PathUri(path.into()), follow_symlinks: None }
+    }
+
+    fn wp(path: &Path, data: &str) -> WriteFileParams {
+        WriteFileParams { path: PathUri(path.into()), data_base64: data.into(), follow_symlinks: None }
+    }
+
+    #[test]
+    fn write_then_read() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("hello.txt");
+        write_file(&wp(&f, "aGVsbG8gd29ybGQK")).unwrap();
+        assert_eq!(std::fs::read(&f).unwrap(), b"hello world\n");
+        assert_eq!(read_file(&rp(&f)).unwrap().data_base64, "aGVsbG8gd29ybGQK");
+    }
+
+    #[test]
+    fn read_empty_file() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("e");
+        std::fs::write(&f, b"").unwrap();
+        assert_eq!(read_file(&rp(&f)).unwrap().data_base64, "");
+    }
+
+    #[test]
+    fn read_errors() {
+        let d = tempfile::tempdir().unwrap();
+        let e = read_file(&rp(&d.path().join("missing"))).unwrap_err();
+        assert_eq!((e.code(), e.to_string()), (-32004, "No such file or directory (os error 2)".into()));
+        let e = read_file(&rp(d.path())).unwrap_err();
+        assert_eq!(e.code(), -32600);
+        assert_eq!(e.to_string(), format!("path `{}` is not a file", d.path().display()));
+    }
+
+    #[test]
+    fn read_proc_file_with_zero_size() {
+        let r = read_file(&rp(Path::new("/proc/self/stat"))).unwrap();
+        assert!(!r.data_base64.is_empty());
+    }
+
+    #[test]
+    fn bad_base64_reports_reference_text_and_keeps_file() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("keep");
+        std::fs::write(&f, b"old").unwrap();
+        let e = write_file(&wp(&f, "!!!")).unwrap_err();
+        assert_eq!(e.code(), -32600);
+        assert_eq!(e.to_string(), "fs/writeFile requires valid base64 dataBase64: Invalid symbol 33, offset 0.");
+        assert_eq!(std::fs::read(&f).unwrap(), b"old");
+    }
+
+    #[test]
+    fn base64_errors_match_whole_decode_across_blocks() {
+        let good = "QUJD".repeat(DECODE_BLOCK / 4);
+        let cases = [
+            format!("{good}{good}!AAA"),
+            format!("eA=={good}"),
+            format!("{}eA==AAAA", "A".repeat(DECODE_BLOCK - 4)),
+            format!("{good}eA"),
+            format!("{good}eA="),
+        ];
+        for c in cases {
+            let expected = STANDARD.decode(&c).unwrap_err();
+            assert_eq!(validate_base64(c.as_bytes()).unwrap_err(), expected);
+        }
+        assert!(validate_base64(format!("{good}eA==").as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn write_errors() {
+        let d = tempfile::tempdir().unwrap();
+        let e = write_file(&wp(&d.path().join("no/parent"), "eA==")).unwrap_err();
+        assert_eq!(e.code(), -32004);
+        let e = write_file(&wp(d.path(), "eA==")).unwrap_err();
+        assert_eq!((e.code(), e.to_string()), (-32603, "Is a directory (os error 21)".into()));
+    }
+
+    #[test]
+    fn write_truncates() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("t");
+        std::fs::write(&f, b"long old content").unwrap();
+        write_file(&wp(&f, "eHl6")).unwrap();
+        assert_eq!(std::fs::read(&f).unwrap(), b"xyz");
+    }
+
+    #[test]
+    fn nofollow_refuses_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("t");
+        std::fs::write(&target, b"x").unwrap();
+        let link = d.path().join("l");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let mut p = rp(&link);
+        assert_eq!(read_file(&p).unwrap().data_base64, "eA==");
+        p.follow_symlinks = Some(false);
+        assert_eq!(read_file(&p).unwrap_err().code(), -32600);
+        let mut w = wp(&link, "eQ==");
+        w.follow_symlinks = Some(false);
+        assert_eq!(write_file(&w).unwrap_err().code(), -32600);
+        assert_eq!(std::fs::read(&target).unwrap(), b"x");
+    }
+
+    #[test]
+    fn large_round_trip() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("big");
+        let data: Vec<u8> = (0..64u32 * 1024 * 1024 + 7).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        std::fs::write(&src, &data).unwrap();
+        let encoded = read_file(&rp(&src)).unwrap().data_base64;
+        assert_eq!(encoded.len(), base64::encoded_len(data.len(), true).unwrap());
+        let dst = d.path().join("copy");
+        write_file(&wp(&dst, &encoded)).unwrap();
+        assert!(std::fs::read(&dst).unwrap() == data);
+    }
+
+    #[test]
+    fn open_and_blocks() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("h");
+        std::fs::write(&f, b"hello world\n").unwrap();
+        let mut op = OpenParams { handle_id: "h1".into(), path: PathUri(f.clone()), mode: OpenMode::Read };
+        let file = open_file(&op).unwrap();
+        assert_eq!(read_block(&file, 0, 5).unwrap(), ReadBlockResult { chunk: "aGVsbG8=".into(), eof: false });
+        assert_eq!(read_block(&file, 6, 100).unwrap(), ReadBlockResult { chunk: "d29ybGQK".into(), eof: true });
+        assert_eq!(read_block(&file, 6, 6).unwrap(), ReadBlockResult { chunk: "d29ybGQK".into(), eof: false });
+        assert_eq!(read_block(&file, 100, 4).unwrap(), ReadBlockResult { chunk: String::new(), eof: true });
+        assert_eq!(read_block(&file, 0, 0).unwrap_err().code(), -32600);
+        let e = write_block(&file, 0, "YWJj").unwrap_err();
+        assert_eq!((e.code(), e.to_string()), (-32603, "Bad file descriptor (os error 9)".into()));
+
+        op.mode = OpenMode::Replace;
+        op.path = PathUri(d.path().join("new"));
+        let file = open_file(&op).unwrap();
+        write_block(&file, 0, "YWJj").unwrap();
+        write_block(&file, 3, "ZGVm").unwrap();
+        assert_eq!(std::fs::read(d.path().join("new")).unwrap(), b"abcdef");
+        let mode = file.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & !0o644, 0, "mode {mode:o}");
+        op.path = PathUri(d.path().into());
+        op.mode = OpenMode::Read;
+        assert_eq!(open_file(&op).unwrap_err().code(), -32600);
+    }
+}

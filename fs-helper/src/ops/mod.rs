@@ -1,0 +1,161 @@
+//! The `fs/*` operations and their dispatch by name.
+
+pub mod copy;
+pub mod dir;
+pub mod file;
+pub mod meta;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::FsError;
+use crate::protocol::Empty;
+
+pub use copy::copy;
+pub use dir::{read_directory, walk};
+pub use file::{
+    open_file, read_block, read_file, write_block, write_file, READ_BLOCK_MAX_BYTES, READ_FILE_MAX_BYTES,
+    WRITE_FILE_MAX_BYTES,
+};
+pub use meta::{canonicalize, create_directory, get_metadata, remove};
+
+/// Operations the helper accepts, in the reference's order so that serde's
+/// "unknown variant ..., expected one of ..." text matches it (transcript 11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum Operation {
+    #[serde(rename = "capabilities/loadDiscoveries")]
+    LoadDiscoveries,
+    #[serde(rename = "capabilityRoots/discoverV1")]
+    DiscoverV1,
+    #[serde(rename = "fs/open")]
+    Open,
+    #[serde(rename = "fs/readFile")]
+    ReadFile,
+    #[serde(rename = "fs/writeFile")]
+    WriteFile,
+    #[serde(rename = "fs/createDirectory")]
+    CreateDirectory,
+    #[serde(rename = "fs/getMetadata")]
+    GetMetadata,
+    #[serde(rename = "fs/canonicalize")]
+    Canonicalize,
+    #[serde(rename = "fs/readDirectory")]
+    ReadDirectory,
+    #[serde(rename = "fs/walk")]
+    Walk,
+    #[serde(rename = "fs/remove")]
+    Remove,
+    #[serde(rename = "fs/copy")]
+    Copy,
+}
+
+impl Operation {
+    pub fn from_name(name: &str) -> Option<Operation> {
+        serde_json::from_value(Value::String(name.to_string())).ok()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::LoadDiscoveries => "capabilities/loadDiscoveries",
+            Operation::DiscoverV1 => "capabilityRoots/discoverV1",
+            Operation::Open => "fs/open",
+            Operation::ReadFile => "fs/readFile",
+            Operation::WriteFile => "fs/writeFile",
+            Operation::CreateDirectory => "fs/createDirectory",
+            Operation::GetMetadata => "fs/getMetadata",
+            Operation::Canonicalize => "fs/canonicalize",
+            Operation::ReadDirectory => "fs/readDirectory",
+            Operation::Walk => "fs/walk",
+            Operation::Remove => "fs/remove",
+            Operation::Copy => "fs/copy",
+        }
+    }
+}
+
+/// Runs one operation by its method name on raw JSON params. `fs/open` cannot be
+/// answered here (a descriptor does not fit in JSON): callers use [`open_file`], or
+/// the helper's descriptor handoff.
+pub fn execute(operation: &str, params: Value) -> Result<Value, FsError> {
+    let op = Operation::from_name(operation).ok_or_else(|| FsError::UnknownOperation(operation.to_string()))?;
+    execute_op(op, params)
+}
+
+pub fn execute_op(op: Operation, params: Value) -> Result<Value, FsError> {
+    match op {
+        Operation::ReadFile => {
+            // Built by hand so the (possibly huge) string moves instead of being copied
+            // by a serializer.
+            let r = read_file(&decode(params)?)?;
+            let mut map = serde_json::Map::new();
+            map.insert("dataBase64".to_string(), Value::String(r.data_base64));
+            Ok(Value::Object(map))
+        }
+        Operation::WriteFile => write_file(&decode(params)?).and_then(|()| encode(Empty {})),
+        Operation::CreateDirectory => create_directory(&decode(params)?).and_then(|()| encode(Empty {})),
+        Operation::GetMetadata => encode(get_metadata(&decode(params)?)?),
+        Operation::Canonicalize => encode(canonicalize(&decode(params)?)?),
+        Operation::ReadDirectory => encode(read_directory(&decode(params)?)?),
+        Operation::Walk => encode(walk(&decode(params)?)?),
+        Operation::Remove => remove(&decode(params)?).and_then(|()| encode(Empty {})),
+        Operation::Copy => copy(&decode(params)?).and_then(|()| encode(Empty {})),
+        Operation::Open => {
+            decode::<crate::protocol::OpenParams>(params)?;
+            Err(FsError::NoDescriptorHandoff)
+        }
+        Operation::LoadDiscoveries | Operation::DiscoverV1 => Err(FsError::Unsupported(op.name().to_string())),
+    }
+}
+
+/// `null` params decode like `{}`, so a missing-field error names the field.
+fn decode<T: DeserializeOwned>(params: Value) -> Result<T, FsError> {
+    let params = if params.is_null() { Value::Object(Default::default()) } else { params };
+    serde_json::from_value(params).map_err(FsError::params)
+}
+
+fn encode<T: Serialize>(v: T) -> Result<Value, FsError> {
+    serde_json::to_value(v).map_err(|e| FsError::Io(std::io::Error::other(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::uri::path_to_uri;
+    use serde_json::json;
+
+    #[test]
+    fn operation_names_round_trip() {
+        for name in ["fs/readFile", "fs/walk", "fs/open", "capabilityRoots/discoverV1"] {
+            assert_eq!(Operation::from_name(name).unwrap().name(), name);
+        }
+        assert_eq!(Operation::from_name("readFile"), None);
+    }
+
+    #[test]
+    fn execute_dispatches_and_reports_errors() {
+        let d = tempfile::tempdir().unwrap();
+        let f = path_to_uri(&d.path().join("f.txt"));
+        let r = execute("fs/writeFile", json!({"path": f, "dataBase64": "aGk=", "sandbox": null})).unwrap();
+        assert_eq!(r, json!({}));
+        let r = execute("fs/readFile", json!({"path": f})).unwrap();
+        assert_eq!(r, json!({"dataBase64": "aGk="}));
+        let r = execute("fs/getMetadata", json!({"path": f})).unwrap();
+        assert_eq!(r["size"], json!(2));
+        assert_eq!(r["isFile"], json!(true));
+        let r = execute("fs/readDirectory", json!({"path": path_to_uri(d.path())})).unwrap();
+        assert_eq!(r, json!({"entries": [{"fileName": "f.txt", "isDirectory": false, "isFile": true}]}));
+
+        let e = execute("fs/readFile", json!({"path": "/tmp"})).unwrap_err();
+        assert_eq!((e.code(), e.to_string()), (-32602, "invalid URI: relative URL without a base".into()));
+        let e = execute("fs/readFile", json!({"path": "file://otherhost/p"})).unwrap_err();
+        assert_eq!(e.code(), -32600);
+        let e = execute("fs/readFile", json!({})).unwrap_err();
+        assert_eq!((e.code(), e.to_string()), (-32602, "missing field `path`".into()));
+        let e = execute("fs/readFile", Value::Null).unwrap_err();
+        assert_eq!(e.to_string(), "missing field `path`");
+        let e = execute("fs/bogus", json!({})).unwrap_err();
+        assert_eq!((e.code(), e.to_string()), (-32601, "unknown fs operation `fs/bogus`".into()));
+        let e = execute("fs/open", json!({"handleId": "h", "path": f})).unwrap_err();
+        assert_eq!((e.code(), e.to_string()), (-32603, "opening a file requires descriptor handoff".into()));
+    }
+}
