@@ -5,6 +5,7 @@ pub mod environment;
 pub mod process;
 pub mod protocol;
 pub mod rpc;
+pub mod sandbox;
 pub mod server;
 pub mod session;
 pub mod transport;

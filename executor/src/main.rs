@@ -20,7 +20,19 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {}
+enum Command {
+    /// Report what sandbox this host lets the executor enforce, with fixes.
+    Doctor {
+        /// Machine-readable report.
+        #[arg(long)]
+        json: bool,
+        /// Run the bundled bwrap `--version` from its verified descriptor (tests).
+        #[arg(long, hide = true)]
+        exec_bundled_bwrap_version: bool,
+        #[command(flatten)]
+        launcher: executor::sandbox::launcher::LauncherArgs,
+    },
+}
 
 #[derive(Args, Debug)]
 struct ServeArgs {
@@ -37,6 +49,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         None => serve(cli.serve),
+        Some(Command::Doctor { json, exec_bundled_bwrap_version, launcher }) => {
+            if exec_bundled_bwrap_version {
+                executor::sandbox::doctor::exec_bundled_bwrap_version()
+            } else {
+                executor::sandbox::doctor::run_with(json, &launcher.config())
+            }
+        }
     }
 }
 
