@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::host_errors::explain_bwrap_failure;
+use super::host_errors::{diagnose, explain_bwrap_failure};
 use super::launcher::{self, BundledSource, Launcher, LauncherConfig, LauncherKind};
 
 #[derive(Debug, Serialize)]
@@ -161,7 +161,10 @@ pub struct SmokeTest {
     /// The run only worked with /proc masked by a tmpfs (a fresh procfs was refused).
     pub proc_masked: bool,
     pub stderr: Option<String>,
+    /// `explain_bwrap_failure` of the stderr (cause, bwrap's line, FIX).
     pub explanation: Option<String>,
+    /// The fix alone, when the failure is a known host problem.
+    pub fix: Option<String>,
 }
 
 fn read_trimmed(path: &str) -> Option<String> {
@@ -512,17 +515,18 @@ fn smoke_test(l: &Launcher) -> SmokeTest {
     let full = argv(["--proc", "/proc"]);
     let (ok, stderr) = run(&full);
     if ok {
-        return SmokeTest { argv: full, ok: true, proc_masked: false, stderr: None, explanation: None };
+        return SmokeTest { argv: full, ok: true, proc_masked: false, stderr: None, explanation: None, fix: None };
     }
     let explanation = explain_bwrap_failure(&stderr);
+    let fix = diagnose(&stderr).map(|d| d.fix.to_string());
     if stderr.contains("Can't mount proc") {
         let masked = argv(["--tmpfs", "/proc"]);
         let (ok2, _) = run(&masked);
         if ok2 {
-            return SmokeTest { argv: masked, ok: true, proc_masked: true, stderr: Some(stderr), explanation };
+            return SmokeTest { argv: masked, ok: true, proc_masked: true, stderr: Some(stderr), explanation, fix };
         }
     }
-    SmokeTest { argv: full, ok: false, proc_masked: false, stderr: Some(stderr), explanation }
+    SmokeTest { argv: full, ok: false, proc_masked: false, stderr: Some(stderr), explanation, fix }
 }
 
 // ---------------------------------------------------------------------------------
@@ -571,13 +575,16 @@ pub fn collect(config: &LauncherConfig) -> Report {
     if let Some(s) = &smoke {
         if !s.ok {
             problems.push(Problem {
-                what: format!("bwrap could not create the sandbox: {}", s.stderr.as_deref().unwrap_or("")),
-                fix: s.explanation.clone().unwrap_or_else(|| "see bwrap's message above".into()),
+                what: match diagnose(s.stderr.as_deref().unwrap_or("")) {
+                    Some(d) => format!("bwrap could not create the sandbox: {} ({})", d.cause, d.line),
+                    None => format!("bwrap could not create the sandbox: {}", s.stderr.as_deref().unwrap_or("")),
+                },
+                fix: s.fix.clone().unwrap_or_else(|| "unknown bwrap failure: see its message".into()),
             });
         } else if s.proc_masked {
             problems.push(Problem {
                 what: "a fresh /proc cannot be mounted; sandboxes get an empty, masked /proc".into(),
-                fix: s.explanation.clone().unwrap_or_default(),
+                fix: s.fix.clone().unwrap_or_default(),
             });
         }
     }
@@ -742,6 +749,10 @@ pub fn render_human(r: &Report) -> String {
         let _ = writeln!(o, "\n[{}] test run: bwrap {}", yes(s.ok), s.argv.join(" "));
         if let Some(e) = &s.stderr {
             let _ = writeln!(o, "      bwrap said: {e}");
+        }
+        if let Some(d) = s.stderr.as_deref().and_then(diagnose) {
+            let _ = writeln!(o, "      cause: {}", d.cause);
+            let _ = writeln!(o, "      FIX: {}", d.fix);
         }
     }
     let v = &r.verdict;

@@ -124,17 +124,30 @@ const RULES: &[Rule] = &[
     },
 ];
 
+/// A recognised bwrap failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnosis {
+    /// bwrap's own line that was recognised.
+    pub line: String,
+    pub cause: &'static str,
+    pub fix: &'static str,
+}
+
+/// Finds the first bwrap line in `stderr` that names a known host problem.
+pub fn diagnose(stderr: &str) -> Option<Diagnosis> {
+    // Only bwrap's own lines: the sandboxed command's output may contain anything.
+    stderr.lines().map(str::trim).filter(|l| l.starts_with("bwrap:")).find_map(|line| {
+        RULES
+            .iter()
+            .find(|r| r.all.iter().all(|f| line.contains(f)))
+            .map(|r| Diagnosis { line: line.to_string(), cause: r.cause, fix: r.fix })
+    })
+}
+
 /// Explains a bwrap failure from its stderr, or `None` when the text is not a known
 /// host problem. The result names the cause and a concrete `FIX:`.
 pub fn explain_bwrap_failure(stderr: &str) -> Option<String> {
-    // Only bwrap's own lines: the sandboxed command's output may contain anything.
-    let line = stderr
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("bwrap:"))
-        .find(|l| RULES.iter().any(|r| r.all.iter().all(|f| l.contains(f))))?;
-    let rule = RULES.iter().find(|r| r.all.iter().all(|f| line.contains(f)))?;
-    Some(format!("{} ({line}). FIX: {}", rule.cause, rule.fix))
+    diagnose(stderr).map(|d| format!("{} ({}). FIX: {}", d.cause, d.line, d.fix))
 }
 
 #[cfg(test)]
