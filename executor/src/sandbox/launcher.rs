@@ -390,6 +390,9 @@ pub fn check_trusted(canonical: &Path) -> Result<FileIdentity, String> {
     Ok(FileIdentity::of(&meta))
 }
 
+type IdentityKey = (PathBuf, FileIdentity);
+type ProbeCache = HashMap<IdentityKey, Result<ProbeResult, String>>;
+
 #[derive(Debug, Clone)]
 struct ProbeResult {
     flags: HelpFlags,
@@ -398,7 +401,7 @@ struct ProbeResult {
 
 /// `bwrap --help` and `bwrap --version`, once per file identity.
 fn probe_system(canonical: &Path, identity: FileIdentity) -> Result<ProbeResult, String> {
-    static PROBES: OnceLock<Mutex<HashMap<(PathBuf, FileIdentity), Result<ProbeResult, String>>>> = OnceLock::new();
+    static PROBES: OnceLock<Mutex<ProbeCache>> = OnceLock::new();
     let cache = PROBES.get_or_init(|| Mutex::new(HashMap::new()));
     let key = (canonical.to_path_buf(), identity);
     if let Some(hit) = lock(cache).get(&key) {
@@ -459,7 +462,7 @@ fn evaluate_system(found_at: &Path) -> (Option<PathBuf>, Result<Arc<Launcher>, L
 
 /// One shared `Arc` per (path, identity) so callers can compare launchers cheaply.
 fn system_launcher(canonical: &Path, identity: FileIdentity, probe: &ProbeResult) -> Arc<Launcher> {
-    static LAUNCHERS: OnceLock<Mutex<HashMap<(PathBuf, FileIdentity), Arc<Launcher>>>> = OnceLock::new();
+    static LAUNCHERS: OnceLock<Mutex<HashMap<IdentityKey, Arc<Launcher>>>> = OnceLock::new();
     let cache = LAUNCHERS.get_or_init(|| Mutex::new(HashMap::new()));
     lock(cache)
         .entry((canonical.to_path_buf(), identity))
@@ -1005,7 +1008,7 @@ mod tests {
         let l = system_launcher_at(&bin.join("bwrap"));
         let e = l.is_usable_for(&root.join("repo"), &[]).expect_err("under cwd");
         assert!(e.to_string().contains("cwd"), "{e}");
-        let e = l.is_usable_for(Path::new("/"), &[root.clone()]).expect_err("under writable root");
+        let e = l.is_usable_for(Path::new("/"), std::slice::from_ref(&root)).expect_err("under writable root");
         assert!(e.to_string().contains("writable root"), "{e}");
         // Writable root given through a symlink is compared canonically.
         let link = root.join("link");

@@ -36,8 +36,7 @@ pub fn trusted_tempdir() -> tempfile::TempDir {
 }
 
 pub fn run(mut cmd: Command) -> Output {
-    let out = cmd.output().expect("run executor");
-    out
+    cmd.output().expect("run executor")
 }
 
 pub fn doctor_json(args: &[&str], envs: &[(&str, &str)]) -> (i32, serde_json::Value, String) {
