@@ -162,3 +162,42 @@ fn resource_file_fallback_is_verified_through_its_descriptor() {
     let out = exec_version_with_memfd_refused(&exe);
     assert_eq!(out.status.code(), Some(1), "symlinked resource must be refused");
 }
+
+/// `vm.memfd_noexec` is per PID namespace (Linux 6.3+) and can only be tightened there:
+/// in a new one set to 2, executable memfds are refused for real (no debug hook).
+fn in_pidns_with_memfd_noexec_2(exe: &Path, args: &[&str]) -> std::process::Output {
+    let script = format!("echo 2 > /proc/sys/vm/memfd_noexec && exec '{}' \"$@\"", exe.display());
+    Command::new("unshare")
+        .args(["-p", "-f", "--mount-proc", "sh", "-c", &script, "sh"])
+        .args(args)
+        .output()
+        .expect("unshare -p")
+}
+
+#[test]
+fn memfd_noexec_2_falls_back_to_the_verified_resource_file() {
+    assert!(
+        Path::new("/proc/sys/vm/memfd_noexec").exists(),
+        "this kernel has no vm.memfd_noexec (needs Linux >= 6.3)"
+    );
+    let expected = expected_digest();
+    // Without a resource file: refused, and the reason is named.
+    let out = in_pidns_with_memfd_noexec_2(&executor_bin(), &["doctor", "--exec-bundled-bwrap-version"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("memfd_noexec=2") && stderr.contains("executor-resources/bwrap"), "{stderr}");
+    let out = in_pidns_with_memfd_noexec_2(&executor_bin(), &["doctor", "--json", "--bwrap", "bundled"]);
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(r["memfd_exec"]["memfd_noexec"], "2");
+    assert_eq!(r["memfd_exec"]["exec_ok"], false);
+    assert_eq!(out.status.code(), Some(1));
+
+    // With the real bundled bwrap installed as the resource file: used from its fd.
+    let dir = trusted_tempdir();
+    let exe = install_copy(dir.path(), &built_bundled_bwrap(&expected), 0o755);
+    let out = in_pidns_with_memfd_noexec_2(&exe, &["doctor", "--exec-bundled-bwrap-version"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with("bubblewrap 0.12.0") && stdout.contains("source: resource "), "{stdout}");
+    assert!(stdout.contains(&format!("sha256: {expected}")), "{stdout}");
+}

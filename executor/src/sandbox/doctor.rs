@@ -739,7 +739,11 @@ pub fn render_human(r: &Report) -> String {
         let _ = writeln!(o, "      error: {e}");
     }
     let m = &r.memfd_exec;
-    let _ = writeln!(o, "\n[{}] memfd exec (vm.memfd_noexec = {})", yes(m.exec_ok == Some(true)), opt(&m.memfd_noexec));
+    let status = match m.exec_ok {
+        Some(ok) => yes(ok),
+        None => "n/a ",
+    };
+    let _ = writeln!(o, "\n[{status}] memfd exec (vm.memfd_noexec = {})", opt(&m.memfd_noexec));
     if let Some(e) = &m.error {
         let _ = writeln!(o, "      {e}");
         let _ = writeln!(o, "      FIX: `sysctl -w vm.memfd_noexec=0`, or install the bwrap as {} next to the executor", launcher::RESOURCE_RELATIVE_PATH);

@@ -687,7 +687,13 @@ fn memfd_launcher() -> Result<Launcher, MemfdFailure> {
         return Err(MemfdFailure::Unavailable("built without a bundled bwrap".into()));
     }
     let file = sealed_memfd(bwrap_vendor::BWRAP_BYTES)
-        .map_err(|e| MemfdFailure::Unavailable(format!("creating the sealed memfd failed: {e}")))?;
+        .map_err(|e| {
+            MemfdFailure::Unavailable(if e.raw_os_error() == Some(libc::EACCES) {
+                format!("executable memfds are refused here (vm.memfd_noexec=2 or an LSM policy): {e}")
+            } else {
+                format!("creating the sealed memfd failed: {e}")
+            })
+        })?;
     // Verified through the very descriptor that will be executed.
     let (digest, dev_build) = verify("sealed memfd", &file).map_err(MemfdFailure::Fatal)?;
     if memfd_exec_refused_for_test() {
