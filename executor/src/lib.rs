@@ -2,6 +2,7 @@
 
 pub mod env_policy;
 pub mod environment;
+pub mod fs;
 pub mod process;
 pub mod protocol;
 pub mod rpc;

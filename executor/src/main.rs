@@ -82,7 +82,8 @@ fn serve(args: ServeArgs) -> ExitCode {
 }
 
 async fn serve_stdio(config: ServerConfig) -> ExitCode {
-    let info = environment_info(Capabilities::default(), serde_json::json!({}));
+    let capabilities = Capabilities { file_write_streaming: true, ..Capabilities::default() };
+    let info = environment_info(capabilities, serde_json::json!({}));
     let server = Server::new(config, info);
     let stdio = match transport::stdio::start() {
         Ok(t) => t,

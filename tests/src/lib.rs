@@ -1,1 +1,302 @@
-//! Test harness: spawns the executor binary and speaks the protocol to it.
+//! Test harness: spawns the real executor binary and speaks the protocol to it over stdio.
+//! Timeouts here only stop a hung test; no test asserts on how fast something happened.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+/// Long enough for a loaded 2-core CI machine; only reached when something is broken.
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The executor binary under test: `$EXECUTOR_BIN`, or the workspace's target directory.
+pub fn executor_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("EXECUTOR_BIN") {
+        return PathBuf::from(path);
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    for profile in ["debug", "release"] {
+        let candidate = target.join(profile).join("executor");
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!("executor binary not found under {}: run `cargo build -p executor` first", target.display());
+}
+
+pub fn b64(data: &[u8]) -> String {
+    BASE64.encode(data)
+}
+
+pub fn unb64(data: &str) -> Vec<u8> {
+    BASE64.decode(data).unwrap_or_else(|e| panic!("server sent invalid base64 {data:?}: {e}"))
+}
+
+/// A `file:` URI for a local path.
+pub fn uri(path: &std::path::Path) -> String {
+    format!("file://{}", path.display())
+}
+
+/// A running executor speaking NDJSON on its stdin/stdout.
+pub struct Executor {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    /// Messages received but not yet consumed by a test.
+    pending: Vec<Value>,
+    next_id: i64,
+}
+
+impl Executor {
+    /// `executor --listen stdio` with extra arguments.
+    pub fn start(args: &[&str]) -> Self {
+        let mut command = Command::new(executor_bin());
+        command.args(["--listen", "stdio"]).args(args);
+        Self::spawn(command)
+    }
+
+    pub fn spawn(mut command: Command) -> Self {
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start executor: {e}"));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stdin = child.stdin.take();
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Self { child, stdin, lines, pending: Vec::new(), next_id: 1000 }
+    }
+
+    /// Starts a server and completes the handshake.
+    pub fn ready(args: &[&str]) -> Self {
+        let mut server = Self::start(args);
+        server.handshake();
+        server
+    }
+
+    pub fn handshake(&mut self) -> Value {
+        let result = self.request("initialize", json!({"clientName": "tests"}));
+        assert!(result.get("result").is_some(), "initialize failed: {result}");
+        self.notify("initialized", json!({}));
+        result
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        // The server may have closed the connection already; tests observe that elsewhere.
+        let _ = stdin.write_all(bytes).and_then(|()| stdin.flush());
+    }
+
+    pub fn send(&mut self, message: &Value) {
+        let mut line = serde_json::to_vec(message).expect("serialisable");
+        line.push(b'\n');
+        self.send_raw(&line);
+    }
+
+    pub fn notify(&mut self, method: &str, params: Value) {
+        self.send(&json!({"method": method, "params": params}));
+    }
+
+    /// Sends a request with a fresh integer id and returns that id.
+    pub fn send_request(&mut self, method: &str, params: Value) -> i64 {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.send(&json!({"id": id, "method": method, "params": params}));
+        id
+    }
+
+    /// Sends a request and waits for its response (result or error object).
+    pub fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.send_request(method, params);
+        self.response(id)
+    }
+
+    /// The `result` of a request that must succeed.
+    pub fn call(&mut self, method: &str, params: Value) -> Value {
+        let response = self.request(method, params.clone());
+        match response.get("result") {
+            Some(result) => result.clone(),
+            None => panic!("{method} {params} failed: {response}"),
+        }
+    }
+
+    /// The `error` of a request that must fail: (code, message).
+    pub fn call_err(&mut self, method: &str, params: Value) -> (i64, String) {
+        let response = self.request(method, params.clone());
+        error_of(&response).unwrap_or_else(|| panic!("{method} {params} unexpectedly succeeded: {response}"))
+    }
+
+    pub fn response(&mut self, id: i64) -> Value {
+        self.next_matching(|m| m.get("id") == Some(&json!(id)) && m.get("method").is_none())
+    }
+
+    /// The next message (in arrival order) that satisfies `pred`; others stay pending.
+    pub fn next_matching(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        self.try_next_matching(&pred, TIMEOUT).unwrap_or_else(|| panic!("no matching message within {TIMEOUT:?}; pending: {:?}", self.pending))
+    }
+
+    pub fn try_next_matching(&mut self, pred: &dyn Fn(&Value) -> bool, timeout: Duration) -> Option<Value> {
+        if let Some(pos) = self.pending.iter().position(pred) {
+            return Some(self.pending.remove(pos));
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let message = self.recv_until(deadline)?;
+            if pred(&message) {
+                return Some(message);
+            }
+            self.pending.push(message);
+        }
+    }
+
+    fn recv_until(&mut self, deadline: Instant) -> Option<Value> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.lines.recv_timeout(left) {
+            Ok(line) => Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("server sent a non-JSON line {line:?}: {e}"))),
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    /// Every notification of `process_id` up to and including `process/closed`.
+    pub fn events_until_closed(&mut self, process_id: &str) -> Vec<Value> {
+        let mut events = Vec::new();
+        loop {
+            let event = self.next_matching(|m| {
+                m.get("method").and_then(Value::as_str).is_some_and(|n| n.starts_with("process/"))
+                    && m["params"]["processId"] == json!(process_id)
+            });
+            let closed = event["method"] == "process/closed";
+            events.push(event);
+            if closed {
+                return events;
+            }
+        }
+    }
+
+    /// Starts a process and returns its collected (stdout+stderr or pty) bytes and exit code.
+    pub fn run(&mut self, process_id: &str, mut params: Value) -> RunOutput {
+        params["processId"] = json!(process_id);
+        self.call("process/start", params);
+        RunOutput::from_events(&self.events_until_closed(process_id))
+    }
+
+    pub fn close_stdin(&mut self) {
+        self.stdin.take();
+    }
+
+    /// Waits for the server to exit (after stdin EOF or a protocol violation).
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "executor did not exit within {TIMEOUT:?}");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// True when stdout reached EOF (the server closed the connection) within the timeout.
+    pub fn stdout_closed(&mut self) -> bool {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.pending.push(serde_json::from_str(&line).unwrap_or(Value::Null)),
+                Err(RecvTimeoutError::Disconnected) => return true,
+                Err(RecvTimeoutError::Timeout) => return false,
+            }
+        }
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn error_of(response: &Value) -> Option<(i64, String)> {
+    let error = response.get("error")?;
+    Some((error["code"].as_i64()?, error["message"].as_str()?.to_owned()))
+}
+
+/// What a finished process produced, from its notifications.
+#[derive(Debug, Default)]
+pub struct RunOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub pty: Vec<u8>,
+    pub exit_code: Option<i64>,
+    pub sandbox_denied: Option<bool>,
+    pub seqs: Vec<u64>,
+}
+
+impl RunOutput {
+    pub fn from_events(events: &[Value]) -> Self {
+        let mut out = RunOutput::default();
+        for event in events {
+            let params = &event["params"];
+            out.seqs.push(params["seq"].as_u64().expect("every event has a seq"));
+            match event["method"].as_str() {
+                Some("process/output") => {
+                    let data = unb64(params["chunk"].as_str().expect("chunk"));
+                    match params["stream"].as_str() {
+                        Some("stdout") => out.stdout.extend(data),
+                        Some("stderr") => out.stderr.extend(data),
+                        Some("pty") => out.pty.extend(data),
+                        other => panic!("unknown stream {other:?}"),
+                    }
+                }
+                Some("process/exited") => {
+                    out.exit_code = params["exitCode"].as_i64();
+                    out.sandbox_denied = params["sandboxDenied"].as_bool();
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+/// `process/start` params for `sh -c SCRIPT` in `/tmp` with a plain PATH.
+pub fn sh(script: &str) -> Value {
+    json!({"argv": ["sh", "-c", script], "cwd": "file:///tmp", "env": {"PATH": "/usr/bin:/bin"}, "tty": false})
+}
+
+/// Whether a pid still names a live (non-zombie) process.
+pub fn pid_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Polls until `pid` is gone; false if it is still alive at the timeout.
+pub fn wait_pid_gone(pid: i32) -> bool {
+    let deadline = Instant::now() + TIMEOUT;
+    while Instant::now() < deadline {
+        if !pid_alive(pid) {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    false
+}

@@ -17,11 +17,16 @@ pub fn decode_params<P: DeserializeOwned>(params: Value) -> Result<P, RpcError> 
     let empty_object = matches!(&params, Value::Object(m) if m.is_empty());
     match serde_json::from_value(params) {
         Ok(p) => Ok(p),
-        Err(first) if empty_object => {
-            serde_json::from_value(Value::Null).map_err(|_| RpcError::invalid_params(first.to_string()))
-        }
-        Err(e) => Err(RpcError::invalid_params(e.to_string())),
+        Err(first) if empty_object => serde_json::from_value(Value::Null).map_err(|_| params_error(first)),
+        Err(e) => Err(params_error(e)),
     }
+}
+
+/// serde's text, with the code a URI error inside the params calls for (a non-local host is
+/// -32600, everything else -32602).
+fn params_error(e: serde_json::Error) -> RpcError {
+    let message = e.to_string();
+    RpcError::new(fs_helper::uri::code_for_params_message(&message), message)
 }
 
 #[cfg(test)]

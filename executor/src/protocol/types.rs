@@ -250,3 +250,25 @@ pub mod methods {
     pub const EXITED: &str = "process/exited";
     pub const CLOSED: &str = "process/closed";
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadBlockParams {
+    pub handle_id: String,
+    pub offset: u64,
+    pub len: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WriteBlockParams {
+    pub handle_id: String,
+    pub offset: u64,
+    pub chunk: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CloseParams {
+    pub handle_id: String,
+}

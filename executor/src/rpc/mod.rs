@@ -72,6 +72,9 @@ pub async fn dispatch(ctx: RequestContext, method: &str, params: Value) -> Resul
         "process/write" => process::write(&ctx, decode_params(params)?),
         "process/signal" => process::signal(&ctx, decode_params(params)?),
         "process/terminate" => process::terminate(&ctx, decode_params(params)?),
-        _ => Err(RpcError::method_not_found(method)),
+        _ => match crate::fs::dispatch(&ctx, method, params).await {
+            Some(outcome) => outcome,
+            None => Err(RpcError::method_not_found(method)),
+        },
     }
 }

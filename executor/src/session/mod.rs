@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
 
+use crate::fs::FileHandles;
 use crate::process::ProcessTable;
 
 /// Lines queued for a connection's writer.
@@ -64,6 +65,7 @@ impl NotificationSink {
 pub struct Session {
     pub id: String,
     pub processes: Arc<ProcessTable>,
+    pub files: Arc<FileHandles>,
     pub sink: Arc<NotificationSink>,
 }
 
@@ -88,6 +90,7 @@ impl SessionRegistry {
         let session = Arc::new(Session {
             id: uuid::Uuid::new_v4().to_string(),
             processes: Arc::default(),
+            files: Arc::default(),
             sink: Arc::default(),
         });
         session.sink.attach(connection, outbound);

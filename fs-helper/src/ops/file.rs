@@ -7,11 +7,13 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
 use crate::error::FsError;
 use crate::protocol::{OpenMode, OpenParams, ReadBlockResult, ReadFileParams, ReadFileResult, WriteFileParams};
@@ -32,7 +34,9 @@ const DECODE_BLOCK: usize = 4 * 64 * 1024;
 pub fn read_file(p: &ReadFileParams) -> Result<ReadFileResult, FsError> {
     let path = p.path.as_path();
     reject_symlink_if_nofollow(path, p.follow_symlinks)?;
-    let file = File::open(path)?;
+    let mut opts = OpenOptions::new();
+    opts.read(true);
+    let file = open_without_blocking(&mut opts, path, nofollow_flag(p.follow_symlinks))?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(FsError::not_a_file(path));
@@ -98,10 +102,7 @@ pub fn write_file(p: &WriteFileParams) -> Result<(), FsError> {
     reject_symlink_if_nofollow(path, p.follow_symlinks)?;
     let mut opts = OpenOptions::new();
     opts.write(true).create(true).truncate(true);
-    if p.follow_symlinks == Some(false) {
-        opts.custom_flags(libc::O_NOFOLLOW);
-    }
-    let mut file = opts.open(path)?;
+    let mut file = open_without_blocking(&mut opts, path, nofollow_flag(p.follow_symlinks))?;
     decode_into(data, &mut file)?;
     file.flush()?;
     Ok(())
@@ -151,6 +152,25 @@ fn decode_into(data: &[u8], out: &mut impl Write) -> Result<(), FsError> {
     Ok(())
 }
 
+fn nofollow_flag(follow: Option<bool>) -> libc::c_int {
+    if follow == Some(false) {
+        libc::O_NOFOLLOW
+    } else {
+        0
+    }
+}
+
+/// Opens with O_NONBLOCK so that a FIFO without a peer cannot hang the caller in
+/// open(2) (it fails or is refused as "not a file" instead), then clears the flag so
+/// that reads and writes on what was opened behave normally.
+fn open_without_blocking(opts: &mut OpenOptions, path: &Path, extra_flags: libc::c_int) -> io::Result<File> {
+    let file = opts.custom_flags(libc::O_NONBLOCK | extra_flags).open(path)?;
+    let flags = fcntl(file.as_raw_fd(), FcntlArg::F_GETFL)?;
+    let flags = OFlag::from_bits_retain(flags) - OFlag::O_NONBLOCK;
+    fcntl(file.as_raw_fd(), FcntlArg::F_SETFL(flags))?;
+    Ok(file)
+}
+
 /// Only an explicit `followSymlinks: false` refuses a final symlink (-32600, as the
 /// reference does for getMetadata); absent means follow.
 pub(crate) fn reject_symlink_if_nofollow(path: &Path, follow: Option<bool>) -> Result<(), FsError> {
@@ -173,7 +193,7 @@ pub fn open_file(p: &OpenParams) -> Result<File, FsError> {
         OpenMode::Read => opts.read(true),
         OpenMode::Replace => opts.write(true).create(true).truncate(true).mode(0o644),
     };
-    let file = opts.open(path)?;
+    let file = open_without_blocking(&mut opts, path, 0)?;
     if file.metadata()?.is_dir() {
         return Err(FsError::not_a_file(path));
     }
@@ -245,6 +265,26 @@ mod tests {
         let e = read_file(&rp(d.path())).unwrap_err();
         assert_eq!(e.code(), -32600);
         assert_eq!(e.to_string(), format!("path `{}` is not a file", d.path().display()));
+    }
+
+    #[test]
+    fn fifo_does_not_hang() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let e = read_file(&rp(&fifo)).unwrap_err();
+        assert_eq!(e.to_string(), format!("path `{}` is not a file", fifo.display()));
+        let e = write_file(&wp(&fifo, "eA==")).unwrap_err();
+        assert_eq!((e.code(), e.to_string()), (-32603, "No such device or address (os error 6)".into()));
+    }
+
+    #[test]
+    fn descriptors_are_left_blocking() {
+        let d = tempfile::tempdir().unwrap();
+        let op = OpenParams { handle_id: "h".into(), path: PathUri(d.path().join("n")), mode: OpenMode::Replace };
+        let file = open_file(&op).unwrap();
+        let flags = OFlag::from_bits_retain(fcntl(file.as_raw_fd(), FcntlArg::F_GETFL).unwrap());
+        assert!(!flags.contains(OFlag::O_NONBLOCK));
     }
 
     #[test]

@@ -1,0 +1,38 @@
+//! One module per workload. Each takes the configuration and returns its result as
+//! a JSON object (the report and `compare` read figures from there).
+//!
+//! Adding a workload: write a module with `pub fn run(cfg: &Config) -> Result<Value>`,
+//! add a `Workload` variant in `cli.rs`, dispatch it below, and give it rows in
+//! `report.rs` / `compare.rs`.
+
+mod bare_bwrap;
+mod idle_rss;
+mod init;
+mod spawn_true;
+mod stream;
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::cli::{Config, Workload};
+use crate::client::Server;
+use crate::error::Result;
+
+pub fn run(workload: Workload, cfg: &Config) -> Result<Value> {
+    match workload {
+        Workload::Init => init::run(cfg),
+        Workload::True => spawn_true::run(cfg),
+        Workload::Stream => stream::run(cfg),
+        Workload::Rss => idle_rss::run(cfg),
+        Workload::BareBwrap => bare_bwrap::run(cfg),
+    }
+}
+
+/// A fresh server past `initialize`/`initialized`, with the workload deadline set.
+fn ready_server(cfg: &Config, deadline: Duration) -> Result<Server> {
+    let mut server = Server::spawn(&cfg.server)?;
+    server.set_deadline(deadline);
+    server.handshake()?;
+    Ok(server)
+}

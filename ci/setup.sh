@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what building and testing executor needs on a fresh Debian/Ubuntu machine.
+# Idempotent: installs only what is missing. Needs root (or sudo) for apt-get.
+set -euo pipefail
+
+need_packages=()
+have() { command -v "$1" >/dev/null 2>&1; }
+pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
+# bubblewrap: the system launcher; libcap-dev + pkg-config + a C compiler: the bundled
+# bwrap is compiled from source at build time.
+for pkg in bubblewrap libcap-dev pkg-config gcc libc6-dev util-linux procps; do
+    pkg_installed "$pkg" || need_packages+=("$pkg")
+done
+
+if ((${#need_packages[@]})); then
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then
+        have sudo || { echo "ci/setup.sh: need root or sudo to install: ${need_packages[*]}" >&2; exit 1; }
+        SUDO=sudo
+    fi
+    echo "ci/setup.sh: installing ${need_packages[*]}" >&2
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_packages[@]}" >/dev/null
+fi
+
+if ! have cargo; then
+    [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! have cargo; then
+    cat >&2 <<'MSG'
+ci/setup.sh: no Rust toolchain found. Install one (Rust 1.85 or newer), for example with
+rustup: https://rustup.rs, then run this command again.
+MSG
+    exit 1
+fi
+
+# Extra set-up that tests of other parts need (test users, sshd, ...) lives beside this file.
+for extra in "$(dirname "$0")"/setup.d/*.sh; do
+    [ -e "$extra" ] || continue
+    bash "$extra"
+done

@@ -1,0 +1,131 @@
+//! `fs/*` dispatch. Without a sandbox the executor performs the operation itself, on a
+//! blocking thread; file handles belong to the session.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use fs_helper::ops::{self, Operation};
+use fs_helper::protocol::{OpenParams, OpenResult};
+use fs_helper::FsError;
+use serde_json::{json, Value};
+
+use crate::protocol::types::{CloseParams, ReadBlockParams, WriteBlockParams};
+use crate::protocol::{decode_params, RpcError};
+use crate::rpc::RequestContext;
+
+const FAMILY: &str = "filesystem";
+
+/// Open files of a session, by client-chosen handle id.
+#[derive(Default)]
+pub struct FileHandles(Mutex<HashMap<String, Arc<File>>>);
+
+impl FileHandles {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<File>>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn get(&self, id: &str) -> Result<Arc<File>, RpcError> {
+        self.lock().get(id).cloned().ok_or_else(|| RpcError::not_found(format!("unknown file handle `{id}`")))
+    }
+}
+
+/// Runs an `fs/*` method; `None` when `method` is not one.
+pub async fn dispatch(ctx: &RequestContext, method: &str, mut params: Value) -> Option<Result<Value, RpcError>> {
+    let outcome = match method {
+        "fs/readBlock" => read_block(ctx, decode_params(params)).await,
+        "fs/writeBlock" => write_block(ctx, decode_params(params)).await,
+        "fs/close" => close(ctx, decode_params(params)),
+        _ => {
+            let op = Operation::from_name(method).filter(|op| is_rpc_method(*op))?;
+            let sandbox = take_sandbox(&mut params);
+            run(ctx, op, params, sandbox).await
+        }
+    };
+    Some(outcome)
+}
+
+fn is_rpc_method(op: Operation) -> bool {
+    !matches!(op, Operation::LoadDiscoveries | Operation::DiscoverV1)
+}
+
+/// Removes the `sandbox` member: it selects where the operation runs, not what it does.
+fn take_sandbox(params: &mut Value) -> Option<Value> {
+    params.as_object_mut().and_then(|m| m.remove("sandbox")).filter(|s| !s.is_null())
+}
+
+async fn run(ctx: &RequestContext, op: Operation, params: Value, sandbox: Option<Value>) -> Result<Value, RpcError> {
+    let session = match ctx.gate(FAMILY) {
+        Ok(session) => session.clone(),
+        Err(gate) => return Err(validate(op, params).err().unwrap_or(gate)),
+    };
+    if sandbox.is_some() {
+        // Sandboxed fs requests need the fs-helper inside the sandbox; never weaken them
+        // to a direct operation.
+        return Err(RpcError::invalid_params("sandbox intent cannot be enforced on this executor"));
+    }
+    if op == Operation::Open {
+        return open(&session.files, params).await;
+    }
+    blocking(move || ops::execute_op(op, params)).await
+}
+
+/// Decodes params only to report a params error ahead of the handshake gate (§17.4).
+fn validate(op: Operation, params: Value) -> Result<(), RpcError> {
+    use fs_helper::protocol as p;
+    match op {
+        Operation::ReadFile => decode_params::<p::ReadFileParams>(params).map(drop),
+        Operation::WriteFile => decode_params::<p::WriteFileParams>(params).map(drop),
+        Operation::CreateDirectory => decode_params::<p::CreateDirectoryParams>(params).map(drop),
+        Operation::GetMetadata => decode_params::<p::GetMetadataParams>(params).map(drop),
+        Operation::Canonicalize => decode_params::<p::CanonicalizeParams>(params).map(drop),
+        Operation::ReadDirectory => decode_params::<p::ReadDirectoryParams>(params).map(drop),
+        Operation::Walk => decode_params::<p::WalkParams>(params).map(drop),
+        Operation::Remove => decode_params::<p::RemoveParams>(params).map(drop),
+        Operation::Copy => decode_params::<p::CopyParams>(params).map(drop),
+        Operation::Open => decode_params::<OpenParams>(params).map(drop),
+        Operation::LoadDiscoveries | Operation::DiscoverV1 => Ok(()),
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, FsError> + Send + 'static) -> Result<T, RpcError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(RpcError::from),
+        Err(e) => Err(RpcError::internal(format!("filesystem operation failed: {e}"))),
+    }
+}
+
+async fn open(handles: &Arc<FileHandles>, params: Value) -> Result<Value, RpcError> {
+    let params: OpenParams = decode_params(params)?;
+    if handles.lock().contains_key(&params.handle_id) {
+        return Err(RpcError::invalid_request(format!("file handle `{}` already exists", params.handle_id)));
+    }
+    let handle_id = params.handle_id.clone();
+    let file = blocking(move || ops::open_file(&params)).await?;
+    let mut map = handles.lock();
+    if map.contains_key(&handle_id) {
+        return Err(RpcError::invalid_request(format!("file handle `{handle_id}` already exists")));
+    }
+    map.insert(handle_id.clone(), Arc::new(file));
+    serde_json::to_value(OpenResult { handle_id }).map_err(|e| RpcError::internal(e.to_string()))
+}
+
+async fn read_block(ctx: &RequestContext, params: Result<ReadBlockParams, RpcError>) -> Result<Value, RpcError> {
+    let params = params?;
+    let file = ctx.gate(FAMILY)?.files.get(&params.handle_id)?;
+    let result = blocking(move || ops::read_block(&file, params.offset, params.len)).await?;
+    serde_json::to_value(result).map_err(|e| RpcError::internal(e.to_string()))
+}
+
+async fn write_block(ctx: &RequestContext, params: Result<WriteBlockParams, RpcError>) -> Result<Value, RpcError> {
+    let params = params?;
+    let file = ctx.gate(FAMILY)?.files.get(&params.handle_id)?;
+    blocking(move || ops::write_block(&file, params.offset, &params.chunk)).await?;
+    Ok(json!({}))
+}
+
+fn close(ctx: &RequestContext, params: Result<CloseParams, RpcError>) -> Result<Value, RpcError> {
+    let params = params?;
+    ctx.gate(FAMILY)?.files.lock().remove(&params.handle_id);
+    Ok(json!({}))
+}
