@@ -7,7 +7,7 @@ use tracing_subscriber::EnvFilter;
 
 use executor::environment::environment_info;
 use executor::protocol::types::Capabilities;
-use executor::server::{Server, ServerConfig};
+use executor::server::{DefaultSandbox, Server, ServerConfig};
 use executor::transport;
 
 #[derive(Parser, Debug)]
@@ -20,7 +20,19 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {}
+enum Command {
+    /// Report what sandbox this host lets the executor enforce, with fixes.
+    Doctor {
+        /// Machine-readable report.
+        #[arg(long)]
+        json: bool,
+        /// Run the bundled bwrap `--version` from its verified descriptor (tests).
+        #[arg(long, hide = true)]
+        exec_bundled_bwrap_version: bool,
+        #[command(flatten)]
+        launcher: executor::sandbox::launcher::LauncherArgs,
+    },
+}
 
 #[derive(Args, Debug)]
 struct ServeArgs {
@@ -30,6 +42,14 @@ struct ServeArgs {
     /// Requests of one connection processed at the same time.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     concurrent_requests: u32,
+    /// Sandbox applied to requests that carry none (operator floor).
+    #[arg(long, value_enum, value_name = "PROFILE")]
+    default_sandbox: Option<DefaultSandbox>,
+    /// Refuse requests that carry no sandbox (unless --default-sandbox supplies one).
+    #[arg(long)]
+    require_sandbox: bool,
+    #[command(flatten)]
+    launcher: executor::sandbox::launcher::LauncherArgs,
 }
 
 fn main() -> ExitCode {
@@ -46,6 +66,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         None => serve(cli.serve),
+        Some(Command::Doctor { json, exec_bundled_bwrap_version, launcher }) => {
+            if exec_bundled_bwrap_version {
+                executor::sandbox::doctor::exec_bundled_bwrap_version()
+            } else {
+                executor::sandbox::doctor::run_with(json, &launcher.config())
+            }
+        }
     }
 }
 
@@ -67,7 +94,12 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let config = ServerConfig { concurrent_requests: args.concurrent_requests as usize };
+    let config = ServerConfig {
+        concurrent_requests: args.concurrent_requests as usize,
+        launcher: args.launcher.config(),
+        default_sandbox: args.default_sandbox,
+        require_sandbox: args.require_sandbox,
+    };
     runtime.block_on(serve_stdio(config))
 }
 

@@ -11,12 +11,28 @@ use crate::protocol::envelope::{error_line, response_line};
 use crate::protocol::types::{EnvironmentInfo, InitializeParams, InitializeResult};
 use crate::protocol::{decode_params, parse_line, Incoming, RequestId, RpcError};
 use crate::rpc::{self, Phase, RequestContext};
+use crate::sandbox::launcher::LauncherConfig;
 use crate::session::{Outbound, Session, SessionRegistry};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ServerConfig {
     /// Requests of one connection processed at a time.
     pub concurrent_requests: usize,
+    /// Which bwrap runs sandboxed commands.
+    pub launcher: LauncherConfig,
+    /// Operator floor: the sandbox applied to requests that carry none.
+    pub default_sandbox: Option<DefaultSandbox>,
+    /// Operator floor: refuse requests that carry no sandbox (and have no default).
+    pub require_sandbox: bool,
+}
+
+/// Built-in profiles an operator can impose with `--default-sandbox`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DefaultSandbox {
+    /// Read everything, write nothing, no network.
+    ReadOnly,
+    /// Read everything, write the request's cwd and temp dirs, no network.
+    WorkspaceWrite,
 }
 
 pub struct Server {

@@ -110,7 +110,7 @@ pub struct ProcessStartParams {
     #[serde(default)]
     pub env_policy: Option<EnvPolicy>,
     #[serde(default)]
-    pub sandbox: Option<Value>,
+    pub sandbox: Option<crate::sandbox::FileSystemSandboxContext>,
     #[serde(default)]
     pub enforce_managed_network: bool,
     #[serde(default)]

@@ -15,8 +15,9 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 
 use super::policy::{builtin_context, FileSystemSandboxContext};
+use super::launcher::{BwrapMode, LauncherConfig};
 
-const USAGE: &str = "usage: executor sandbox [--policy read-only|workspace-write] [--writable DIR]... [--deny PATH]... [--network] [--cwd DIR] [--permissions JSON] [--bwrap system] -- CMD [ARGS...]";
+const USAGE: &str = "usage: executor sandbox [--policy read-only|workspace-write] [--writable DIR]... [--deny PATH]... [--network] [--cwd DIR] [--permissions JSON] [--bwrap auto|system|bundled] [--bwrap-path PATH] -- CMD [ARGS...]";
 
 pub fn main(args: Vec<OsString>) -> i32 {
     match run(args) {
@@ -35,6 +36,7 @@ fn run(args: Vec<OsString>) -> Result<i32, String> {
     let mut network = false;
     let mut cwd: Option<PathBuf> = None;
     let mut permissions: Option<String> = None;
+    let mut launcher = LauncherConfig::default();
     let mut it = args.into_iter();
     let mut command: Vec<String> = Vec::new();
     while let Some(a) = it.next() {
@@ -59,10 +61,15 @@ fn run(args: Vec<OsString>) -> Result<i32, String> {
             "--network" => network = true,
             "--cwd" => cwd = Some(PathBuf::from(value("--cwd")?)),
             "--permissions" => permissions = Some(value("--permissions")?.into_string().map_err(|_| "--permissions must be UTF-8")?),
-            "--bwrap" => match value("--bwrap")?.to_str() {
-                Some("system") => {}
-                _ => return Err("only `--bwrap system` is available in this build".into()),
-            },
+            "--bwrap" => {
+                launcher.mode = match value("--bwrap")?.to_str() {
+                    Some("auto") => BwrapMode::Auto,
+                    Some("system") => BwrapMode::System,
+                    Some("bundled") => BwrapMode::Bundled,
+                    _ => return Err(format!("--bwrap takes auto, system or bundled\n{USAGE}")),
+                }
+            }
+            "--bwrap-path" => launcher.path_override = Some(PathBuf::from(value("--bwrap-path")?)),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(0);
@@ -82,8 +89,7 @@ fn run(args: Vec<OsString>) -> Result<i32, String> {
         Some(json) => serde_json::from_str(&json).map_err(|e| format!("invalid --permissions: {e}"))?,
         None => builtin_context(workspace_write, &cwd, &writable, &denied, network),
     };
-    let launcher = super::launcher::system_stub();
-    let spec = super::prepare_launch(&launcher, &ctx, &cwd, &cwd, &command, None).map_err(|e| e.to_string())?;
+    let spec = super::prepare(&launcher, &ctx, Some(&cwd), &cwd, &command, None).map_err(|e| e.to_string())?.launch;
     let status = std::process::Command::new(&spec.program)
         .arg0(&spec.argv0)
         .args(&spec.args)

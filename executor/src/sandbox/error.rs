@@ -40,6 +40,10 @@ pub enum SandboxError {
 
     #[error("sandbox configuration cannot be encoded: {0}")]
     Encode(String),
+
+    /// No usable bwrap (or the bundled one failed verification).
+    #[error(transparent)]
+    Launcher(#[from] super::launcher::LauncherError),
 }
 
 impl SandboxError {

@@ -10,7 +10,9 @@
 
 pub mod bwrap_args;
 pub mod cli;
+pub mod doctor;
 pub mod error;
+pub mod host_errors;
 pub mod inner;
 pub mod launcher;
 pub mod policy;
@@ -76,6 +78,42 @@ pub fn prepare_launch_with(
         });
     }
     launch_for_plan(launcher, &plan, command_cwd, argv, arg0)
+}
+
+/// What to spawn for one command under `ctx`, with the launcher chosen by `config`.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub launch: LaunchSpec,
+    /// False when the profile asks for no sandbox (`disabled`, or unrestricted filesystem
+    /// with network enabled): the command then runs directly.
+    pub sandboxed: bool,
+}
+
+/// Resolves the policy once, selects the launcher for it (cached per server), and builds
+/// the bwrap command line. `fallback_cwd: None` makes cwd-dependent entries a client error.
+pub fn prepare(
+    config: &launcher::LauncherConfig,
+    ctx: &FileSystemSandboxContext,
+    fallback_cwd: Option<&Path>,
+    command_cwd: &Path,
+    argv: &[String],
+    arg0: Option<&str>,
+) -> Result<Prepared, SandboxError> {
+    let Some(first) = argv.first() else {
+        return Err(SandboxError::EmptyArgv);
+    };
+    let plan = policy::resolve(ctx, fallback_cwd)?;
+    if plan.direct {
+        let launch = LaunchSpec {
+            program: PathBuf::from(first),
+            argv0: OsString::from(arg0.unwrap_or(first)),
+            args: argv[1..].iter().map(OsString::from).collect(),
+        };
+        return Ok(Prepared { launch, sandboxed: false });
+    }
+    let launcher = launcher::select_for(config, command_cwd, &plan.writable_roots)?;
+    let launch = launch_for_plan(&launcher, &plan, command_cwd, argv, arg0)?;
+    Ok(Prepared { launch, sandboxed: true })
 }
 
 pub fn launch_for_plan(
