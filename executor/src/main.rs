@@ -45,6 +45,15 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
+    // Sandbox entry points come first: the inner stage must run before any runtime,
+    // thread or logger exists, and `sandbox -- CMD` takes its own argv.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(rest) = executor::sandbox::inner_args(&args) {
+        executor::sandbox::inner::main(rest);
+    }
+    if args.get(1).is_some_and(|a| a == "sandbox") {
+        std::process::exit(executor::sandbox::cli::main(args[2..].to_vec()));
+    }
     init_logging();
     let cli = Cli::parse();
     match cli.command {

@@ -19,9 +19,9 @@ use tokio::sync::{mpsc, watch};
 pub use output_log::{ExitRecord, OutputLog, RETAINED_OUTPUT_BYTES};
 pub use spawn::SpawnSpec;
 
-use crate::protocol::envelope::notification_line;
+use crate::protocol::envelope::{json_string, notification_line, output_notification_line};
 use crate::protocol::types::{
-    methods, ClosedNotification, ExitedNotification, OutputNotification, ProcessReadResult,
+    methods, ClosedNotification, ExitedNotification, ProcessReadResult,
     StreamName, WriteStatus,
 };
 use crate::session::NotificationSink;
@@ -77,6 +77,8 @@ pub struct ProcessTable {
 
 pub struct Process {
     id: String,
+    /// The id as a JSON string literal, for hand-built output lines.
+    id_json: String,
     pid: Pid,
     sandboxed: bool,
     log: Mutex<OutputLog>,
@@ -213,6 +215,7 @@ impl Process {
         let (output, stdin_writer) = split_streams(spawned.streams, stdin_rx);
         let process = Arc::new(Process {
             id: id.to_owned(),
+            id_json: json_string(id),
             pid,
             sandboxed,
             log: Mutex::new(OutputLog::default()),
@@ -338,8 +341,7 @@ impl Process {
         let encoded: Arc<str> = BASE64.encode(data).into();
         let seq = lock(&self.log).push_output(stream, data.len(), encoded.clone());
         self.changed.send_replace(());
-        let params = OutputNotification { process_id: &self.id, seq, stream, chunk: &encoded };
-        self.sink.send(notification_line(methods::OUTPUT, &params)).await;
+        self.sink.send(output_notification_line(&self.id_json, seq, stream.as_str(), &encoded)).await;
     }
 
     async fn emit_exit(&self, code: i32) {
