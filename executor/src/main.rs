@@ -59,6 +59,9 @@ fn main() -> ExitCode {
     if let Some(rest) = executor::sandbox::inner_args(&args) {
         executor::sandbox::inner::main(rest);
     }
+    if args.get(1).is_some_and(|a| a == executor::fs::sandboxed::HELPER_ARG1) {
+        std::process::exit(executor::fs::sandboxed::helper_main());
+    }
     if args.get(1).is_some_and(|a| a == "sandbox") {
         std::process::exit(executor::sandbox::cli::main(args[2..].to_vec()));
     }

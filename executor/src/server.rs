@@ -39,6 +39,8 @@ pub struct Server {
     pub config: ServerConfig,
     pub sessions: SessionRegistry,
     pub environment_info: EnvironmentInfo,
+    /// Warm fs helpers for sandboxed filesystem requests.
+    pub fs_helpers: crate::fs::sandboxed::HelperPool,
     next_connection: AtomicU64,
 }
 
@@ -64,6 +66,7 @@ impl Server {
             config,
             sessions: SessionRegistry::default(),
             environment_info,
+            fs_helpers: Default::default(),
             next_connection: AtomicU64::new(1),
         })
     }
