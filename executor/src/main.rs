@@ -108,7 +108,7 @@ fn serve(args: ServeArgs) -> ExitCode {
 
 async fn serve_stdio(config: ServerConfig) -> ExitCode {
     let capabilities = Capabilities { file_write_streaming: true, ..Capabilities::default() };
-    let info = environment_info(capabilities, serde_json::json!({}));
+    let info = environment_info(capabilities, sandbox_facts(&config));
     let server = Server::new(config, info);
     let stdio = match transport::stdio::start() {
         Ok(t) => t,
@@ -126,6 +126,26 @@ async fn serve_stdio(config: ServerConfig) -> ExitCode {
         server.sessions.remove(&session.id);
     }
     ExitCode::from(code as u8)
+}
+
+/// Cheap, truthful facts about the sandbox for `environment/info` (the full, slower
+/// check with a test run is `executor doctor`).
+fn sandbox_facts(config: &ServerConfig) -> serde_json::Value {
+    serde_json::json!({
+        "sandbox": {
+            "layers": ["bwrap namespaces and mounts", "capabilities dropped", "no_new_privs", "landlock", "seccomp"],
+            "landlockAbi": executor::sandbox::doctor::landlock_abi(),
+            "bwrap": format!("{:?}", config.launcher.mode).to_lowercase(),
+            "bwrapPath": config.launcher.path_override,
+            "bundledBwrap": {
+                "version": bwrap_vendor::BWRAP_VERSION,
+                "developmentBuild": bwrap_vendor::is_dev_build(),
+            },
+            "defaultSandbox": config.default_sandbox.map(|d| format!("{d:?}")),
+            "requireSandbox": config.require_sandbox,
+            "diagnose": "executor doctor",
+        }
+    })
 }
 
 /// Waits for SIGTERM, SIGINT or SIGHUP and returns its number.

@@ -310,6 +310,11 @@ fn userns_attempt(apparmor_restrict: Option<&str>, unpriv_clone: Option<&str>, i
 // Landlock, seccomp, cgroup, container
 // ---------------------------------------------------------------------------------
 
+/// The kernel's Landlock ABI version, if Landlock is enabled.
+pub fn landlock_abi() -> Option<u32> {
+    landlock().abi
+}
+
 fn landlock() -> Landlock {
     const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
     // SAFETY: with a NULL attr, size 0 and the VERSION flag, the kernel only returns the
