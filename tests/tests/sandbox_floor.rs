@@ -20,8 +20,7 @@ fn require_sandbox_refuses_requests_without_one() {
 fn default_sandbox_applies_to_requests_without_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cwd = std::fs::canonicalize(dir.path()).expect("canonical");
-    // Not under /tmp: workspace-write also makes /tmp and $TMPDIR writable.
-    let outside = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let outside = tempfile::tempdir_in(outside_of_temp_dirs()).expect("tempdir");
     let target = outside.path().join("escaped");
     let mut s = Executor::ready(&["--default-sandbox", "workspace-write"]);
     let script = format!("touch inside; touch {}; echo done", target.display());
@@ -32,6 +31,16 @@ fn default_sandbox_applies_to_requests_without_one() {
     assert_eq!(out.stdout, b"done\n");
     assert!(cwd.join("inside").exists(), "the cwd is writable");
     assert!(!target.exists(), "writes outside the workspace are refused");
+}
+
+/// A place for scratch files that workspace-write does not make writable (it adds /tmp and
+/// $TMPDIR, and this checkout may itself live under /tmp).
+fn outside_of_temp_dirs() -> &'static str {
+    let tmpdir = std::env::var("TMPDIR").unwrap_or_default();
+    ["/var/tmp", "/var/lib", "/root"]
+        .into_iter()
+        .find(|c| std::path::Path::new(c).is_dir() && !tmpdir.starts_with(c))
+        .expect("a scratch directory outside /tmp and $TMPDIR")
 }
 
 #[test]
