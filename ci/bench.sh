@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of executor and the reference exec-server
 # (`codex exec-server --listen stdio` from npm @openai/codex@0.169.0), plus bare
-# bwrap, on this machine in one run. See docs/benchmarks.md.
+# bwrap, on this machine in one run. Sandboxed workloads (sandbox-true, fs-read,
+# fs-meta) run against both servers; bare bwrap with the executor's workspace-write
+# mounts runs inside sandbox-true, alternating with the sandboxed starts. See docs/benchmarks.md.
 #
-# Not part of the test command and not run by CI. Takes about a minute once built.
+# Not part of the test command and not run by CI. Takes about two minutes once built.
 #
 #   bash ci/bench.sh [EXEC-BENCH OPTIONS...]     e.g. bash ci/bench.sh --true-runs 500
 #
@@ -76,16 +78,22 @@ run() {
     "$bench" --json-out "$out/$name.json" "$@" >&2 || note "exec-bench reported errors for $name (see above)"
 }
 
+# Every server workload, sandboxed ones included; a later --only in "$@" overrides it.
+all=init,true,stream,rss,sandbox-true,fs-read,fs-meta
+# The executor is told to use the system bwrap (/usr/bin/bwrap), the same one the bare
+# bwrap runs use; the reference takes bwrap from PATH.
+executor_args=(--listen stdio --bwrap system)
+
 reports=()
 if [[ -n $ref_native ]]; then
-    run reference --label reference "$@" -- "$ref_native" exec-server --listen stdio
+    run reference --label reference --only "$all" "$@" -- "$ref_native" exec-server --listen stdio
     reports+=("$out/reference.json")
 fi
 
 if [[ $executor_ok == 1 ]] &&
     printf '%s\n' '{"id":1,"method":"initialize","params":{"clientName":"bench.sh"}}' |
-    timeout 10 "$executor" --listen stdio 2>/dev/null | grep -q '"sessionId"'; then
-    run executor --label executor "$@" -- "$executor" --listen stdio
+    timeout 10 "$executor" "${executor_args[@]}" 2>/dev/null | grep -q '"sessionId"'; then
+    run executor --label executor --only "$all" "$@" -- "$executor" "${executor_args[@]}"
 else
     note "executor is not answering initialize yet: its column reads 'pending'"
     printf '{"label":"executor","pending":true,"workloads":{},"errors":{}}\n' >"$out/executor.json"

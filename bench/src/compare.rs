@@ -56,7 +56,7 @@ pub fn render(reports: &[Value], markdown: bool) -> String {
 fn cell(m: &crate::metrics::Metric, r: &Value) -> String {
     match m.value(r) {
         Some(v) => format!("{} {}", fmt_num(v), m.unit_name()),
-        None if r.pointer(&format!("/errors/{}", m.path[0])).is_some() => "error".into(),
+        None if m.error(r).is_some() => "error".into(),
         // A placeholder report (ci/bench.sh writes one when the server is not usable yet).
         None if r.get("pending").and_then(Value::as_bool) == Some(true) => "pending".into(),
         None => "not run".into(),

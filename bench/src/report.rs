@@ -100,6 +100,34 @@ pub fn notes(report: &Value) -> String {
             .collect();
         out.push_str(&format!("  stream runs: {}\n", runs.join("; ")));
     }
+    let sbx = &w["sandbox-true"];
+    if sbx.is_object() {
+        let bwrap = &sbx["server_info"]["facts"]["sandbox"];
+        let launcher = match (bwrap.get("bwrap"), sbx["server_info"].get("error")) {
+            (Some(mode), _) => format!("executor bwrap mode {mode}, bwrapPath {}", bwrap["bwrapPath"]),
+            (None, Some(e)) => format!("environment/info failed: {e}"),
+            (None, None) => "launcher not reported".into(),
+        };
+        out.push_str(&format!("  sandbox-true: sandboxType {}, {launcher}
+", sbx["sandbox_type"]));
+        if let Some(argv) = sbx["bare_bwrap_ws_argv"].as_array() {
+            let argv: Vec<&str> = argv.iter().filter_map(Value::as_str).collect();
+            out.push_str(&format!("  bare-bwrap-ws argv: {}
+", argv.join(" ")));
+        }
+    }
+    if let Some(r) = w["fs-read"]["sandboxed"]["helper_warmup_small_read_ms"].as_f64() {
+        out.push_str(&format!("  fs-read: first sandboxed call (helper start, 4-byte file) {r} ms
+"));
+    }
+    for (name, v) in w.as_object().into_iter().flatten() {
+        for (mode, m) in v.as_object().into_iter().flatten() {
+            if let Some(e) = m.get("error").and_then(Value::as_str) {
+                out.push_str(&format!("  ERROR in {name} ({mode}): {e}
+"));
+            }
+        }
+    }
     if let Some(errors) = report.get("errors").and_then(Value::as_object) {
         out.push_str(&errors_text(errors));
     }
