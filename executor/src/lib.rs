@@ -3,6 +3,7 @@
 pub mod env_policy;
 pub mod environment;
 pub mod fs;
+pub mod init;
 pub mod process;
 pub mod protocol;
 pub mod rpc;

@@ -1,14 +1,21 @@
 //! The `executor` command: serves the protocol (default), and operator subcommands.
 
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 use executor::environment::environment_info;
 use executor::protocol::types::Capabilities;
 use executor::server::{DefaultSandbox, Server, ServerConfig};
 use executor::transport;
+use executor::transport::auth::AuthFlags;
+use executor::transport::ws::{self, WsOptions};
 
 #[derive(Parser, Debug)]
 #[command(name = "executor", version, about = "Hardened Linux exec-server (Codex exec-server protocol)")]
@@ -36,7 +43,8 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct ServeArgs {
-    /// Where to listen: `stdio` (or `stdio://`).
+    /// Where to listen: `stdio` (or `stdio://`), or `ws://IP:PORT` (port 0 picks a free
+    /// port; the bound URL is printed as the only line on stdout).
     #[arg(long, default_value = "stdio")]
     listen: String,
     /// Requests of one connection processed at the same time.
@@ -50,6 +58,32 @@ struct ServeArgs {
     require_sandbox: bool,
     #[command(flatten)]
     launcher: executor::sandbox::launcher::LauncherArgs,
+    /// Authenticate websocket upgrades (`Authorization: Bearer <token>`).
+    #[arg(long, value_enum)]
+    ws_auth: Option<WsAuth>,
+    /// Absolute path of a file holding the capability token (trimmed, non-empty).
+    #[arg(long, value_name = "ABS_PATH")]
+    ws_token_file: Option<PathBuf>,
+    /// SHA-256 of the capability token, as 64 hex digits.
+    #[arg(long, value_name = "HEX64")]
+    ws_token_sha256: Option<String>,
+    /// Seconds a detached session is kept for a resume before its processes are killed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 80)]
+    session_ttl: u64,
+    /// On SIGTERM/SIGINT (websocket listener): how long children get after SIGTERM before
+    /// their process groups are killed.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    shutdown_grace_ms: u64,
+    /// Reap orphaned descendants through a supervising parent process (automatic when
+    /// running as PID 1, e.g. as a container entrypoint).
+    #[arg(long)]
+    reap_orphans: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum WsAuth {
+    /// A shared secret token; the server keeps only its SHA-256.
+    CapabilityToken,
 }
 
 fn main() -> ExitCode {
@@ -86,8 +120,33 @@ fn init_logging() {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    if args.listen != "stdio" && args.listen != "stdio://" {
-        eprintln!("unsupported --listen URL `{}`; expected `ws://IP:PORT` or `stdio`", args.listen);
+    let ws_addr = if args.listen == "stdio" || args.listen == "stdio://" {
+        None
+    } else {
+        match ws::parse_listen_url(&args.listen) {
+            Ok(addr) => Some(addr),
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(1);
+            }
+        }
+    };
+    let auth_flags = AuthFlags {
+        capability_token: args.ws_auth.is_some(),
+        token_file: args.ws_token_file.clone(),
+        token_sha256: args.ws_token_sha256.clone(),
+    };
+    let auth = match auth_flags.resolve(ws_addr.is_none()) {
+        Ok(auth) => auth,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    // Before any thread exists: as PID 1 the process splits into a reaping supervisor and
+    // the server (init.rs explains why).
+    if let Err(e) = executor::init::supervise(args.reap_orphans) {
+        eprintln!("executor: {e}");
         return ExitCode::from(1);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
@@ -102,14 +161,52 @@ fn serve(args: ServeArgs) -> ExitCode {
         launcher: args.launcher.config(),
         default_sandbox: args.default_sandbox,
         require_sandbox: args.require_sandbox,
+        session_ttl: Duration::from_secs(args.session_ttl),
     };
-    runtime.block_on(serve_stdio(config))
+    match ws_addr {
+        None => runtime.block_on(serve_stdio(config)),
+        Some(addr) => {
+            let grace = Duration::from_millis(args.shutdown_grace_ms);
+            runtime.block_on(serve_ws(config, addr, WsOptions { auth }, grace))
+        }
+    }
+}
+
+fn new_server(config: ServerConfig) -> Arc<Server> {
+    let capabilities = Capabilities { file_write_streaming: true, ..Capabilities::default() };
+    let info = environment_info(capabilities, sandbox_facts(&config));
+    Server::new(config, info)
+}
+
+/// The websocket server: many connections; stdin is not read. On SIGTERM/SIGINT/SIGHUP it
+/// stops accepting, gives every child `grace` after SIGTERM, kills what is left and exits.
+async fn serve_ws(config: ServerConfig, addr: SocketAddr, options: WsOptions, grace: Duration) -> ExitCode {
+    let server = new_server(config);
+    let (listener, url) = match ws::bind(addr).await {
+        Ok(bound) => bound,
+        Err(e) => {
+            eprintln!("executor: cannot listen on ws://{addr}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    // The only line this server ever writes to stdout.
+    let mut stdout = std::io::stdout().lock();
+    if writeln!(stdout, "{url}").and_then(|()| stdout.flush()).is_err() {
+        tracing::warn!("cannot print the bound URL on stdout");
+    }
+    drop(stdout);
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let accepting = tokio::spawn(ws::serve(listener, server.clone(), options, stop.clone()));
+    let signal = termination_signal().await;
+    tracing::info!(signal, "shutting down: no new connections; terminating children");
+    stop.notify_one();
+    let _ = accepting.await;
+    server.shutdown(grace).await;
+    ExitCode::from((128 + signal) as u8)
 }
 
 async fn serve_stdio(config: ServerConfig) -> ExitCode {
-    let capabilities = Capabilities { file_write_streaming: true, ..Capabilities::default() };
-    let info = environment_info(capabilities, sandbox_facts(&config));
-    let server = Server::new(config, info);
+    let server = new_server(config);
     let stdio = match transport::stdio::start() {
         Ok(t) => t,
         Err(e) => {

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{mpsc, Semaphore};
@@ -24,6 +25,8 @@ pub struct ServerConfig {
     pub default_sandbox: Option<DefaultSandbox>,
     /// Operator floor: refuse requests that carry no sandbox (and have no default).
     pub require_sandbox: bool,
+    /// How long a detached session is kept before it expires and its processes are killed.
+    pub session_ttl: Duration,
 }
 
 /// Built-in profiles an operator can impose with `--default-sandbox`.
@@ -34,6 +37,16 @@ pub enum DefaultSandbox {
     /// Read everything, write the request's cwd and temp dirs, no network.
     WorkspaceWrite,
 }
+
+/// Detached sessions expire after this long unless resumed (80 s measured on the reference,
+/// protocol.md §10).
+pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(80);
+
+/// How the transport is named in parse-error messages (`... from exec-server stdio: ...`).
+pub const STDIO_LABEL: &str = "exec-server stdio";
+/// The websocket counterpart of [`STDIO_LABEL`] (the reference names its connections by
+/// transport; this wording for websocket is inferred from its source, not observed).
+pub const WEBSOCKET_LABEL: &str = "exec-server websocket";
 
 pub struct Server {
     pub config: ServerConfig,
@@ -58,6 +71,8 @@ pub enum Inbound {
 pub enum CloseReason {
     PeerClosed,
     ProtocolViolation,
+    /// The connection's session was resumed by another connection.
+    Evicted,
 }
 
 impl Server {
@@ -71,37 +86,108 @@ impl Server {
         })
     }
 
-    /// Serves one connection until it ends; returns the session it was attached to, if any.
+    /// Serves one stdio connection until it ends; returns the session it was attached to.
     pub async fn serve_connection(
+        self: &Arc<Self>,
+        inbound: mpsc::Receiver<Inbound>,
+        outbound: Outbound,
+    ) -> (CloseReason, Option<Arc<Session>>) {
+        self.serve_labeled_connection(inbound, outbound, STDIO_LABEL).await
+    }
+
+    /// Serves one connection until it ends; `label` names the transport in parse errors.
+    ///
+    /// The session is detached as soon as the peer goes away, even while a message is
+    /// still being handled (a request waiting for a permit or for room in the outbound
+    /// queue), so that a resume from a new connection is not refused meanwhile. A detached
+    /// session expires after [`ServerConfig::session_ttl`] unless it is resumed.
+    pub async fn serve_labeled_connection(
         self: &Arc<Self>,
         mut inbound: mpsc::Receiver<Inbound>,
         outbound: Outbound,
+        label: &'static str,
     ) -> (CloseReason, Option<Arc<Session>>) {
         let mut connection = Connection {
             server: self.clone(),
             id: self.next_connection.fetch_add(1, Ordering::Relaxed),
+            label,
             phase: Phase::New,
             outbound,
             permits: Arc::new(Semaphore::new(self.config.concurrent_requests.max(1))),
             pending_session: None,
         };
+        // At most one message read ahead while the previous one is handled: order is kept,
+        // and a close behind it is seen at once.
+        let mut read_ahead: Option<Vec<u8>> = None;
         let reason = loop {
-            let Some(Inbound::Message(line)) = inbound.recv().await else { break CloseReason::PeerClosed };
-            if let Err(reason) = connection.handle_message(&line).await {
-                break reason;
+            let line = match read_ahead.take() {
+                Some(line) => line,
+                None => match inbound.recv().await {
+                    Some(Inbound::Message(line)) => line,
+                    Some(Inbound::Closed) | None => break CloseReason::PeerClosed,
+                },
+            };
+            let handling = connection.handle_message(&line);
+            tokio::pin!(handling);
+            let outcome = loop {
+                tokio::select! {
+                    outcome = &mut handling => break Some(outcome),
+                    next = inbound.recv(), if read_ahead.is_none() => match next {
+                        Some(Inbound::Message(line)) => read_ahead = Some(line),
+                        Some(Inbound::Closed) | None => break None,
+                    },
+                }
+            };
+            match outcome {
+                Some(Ok(())) => {}
+                Some(Err(reason)) => break reason,
+                None => break CloseReason::PeerClosed,
             }
         };
         let session = connection.session();
         if let Some(session) = &session {
-            self.sessions.detach(session, connection.id);
+            self.detach(session, connection.id);
         }
         (reason, session)
+    }
+
+    /// Ends every session for a shutdown: SIGTERM to every process group, then SIGKILL to
+    /// whatever has not closed when `grace` has passed.
+    pub async fn shutdown(&self, grace: Duration) {
+        let sessions = self.sessions.all();
+        for session in &sessions {
+            session.processes.signal_all(nix::sys::signal::Signal::SIGTERM);
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while tokio::time::Instant::now() < deadline && !sessions.iter().all(|s| s.processes.all_closed()) {
+            tokio::time::sleep(Duration::from_millis(20).min(grace)).await;
+        }
+        for session in sessions {
+            self.sessions.remove(&session.id);
+        }
+    }
+
+    /// Detaches `connection` and starts the session's expiry timer.
+    fn detach(self: &Arc<Self>, session: &Arc<Session>, connection: u64) {
+        let Some(generation) = self.sessions.detach(session, connection) else { return };
+        let server = Arc::downgrade(self);
+        let id = session.id.clone();
+        let ttl = self.config.session_ttl;
+        tokio::spawn(async move {
+            tokio::time::sleep(ttl).await;
+            if let Some(server) = server.upgrade() {
+                if server.sessions.expire(&id, generation) {
+                    tracing::info!(session = %id, "detached session expired; its processes were killed");
+                }
+            }
+        });
     }
 }
 
 struct Connection {
     server: Arc<Server>,
     id: u64,
+    label: &'static str,
     phase: Phase,
     outbound: Outbound,
     permits: Arc<Semaphore>,
@@ -126,18 +212,14 @@ impl Connection {
     async fn handle_message(&mut self, line: &[u8]) -> Result<(), CloseReason> {
         match parse_line(line) {
             Err(e) => {
-                let error = RpcError::invalid_request(format!(
-                    "failed to parse JSON-RPC message from exec-server stdio: {e}"
-                ));
+                let error =
+                    RpcError::invalid_request(format!("failed to parse JSON-RPC message from {}: {e}", self.label));
                 self.send(error_line(&RequestId::UNPARSEABLE, &error)).await;
                 Ok(())
             }
             Ok(Incoming::Response) => Err(CloseReason::ProtocolViolation),
             Ok(Incoming::Notification { method }) => self.handle_notification(&method),
-            Ok(Incoming::Request { id, method, params }) => {
-                self.handle_request(id, method, params).await;
-                Ok(())
-            }
+            Ok(Incoming::Request { id, method, params }) => self.handle_request(id, method, params).await,
         }
     }
 
@@ -153,25 +235,34 @@ impl Connection {
         }
     }
 
-    async fn handle_request(&mut self, id: RequestId, method: String, params: Value) {
+    async fn handle_request(&mut self, id: RequestId, method: String, params: Value) -> Result<(), CloseReason> {
+        // A connection whose session was taken over by a resume gets this answer to every
+        // request, and is then closed.
+        if let Some(session) = self.session() {
+            if let Err(evicted) = session.check_attached(self.id) {
+                self.answer(&id, Err(evicted.into())).await;
+                return Err(CloseReason::Evicted);
+            }
+        }
         if method == "initialize" {
             let outcome = self.initialize(params);
             self.answer(&id, outcome).await;
-            return;
+            return Ok(());
         }
         let ctx = RequestContext { server: self.server.clone(), connection: self.id, phase: self.phase.clone() };
         if rpc::runs_inline(&method) {
             let outcome = rpc::dispatch(ctx, &method, params).await;
             self.answer(&id, outcome).await;
-            return;
+            return Ok(());
         }
-        let Ok(permit) = self.permits.clone().acquire_owned().await else { return };
+        let Ok(permit) = self.permits.clone().acquire_owned().await else { return Ok(()) };
         let outbound = self.outbound.clone();
         tokio::spawn(async move {
             let outcome = rpc::dispatch(ctx, &method, params).await;
             let _ = outbound.send(answer_line(&id, outcome)).await;
             drop(permit);
         });
+        Ok(())
     }
 
     async fn answer(&self, id: &RequestId, outcome: Result<Value, RpcError>) {

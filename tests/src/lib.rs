@@ -12,6 +12,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
+pub mod deploy;
+pub mod ws;
+
 /// Long enough for a loaded 2-core CI machine; only reached when something is broken.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 

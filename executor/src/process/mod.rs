@@ -188,16 +188,33 @@ impl ProcessTable {
 
     /// Kills every process group of the table (stdin EOF, session expiry, shutdown).
     pub fn kill_all(&self) {
-        let processes: Vec<Arc<Process>> = lock(&self.slots)
+        for process in self.ready() {
+            process.kill();
+        }
+    }
+
+    /// Sends `signal` to the group of every process that is not closed yet (shutdown).
+    pub fn signal_all(&self, signal: Signal) {
+        for process in self.ready() {
+            if !lock(&process.log).is_closed() {
+                process.signal_group(signal);
+            }
+        }
+    }
+
+    /// Whether every process has exited and its output streams have ended.
+    pub fn all_closed(&self) -> bool {
+        self.ready().iter().all(|p| lock(&p.log).is_closed())
+    }
+
+    fn ready(&self) -> Vec<Arc<Process>> {
+        lock(&self.slots)
             .values()
             .filter_map(|slot| match slot {
                 Slot::Ready(p) => Some(p.clone()),
                 Slot::Starting => None,
             })
-            .collect();
-        for process in processes {
-            process.kill();
-        }
+            .collect()
     }
 }
 

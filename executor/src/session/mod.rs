@@ -29,14 +29,22 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Where a session's notifications go: the attached connection, if any.
 #[derive(Default)]
 pub struct NotificationSink {
-    attached: Mutex<Option<(u64, Outbound)>>,
+    attached: Mutex<Attachment>,
+}
+
+/// The attached connection, and how many times the session has been detached: a TTL
+/// timer started at a detach expires the session only if no later attach happened.
+#[derive(Default)]
+struct Attachment {
+    connection: Option<(u64, Outbound)>,
+    detaches: u64,
 }
 
 impl NotificationSink {
     /// Queues a line for the attached connection, waiting while its queue is full so that a
     /// fast producer is slowed rather than buffered without bound.
     pub async fn send(&self, line: Vec<u8>) {
-        let target = lock(&self.attached).as_ref().map(|(_, tx)| tx.clone());
+        let target = lock(&self.attached).connection.as_ref().map(|(_, tx)| tx.clone());
         if let Some(tx) = target {
             // A closed receiver means the connection just went away: the line is dropped,
             // and stays readable through process/read.
@@ -45,20 +53,22 @@ impl NotificationSink {
     }
 
     fn attach(&self, connection: u64, outbound: Outbound) {
-        *lock(&self.attached) = Some((connection, outbound));
+        lock(&self.attached).connection = Some((connection, outbound));
     }
 
-    fn detach_if(&self, connection: u64) -> bool {
+    /// Detaches `connection` if it is the attached one; returns the detach generation.
+    fn detach_if(&self, connection: u64) -> Option<u64> {
         let mut attached = lock(&self.attached);
-        if attached.as_ref().is_some_and(|(c, _)| *c == connection) {
-            *attached = None;
-            return true;
+        if attached.connection.as_ref().is_some_and(|(c, _)| *c == connection) {
+            attached.connection = None;
+            attached.detaches += 1;
+            return Some(attached.detaches);
         }
-        false
+        None
     }
 
     fn attached_to(&self) -> Option<u64> {
-        lock(&self.attached).as_ref().map(|(c, _)| *c)
+        lock(&self.attached).connection.as_ref().map(|(c, _)| *c)
     }
 }
 
@@ -100,19 +110,41 @@ impl SessionRegistry {
 
     /// Re-attaches a detached session to `connection`.
     pub fn resume(&self, id: &str, connection: u64, outbound: Outbound) -> Result<Arc<Session>, SessionError> {
-        let session = lock(&self.sessions).get(id).cloned().ok_or_else(|| SessionError::Unknown(id.to_owned()))?;
+        // The registry lock is held while attaching, so an expiry cannot remove the session
+        // between the lookup and the attach.
+        let sessions = lock(&self.sessions);
+        let session = sessions.get(id).cloned().ok_or_else(|| SessionError::Unknown(id.to_owned()))?;
         let mut attached = lock(&session.sink.attached);
-        if attached.is_some() {
+        if attached.connection.is_some() {
             return Err(SessionError::AlreadyAttached(id.to_owned()));
         }
-        *attached = Some((connection, outbound));
+        attached.connection = Some((connection, outbound));
         drop(attached);
+        drop(sessions);
         Ok(session)
     }
 
-    /// Detaches `connection` from its session; returns whether it was still attached.
-    pub fn detach(&self, session: &Session, connection: u64) -> bool {
+    /// Detaches `connection` from its session. When it was still attached, returns the
+    /// detach generation to hand to [`SessionRegistry::expire`] once the TTL has passed.
+    pub fn detach(&self, session: &Session, connection: u64) -> Option<u64> {
         session.sink.detach_if(connection)
+    }
+
+    /// Removes the session (killing its processes) if it is still detached since the
+    /// detach that returned `generation`; true when it was removed.
+    pub fn expire(&self, id: &str, generation: u64) -> bool {
+        let mut sessions = lock(&self.sessions);
+        let Some(session) = sessions.get(id).cloned() else { return false };
+        {
+            let attached = lock(&session.sink.attached);
+            if attached.connection.is_some() || attached.detaches != generation {
+                return false;
+            }
+        }
+        sessions.remove(id);
+        drop(sessions);
+        session.processes.kill_all();
+        true
     }
 
     /// Forgets a session and kills its processes.

@@ -1,0 +1,416 @@
+//! WebSocket listener (protocol.md §1.1–1.2): one JSON-RPC message per text (or binary)
+//! frame, a Ping every 30 s, and plain HTTP on the same port for `/readyz`.
+//!
+//! The HTTP request head is read and judged here (readiness probe, 404/400, `Origin`
+//! refusal, capability-token auth) before the upgrade is answered; the websocket framing
+//! itself is `tokio-tungstenite`'s. Each connection gets a reader task (frames → inbound
+//! messages), a writer task (queued lines → frames, pings), and the transport-agnostic
+//! connection loop of [`Server::serve_labeled_connection`].
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use super::auth::TokenDigest;
+use super::MAX_MESSAGE_BYTES;
+use crate::server::{Inbound, Server, WEBSOCKET_LABEL};
+
+/// The server pings every connection this often (the reference's keepalive).
+pub const PING_INTERVAL: Duration = Duration::from_secs(30);
+/// A peer from which nothing (not even a Pong) arrived for this many ping intervals is
+/// taken for gone, so that its session is detached and can be resumed elsewhere.
+const SILENT_INTERVALS: u32 = 3;
+/// Largest accepted HTTP request head.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// A client that has not sent its request head by then is dropped.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Lines queued for one connection's writer before producers wait.
+const OUTBOUND_QUEUE: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListenUrlError {
+    #[error("unsupported --listen URL `{0}`; expected `ws://IP:PORT` or `stdio`")]
+    Unsupported(String),
+}
+
+/// Parses `ws://IP:PORT` (an IP literal, `[v6]` in brackets; an optional trailing `/`).
+pub fn parse_listen_url(url: &str) -> Result<SocketAddr, ListenUrlError> {
+    let unsupported = || ListenUrlError::Unsupported(url.to_owned());
+    let rest = url.strip_prefix("ws://").ok_or_else(unsupported)?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    rest.parse().map_err(|_| unsupported())
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct WsOptions {
+    /// Capability-token auth; `None` accepts every upgrade without `Origin`.
+    pub auth: Option<TokenDigest>,
+}
+
+/// Accepts connections until `stop` is notified; every connection runs in its own task.
+pub async fn serve(listener: TcpListener, server: Arc<Server>, options: WsOptions, stop: Arc<Notify>) {
+    let options = Arc::new(options);
+    loop {
+        tokio::select! {
+            () = stop.notified() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let (server, options) = (server.clone(), options.clone());
+                    tokio::spawn(async move {
+                        tracing::debug!(%peer, "websocket connection accepted");
+                        handle_stream(stream, server, options).await;
+                        tracing::debug!(%peer, "websocket connection ended");
+                    });
+                }
+                Err(e) => {
+                    // EMFILE and the like: wait a little instead of spinning.
+                    tracing::warn!("accepting a websocket connection failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
+async fn handle_stream(mut stream: TcpStream, server: Arc<Server>, options: Arc<WsOptions>) {
+    let _ = stream.set_nodelay(true);
+    let (head, leftover) = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await {
+        Ok(Ok(read)) => read,
+        Ok(Err(HeadError::TooLarge)) => {
+            let _ = respond(&mut stream, 431, "Request Header Fields Too Large", "request head too large").await;
+            return;
+        }
+        Ok(Err(HeadError::Malformed)) => {
+            let _ = respond(&mut stream, 400, "Bad Request", "malformed HTTP request").await;
+            return;
+        }
+        Ok(Err(HeadError::Closed)) | Err(_) => return,
+    };
+    match decide(&head, options.auth.as_ref()) {
+        Decision::Respond { status, reason, body } => {
+            let _ = respond(&mut stream, status, reason, body).await;
+        }
+        Decision::Upgrade { accept } => {
+            let response = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+            );
+            if stream.write_all(response.as_bytes()).await.is_err() {
+                return;
+            }
+            let config = WebSocketConfig::default()
+                .max_message_size(Some(MAX_MESSAGE_BYTES))
+                .max_frame_size(Some(MAX_MESSAGE_BYTES));
+            let ws = WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(config)).await;
+            run_connection(ws, server).await;
+        }
+    }
+}
+
+/// Moves frames between the socket and the connection loop until either side ends.
+async fn run_connection(ws: WebSocketStream<TcpStream>, server: Arc<Server>) {
+    let (mut sink, mut source) = ws.split();
+    let (in_tx, in_rx) = mpsc::channel::<Inbound>(16);
+    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(OUTBOUND_QUEUE);
+    let started = Instant::now();
+    // Milliseconds since `started` at which the peer was last heard from.
+    let last_heard = Arc::new(AtomicU64::new(0));
+    let peer_gone = Arc::new(Notify::new());
+
+    let reader = {
+        let (last_heard, peer_gone) = (last_heard.clone(), peer_gone.clone());
+        tokio::spawn(async move {
+            loop {
+                let frame = tokio::select! {
+                    frame = source.next() => frame,
+                    () = peer_gone.notified() => break,
+                };
+                last_heard.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                let message = match frame {
+                    Some(Ok(Message::Text(text))) => Vec::from(text.as_bytes()),
+                    Some(Ok(Message::Binary(data))) => Vec::from(data),
+                    // Pongs to pings are queued and sent by tungstenite itself.
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Err(e)) => {
+                        // Includes a message over the size limit: the connection is dropped.
+                        tracing::debug!("websocket read failed: {e}");
+                        break;
+                    }
+                };
+                if in_tx.send(Inbound::Message(message)).await.is_err() {
+                    return;
+                }
+            }
+            let _ = in_tx.send(Inbound::Closed).await;
+        })
+    };
+
+    let (closing_tx, mut closing) = oneshot::channel::<()>();
+    let writer = tokio::spawn(async move {
+        let start = tokio::time::Instant::now() + PING_INTERVAL;
+        let mut ping = tokio::time::interval_at(start, PING_INTERVAL);
+        let silent_limit = (PING_INTERVAL * SILENT_INTERVALS).as_millis() as u64;
+        loop {
+            tokio::select! {
+                line = out_rx.recv() => {
+                    let Some(line) = line else { break };
+                    if sink.feed(frame(line)).await.is_err() {
+                        peer_gone.notify_one();
+                        return;
+                    }
+                    // Whatever else is queued goes out before the one flush.
+                    while let Ok(line) = out_rx.try_recv() {
+                        if sink.feed(frame(line)).await.is_err() {
+                            peer_gone.notify_one();
+                            return;
+                        }
+                    }
+                    if sink.flush().await.is_err() {
+                        peer_gone.notify_one();
+                        return;
+                    }
+                }
+                _ = ping.tick() => {
+                    let silent = (started.elapsed().as_millis() as u64).saturating_sub(last_heard.load(Ordering::Relaxed));
+                    if silent > silent_limit || sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                        tracing::debug!("websocket peer is silent or gone; dropping the connection");
+                        peer_gone.notify_one();
+                        return;
+                    }
+                }
+                _ = &mut closing => {
+                    // The connection ended: send what is already queued, then a Close.
+                    while let Ok(line) = out_rx.try_recv() {
+                        if sink.feed(frame(line)).await.is_err() {
+                            return;
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+        let _ = sink.close().await;
+    });
+
+    let (reason, _session) = server.serve_labeled_connection(in_rx, out_tx, WEBSOCKET_LABEL).await;
+    tracing::debug!(?reason, "websocket connection closed");
+    let _ = closing_tx.send(());
+    // Bounded, so that a peer that stopped reading cannot keep the task alive.
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    reader.abort();
+}
+
+fn frame(line: Vec<u8>) -> Message {
+    match String::from_utf8(line) {
+        Ok(text) => Message::Text(text.into()),
+        Err(e) => Message::Binary(e.into_bytes().into()),
+    }
+}
+
+/// The parts of an HTTP request head that matter here.
+#[derive(Debug, Default)]
+pub struct RequestHead {
+    pub method: String,
+    pub path: String,
+    /// Header names lower-cased, values as sent.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl RequestHead {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+    }
+
+    /// Whether the comma-separated header `name` lists `token` (case-insensitive).
+    fn header_has_token(&self, name: &str, token: &str) -> bool {
+        self.headers.iter().filter(|(n, _)| n == name).any(|(_, v)| {
+            String::from_utf8_lossy(v).split(',').any(|t| t.trim().eq_ignore_ascii_case(token))
+        })
+    }
+}
+
+#[derive(Debug)]
+enum HeadError {
+    Closed,
+    Malformed,
+    TooLarge,
+}
+
+/// Reads the request head; returns it and any bytes read past it.
+async fn read_head(stream: &mut TcpStream) -> Result<(RequestHead, Vec<u8>), HeadError> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    loop {
+        let n = stream.read(&mut chunk).await.map_err(|_| HeadError::Closed)?;
+        if n == 0 {
+            return Err(HeadError::Closed);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some((head, used)) = parse_head(&buf)? {
+            return Ok((head, buf.split_off(used)));
+        }
+        if buf.len() > MAX_HEAD_BYTES {
+            return Err(HeadError::TooLarge);
+        }
+    }
+}
+
+/// `Some((head, length))` once `buf` holds a complete head.
+fn parse_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut request = httparse::Request::new(&mut headers);
+    let used = match request.parse(buf) {
+        Ok(httparse::Status::Complete(used)) => used,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(_) => return Err(HeadError::Malformed),
+    };
+    let head = RequestHead {
+        method: request.method.unwrap_or_default().to_owned(),
+        path: request.path.unwrap_or_default().to_owned(),
+        headers: request.headers.iter().map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec())).collect(),
+    };
+    Ok(Some((head, used)))
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Decision {
+    Respond { status: u16, reason: &'static str, body: &'static str },
+    Upgrade { accept: String },
+}
+
+fn decide(head: &RequestHead, auth: Option<&TokenDigest>) -> Decision {
+    let path = head.path.split('?').next().unwrap_or_default();
+    let respond = |status, reason, body| Decision::Respond { status, reason, body };
+    if path == "/readyz" {
+        // The readiness probe needs no token.
+        return if head.method == "GET" || head.method == "HEAD" {
+            respond(200, "OK", "ready")
+        } else {
+            respond(405, "Method Not Allowed", "method not allowed")
+        };
+    }
+    if path != "/" {
+        return respond(404, "Not Found", "not found");
+    }
+    let key = head.header("sec-websocket-key");
+    let is_upgrade = head.method == "GET"
+        && head.header_has_token("upgrade", "websocket")
+        && head.header_has_token("connection", "upgrade")
+        && head.header("sec-websocket-version") == Some(b"13".as_slice())
+        && key.is_some();
+    let Some(key) = key.filter(|_| is_upgrade) else {
+        return respond(400, "Bad Request", "expected a websocket upgrade");
+    };
+    if head.header("origin").is_some() {
+        // Browsers always send Origin; exec-server clients never do.
+        return respond(403, "Forbidden", "websocket upgrades carrying an Origin header are refused");
+    }
+    if let Some(digest) = auth {
+        if let Err(failure) = digest.check(head.header("authorization")) {
+            return respond(401, "Unauthorized", failure_text(failure));
+        }
+    }
+    Decision::Upgrade { accept: derive_accept_key(key) }
+}
+
+fn failure_text(failure: super::auth::AuthFailure) -> &'static str {
+    use super::auth::AuthFailure as F;
+    match failure {
+        F::Missing => "missing websocket bearer token",
+        F::Invalid => "invalid websocket bearer token",
+        F::BadHeader => "invalid authorization header",
+    }
+}
+
+async fn respond(stream: &mut TcpStream, status: u16, reason: &str, body: &str) -> std::io::Result<()> {
+    let response = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// Binds the listener and returns it with the URL to announce (`ws://127.0.0.1:41767`).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, String)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    Ok((listener, format!("ws://{local}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(method: &str, path: &str, headers: &[(&str, &str)]) -> RequestHead {
+        RequestHead {
+            method: method.into(),
+            path: path.into(),
+            headers: headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.as_bytes().to_vec())).collect(),
+        }
+    }
+
+    const UPGRADE: &[(&str, &str)] = &[
+        ("Upgrade", "websocket"),
+        ("Connection", "keep-alive, Upgrade"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+
+    fn status(d: Decision) -> u16 {
+        match d {
+            Decision::Respond { status, .. } => status,
+            Decision::Upgrade { .. } => 101,
+        }
+    }
+
+    #[test]
+    fn http_routes() {
+        assert_eq!(status(decide(&head("GET", "/readyz", &[]), None)), 200);
+        assert_eq!(status(decide(&head("GET", "/healthz", &[]), None)), 404);
+        assert_eq!(status(decide(&head("GET", "/", &[]), None)), 400);
+        assert_eq!(status(decide(&head("GET", "/", UPGRADE), None)), 101);
+        let mut with_origin = UPGRADE.to_vec();
+        with_origin.push(("Origin", "http://example.test"));
+        assert_eq!(status(decide(&head("GET", "/", &with_origin), None)), 403);
+    }
+
+    #[test]
+    fn accept_key_of_rfc6455_example() {
+        let d = decide(&head("GET", "/", UPGRADE), None);
+        assert_eq!(d, Decision::Upgrade { accept: "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".into() });
+    }
+
+    #[test]
+    fn auth_applies_to_upgrades_but_not_readyz() {
+        let digest = TokenDigest::of_token(b"t0k");
+        assert_eq!(status(decide(&head("GET", "/readyz", &[]), Some(&digest))), 200);
+        assert_eq!(
+            decide(&head("GET", "/", UPGRADE), Some(&digest)),
+            Decision::Respond { status: 401, reason: "Unauthorized", body: "missing websocket bearer token" }
+        );
+        let mut authed = UPGRADE.to_vec();
+        authed.push(("Authorization", "bearer t0k"));
+        assert_eq!(status(decide(&head("GET", "/", &authed), Some(&digest))), 101);
+    }
+
+    #[test]
+    fn listen_urls() {
+        assert_eq!(parse_listen_url("ws://127.0.0.1:0").ok(), Some("127.0.0.1:0".parse().expect("addr")));
+        assert_eq!(parse_listen_url("ws://[::1]:8765/").ok(), Some("[::1]:8765".parse().expect("addr")));
+        assert!(parse_listen_url("ws://localhost:1").is_err());
+        assert!(parse_listen_url("http://127.0.0.1:1").is_err());
+        assert!(parse_listen_url("ws://127.0.0.1").is_err());
+    }
+}

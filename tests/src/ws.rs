@@ -1,0 +1,341 @@
+//! Websocket side of the harness: a server started with `--listen ws://127.0.0.1:0`, clients
+//! speaking the protocol over real websocket connections, and raw HTTP requests to its port.
+//! Timeouts only stop a hung test.
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tungstenite::client::IntoClientRequest as _;
+use tungstenite::http::HeaderValue;
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+use crate::{error_of, executor_bin, RunOutput, TIMEOUT};
+
+/// An executor serving websocket connections.
+pub struct WsServer {
+    pub child: Child,
+    /// `ws://127.0.0.1:PORT`, as the server printed it.
+    pub url: String,
+    /// Lines the server printed on stdout after the URL (there must be none).
+    extra_stdout: Arc<Mutex<Vec<String>>>,
+}
+
+impl WsServer {
+    /// `executor --listen ws://127.0.0.1:0` with extra arguments.
+    pub fn start(args: &[&str]) -> Self {
+        let mut command = Command::new(executor_bin());
+        command.args(["--listen", "ws://127.0.0.1:0"]).args(args);
+        Self::spawn(command)
+    }
+
+    /// Starts `command`, which must print a ws URL as its first stdout line.
+    pub fn spawn(mut command: Command) -> Self {
+        // stdin at EOF from the start: a ws server must not care.
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start executor: {e}"));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = mpsc::channel();
+        let extra_stdout = Arc::new(Mutex::new(Vec::new()));
+        let extra = extra_stdout.clone();
+        thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(first)) = lines.next() {
+                let _ = tx.send(first);
+            }
+            for line in lines.map_while(Result::ok) {
+                extra.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
+        let url = match rx.recv_timeout(TIMEOUT) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("executor printed no URL within {TIMEOUT:?}");
+            }
+        };
+        Self { child, url, extra_stdout }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> &str {
+        self.url.strip_prefix("ws://").unwrap_or_else(|| panic!("not a ws URL: {}", self.url))
+    }
+
+    pub fn connect(&self) -> WsClient {
+        WsClient::connect(&self.url, &[]).unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.url))
+    }
+
+    /// A connected client that has completed the handshake.
+    pub fn ready(&self) -> WsClient {
+        let mut client = self.connect();
+        client.handshake();
+        client
+    }
+
+    pub fn extra_stdout(&self) -> Vec<String> {
+        self.extra_stdout.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Waits for the server to exit; panics at the hang guard.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "executor did not exit within {TIMEOUT:?}");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for WsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One websocket connection speaking the protocol.
+pub struct WsClient {
+    ws: WebSocket<MaybeTlsStream<TcpStream>>,
+    pending: Vec<Value>,
+    next_id: i64,
+    closed: bool,
+}
+
+/// What a read from the socket gave.
+enum Received {
+    Message(Value),
+    TimedOut,
+    Closed,
+}
+
+impl WsClient {
+    /// Connects to `url` with extra request headers; the error of a refused upgrade
+    /// carries the HTTP response.
+    pub fn connect(url: &str, headers: &[(&str, &str)]) -> Result<Self, tungstenite::Error> {
+        let mut request = url.into_client_request()?;
+        for (name, value) in headers {
+            let name = tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("valid header name");
+            request.headers_mut().append(name, HeaderValue::from_str(value).expect("valid header value"));
+        }
+        let (ws, _response) = tungstenite::connect(request)?;
+        Ok(Self { ws, pending: Vec::new(), next_id: 1000, closed: false })
+    }
+
+    fn tcp(&self) -> &TcpStream {
+        match self.ws.get_ref() {
+            MaybeTlsStream::Plain(stream) => stream,
+            _ => panic!("tests use plain ws:// only"),
+        }
+    }
+
+    pub fn handshake(&mut self) -> Value {
+        let result = self.call("initialize", json!({"clientName": "ws-tests"}));
+        self.notify("initialized", json!({}));
+        result
+    }
+
+    /// `initialize` with `resumeSessionId`; the whole response (result or error).
+    pub fn resume(&mut self, session_id: &str) -> Value {
+        self.request("initialize", json!({"clientName": "ws-tests", "resumeSessionId": session_id}))
+    }
+
+    pub fn send_frame(&mut self, message: Message) {
+        // A server that already closed the connection is observed by the test elsewhere.
+        let _ = self.ws.send(message);
+    }
+
+    pub fn send(&mut self, message: &Value) {
+        self.send_frame(Message::text(message.to_string()));
+    }
+
+    pub fn notify(&mut self, method: &str, params: Value) {
+        self.send(&json!({"method": method, "params": params}));
+    }
+
+    pub fn send_request(&mut self, method: &str, params: Value) -> i64 {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.send(&json!({"id": id, "method": method, "params": params}));
+        id
+    }
+
+    pub fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.send_request(method, params);
+        self.response(id)
+    }
+
+    pub fn call(&mut self, method: &str, params: Value) -> Value {
+        let response = self.request(method, params.clone());
+        match response.get("result") {
+            Some(result) => result.clone(),
+            None => panic!("{method} {params} failed: {response}"),
+        }
+    }
+
+    pub fn call_err(&mut self, method: &str, params: Value) -> (i64, String) {
+        let response = self.request(method, params.clone());
+        error_of(&response).unwrap_or_else(|| panic!("{method} {params} unexpectedly succeeded: {response}"))
+    }
+
+    pub fn response(&mut self, id: i64) -> Value {
+        self.next_matching(|m| m.get("id") == Some(&json!(id)) && m.get("method").is_none())
+    }
+
+    pub fn next_matching(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        self.try_next_matching(&pred, TIMEOUT)
+            .unwrap_or_else(|| panic!("no matching message within {TIMEOUT:?}; pending: {:?}", self.pending))
+    }
+
+    pub fn try_next_matching(&mut self, pred: &dyn Fn(&Value) -> bool, timeout: Duration) -> Option<Value> {
+        if let Some(pos) = self.pending.iter().position(pred) {
+            return Some(self.pending.remove(pos));
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.receive(deadline) {
+                Received::Message(message) if pred(&message) => return Some(message),
+                Received::Message(message) => self.pending.push(message),
+                Received::TimedOut | Received::Closed => return None,
+            }
+        }
+    }
+
+    fn receive(&mut self, deadline: Instant) -> Received {
+        if self.closed {
+            return Received::Closed;
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Received::TimedOut;
+            }
+            let _ = self.tcp().set_read_timeout(Some(left));
+            match self.ws.read() {
+                Ok(Message::Text(text)) => return Received::Message(parse(text.as_bytes())),
+                Ok(Message::Binary(data)) => return Received::Message(parse(&data)),
+                Ok(Message::Close(_)) => {
+                    self.closed = true;
+                    return Received::Closed;
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e)) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => {
+                    self.closed = true;
+                    return Received::Closed;
+                }
+            }
+        }
+    }
+
+    /// True when the server closed the connection within the hang guard; messages that
+    /// arrive meanwhile stay pending.
+    pub fn wait_closed(&mut self) -> bool {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            match self.receive(deadline) {
+                Received::Message(m) => self.pending.push(m),
+                Received::Closed => return true,
+                Received::TimedOut => return false,
+            }
+        }
+    }
+
+    /// Drops the TCP connection without a websocket Close, like a vanished client.
+    pub fn drop_tcp(self) {
+        let _ = self.tcp().shutdown(Shutdown::Both);
+    }
+
+    /// Every notification of `process_id` up to and including `process/closed`.
+    pub fn events_until_closed(&mut self, process_id: &str) -> Vec<Value> {
+        let mut events = Vec::new();
+        loop {
+            let event = self.next_matching(|m| {
+                m.get("method").and_then(Value::as_str).is_some_and(|n| n.starts_with("process/"))
+                    && m["params"]["processId"] == json!(process_id)
+            });
+            let closed = event["method"] == "process/closed";
+            events.push(event);
+            if closed {
+                return events;
+            }
+        }
+    }
+
+    /// Starts a process and returns what it produced, from its notifications.
+    pub fn run(&mut self, process_id: &str, mut params: Value) -> RunOutput {
+        params["processId"] = json!(process_id);
+        self.call("process/start", params);
+        RunOutput::from_events(&self.events_until_closed(process_id))
+    }
+
+    /// Reads a process's whole retained stream with `process/read` from `afterSeq` 0 until
+    /// it is closed: (seq, bytes) per chunk, and the exit code.
+    pub fn read_all(&mut self, process_id: &str) -> (Vec<(u64, Vec<u8>)>, Option<i64>) {
+        let mut chunks = Vec::new();
+        let mut after = 0u64;
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            assert!(Instant::now() < deadline, "{process_id} did not close within {TIMEOUT:?}");
+            let result =
+                self.call("process/read", json!({"processId": process_id, "afterSeq": after, "waitMs": 1000}));
+            for chunk in result["chunks"].as_array().expect("chunks") {
+                let seq = chunk["seq"].as_u64().expect("seq");
+                chunks.push((seq, crate::unb64(chunk["chunk"].as_str().expect("chunk"))));
+            }
+            after = result["nextSeq"].as_u64().expect("nextSeq").saturating_sub(1);
+            if result["closed"] == json!(true) {
+                return (chunks, result["exitCode"].as_i64());
+            }
+        }
+    }
+}
+
+fn parse(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("server sent a non-JSON frame {:?}: {e}", String::from_utf8_lossy(bytes)))
+}
+
+/// A plain HTTP/1.1 request to `addr` (`127.0.0.1:PORT`); returns status and body.
+pub fn http_get(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
+    stream.set_read_timeout(Some(TIMEOUT)).expect("set timeout");
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("send request");
+    let mut response = Vec::new();
+    // The server answers plain HTTP with `Connection: close`, so EOF ends the response.
+    stream.read_to_end(&mut response).unwrap_or_else(|e| panic!("reading the response to {path}: {e}"));
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {text:?}"));
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// Headers of a websocket upgrade request, for [`http_get`].
+pub const UPGRADE_HEADERS: &[(&str, &str)] = &[
+    ("Connection", "Upgrade"),
+    ("Upgrade", "websocket"),
+    ("Sec-WebSocket-Version", "13"),
+    ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+];
