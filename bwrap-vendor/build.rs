@@ -116,8 +116,12 @@ fn locate_sources() -> Result<PathBuf, String> {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let manifest_dir =
         PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").ok_or("CARGO_MANIFEST_DIR is not set")?);
+    // Only this target's dependency graph: offline metadata of the whole graph would need
+    // every other platform's crates (e.g. UEFI-only ones) downloaded too.
+    let target = env::var("TARGET").map_err(|_| "TARGET is not set")?;
     let output = Command::new(&cargo)
-        .args(["metadata", "--format-version", "1", "--offline", "--locked", "--manifest-path"])
+        .args(["metadata", "--format-version", "1", "--offline", "--locked", "--filter-platform", &target])
+        .arg("--manifest-path")
         .arg(manifest_dir.join("Cargo.toml"))
         .output()
         .map_err(|e| format!("running `cargo metadata` to find {SOURCE_CRATE}: {e}"))?;
