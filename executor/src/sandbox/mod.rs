@@ -42,44 +42,6 @@ pub struct LaunchSpec {
     pub args: Vec<OsString>,
 }
 
-/// Build the launch for one command under `ctx`. `fallback_cwd` is the policy cwd when
-/// the context has none (for `process/start`, the process cwd); `command_cwd` is where
-/// the command runs.
-pub fn prepare_launch(
-    launcher: &Launcher,
-    ctx: &FileSystemSandboxContext,
-    fallback_cwd: &Path,
-    command_cwd: &Path,
-    argv: &[String],
-    arg0: Option<&str>,
-) -> Result<LaunchSpec, SandboxError> {
-    prepare_launch_with(launcher, ctx, Some(fallback_cwd), command_cwd, argv, arg0)
-}
-
-/// Like [`prepare_launch`]; `fallback_cwd: None` makes cwd-dependent entries a client
-/// error (what `fs/*` requests without a sandbox cwd get).
-pub fn prepare_launch_with(
-    launcher: &Launcher,
-    ctx: &FileSystemSandboxContext,
-    fallback_cwd: Option<&Path>,
-    command_cwd: &Path,
-    argv: &[String],
-    arg0: Option<&str>,
-) -> Result<LaunchSpec, SandboxError> {
-    let Some(first) = argv.first() else {
-        return Err(SandboxError::EmptyArgv);
-    };
-    let plan = policy::resolve(ctx, fallback_cwd)?;
-    if plan.direct {
-        return Ok(LaunchSpec {
-            program: PathBuf::from(first),
-            argv0: OsString::from(arg0.unwrap_or(first)),
-            args: argv[1..].iter().map(OsString::from).collect(),
-        });
-    }
-    launch_for_plan(launcher, &plan, command_cwd, argv, arg0)
-}
-
 /// What to spawn for one command under `ctx`, with the launcher chosen by `config`.
 #[derive(Debug, Clone)]
 pub struct Prepared {
