@@ -29,7 +29,7 @@ if ! have cargo; then
 fi
 if ! have cargo; then
     cat >&2 <<'MSG'
-ci/setup.sh: no Rust toolchain found. Install one (Rust 1.85 or newer), for example with
+ci/setup.sh: no Rust toolchain found. Install one (Rust 1.88 or newer), for example with
 rustup: https://rustup.rs, then run this command again.
 MSG
     exit 1

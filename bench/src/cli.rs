@@ -12,7 +12,9 @@ exec-bench: benchmark any stdio exec-server command
 
 USAGE:
   exec-bench [OPTIONS] -- SERVER-COMMAND...
-  exec-bench compare BASELINE.json OTHER.json... [--json]
+  exec-bench compare BASELINE.json CANDIDATE.json [MORE.json...] [--json | --markdown]
+      side-by-side table; × columns = how many times better than BASELINE;
+      budgets (DESIGN.md §6) are checked against CANDIDATE
 
 OPTIONS:
   --label NAME          name for this server in reports (default: the program name)
@@ -22,13 +24,23 @@ OPTIONS:
                         stream      stdout streaming throughput through process/output
                         rss         idle RSS after initialize
                         bare-bwrap  bwrap ... -- true spawned directly (needs no server)
+                        sandbox-true  process/start [\"true\"] in a workspace-write sandbox
+                                    (network restricted) → process/closed, alternating with
+                                    bare bwrap with the same mounts (bare-bwrap-ws); ratio
+                        fs-read     fs/readFile of a 64 MiB file, direct and sandboxed, MiB/s
+                        fs-meta     fs/getMetadata latency, sandboxed (warm helper) and direct
   --init-runs N         measured init runs (default 20, plus 2 warm-up)
   --true-runs N         measured `true` runs (default 200, plus 5 warm-up)
   --stream-mib N        MiB written per streaming run (default 256)
   --stream-runs N       streaming runs (default 3)
   --idle-ms N           wait after initialize before reading idle RSS (default 300)
   --bwrap-runs N        bare bwrap runs (default 50, plus 3 warm-up)
-  --bwrap PATH          bwrap binary for bare-bwrap (default /usr/bin/bwrap)
+  --bwrap PATH          bwrap binary for bare-bwrap and bare-bwrap-ws (default /usr/bin/bwrap)
+  --sandbox-runs N      measured sandbox-true runs, each with one bare-bwrap-ws run
+                        (default 100, plus 5 warm-up)
+  --read-mib N          size of the fs-read file (default 64)
+  --read-runs N         fs-read runs per mode (default 3; the median is reported)
+  --meta-runs N         measured fs-meta calls per mode (default 200, plus 5 warm-up)
   --timeout-s N         deadline per workload; the server is killed after it (default 120)
   --json                print the report as JSON instead of a table
   --json-out FILE       also write the JSON report to FILE
@@ -43,10 +55,22 @@ pub enum Workload {
     Stream,
     Rss,
     BareBwrap,
+    SandboxTrue,
+    FsRead,
+    FsMeta,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 5] = [Self::Init, Self::True, Self::Stream, Self::Rss, Self::BareBwrap];
+    pub const ALL: [Workload; 8] = [
+        Self::Init,
+        Self::True,
+        Self::Stream,
+        Self::Rss,
+        Self::BareBwrap,
+        Self::SandboxTrue,
+        Self::FsRead,
+        Self::FsMeta,
+    ];
     pub const DEFAULT: [Workload; 4] = [Self::Init, Self::True, Self::Stream, Self::Rss];
 
     /// Name on the command line and key in the JSON report.
@@ -57,6 +81,9 @@ impl Workload {
             Self::Stream => "stream",
             Self::Rss => "rss",
             Self::BareBwrap => "bare-bwrap",
+            Self::SandboxTrue => "sandbox-true",
+            Self::FsRead => "fs-read",
+            Self::FsMeta => "fs-meta",
         }
     }
 
@@ -87,6 +114,12 @@ pub struct Config {
     pub bwrap_runs: usize,
     pub bwrap_warmup: usize,
     pub bwrap: PathBuf,
+    pub sandbox_runs: usize,
+    pub sandbox_warmup: usize,
+    pub read_bytes: u64,
+    pub read_runs: usize,
+    pub meta_runs: usize,
+    pub meta_warmup: usize,
     pub timeout: Duration,
     pub json: bool,
     pub json_out: Option<PathBuf>,
@@ -108,6 +141,12 @@ impl Default for Config {
             bwrap_runs: 50,
             bwrap_warmup: 3,
             bwrap: PathBuf::from("/usr/bin/bwrap"),
+            sandbox_runs: 100,
+            sandbox_warmup: 5,
+            read_bytes: 64 << 20,
+            read_runs: 3,
+            meta_runs: 200,
+            meta_warmup: 5,
             timeout: Duration::from_secs(120),
             json: false,
             json_out: None,
@@ -120,7 +159,7 @@ impl Default for Config {
 pub enum Command {
     Help,
     Bench(Box<Config>),
-    Compare { files: Vec<PathBuf>, json: bool },
+    Compare { files: Vec<PathBuf>, json: bool, markdown: bool },
 }
 
 pub fn parse(args: &[String]) -> Result<Command> {
@@ -131,12 +170,16 @@ pub fn parse(args: &[String]) -> Result<Command> {
 }
 
 fn parse_compare(args: &[String]) -> Result<Command> {
-    let json = args.iter().any(|a| a == "--json");
-    let files: Vec<PathBuf> = args.iter().filter(|a| *a != "--json").map(PathBuf::from).collect();
+    let flag = |name: &str| args.iter().any(|a| a == name);
+    let (json, markdown) = (flag("--json"), flag("--markdown"));
+    if let Some(other) = args.iter().find(|a| a.starts_with("--") && *a != "--json" && *a != "--markdown") {
+        fail!("unknown compare option `{other}`")
+    }
+    let files: Vec<PathBuf> = args.iter().filter(|a| !a.starts_with("--")).map(PathBuf::from).collect();
     if files.is_empty() {
         fail!("compare needs at least one report file")
     }
-    Ok(Command::Compare { files, json })
+    Ok(Command::Compare { files, json, markdown })
 }
 
 fn parse_bench(args: &[String]) -> Result<Command> {
@@ -159,6 +202,10 @@ fn parse_bench(args: &[String]) -> Result<Command> {
             "--idle-ms" => cfg.idle = Duration::from_millis(number(arg, &value()?)?),
             "--bwrap-runs" => cfg.bwrap_runs = number(arg, &value()?)?,
             "--bwrap" => cfg.bwrap = PathBuf::from(value()?),
+            "--sandbox-runs" => cfg.sandbox_runs = number(arg, &value()?)?,
+            "--read-mib" => cfg.read_bytes = number::<u64>(arg, &value()?)? << 20,
+            "--read-runs" => cfg.read_runs = number(arg, &value()?)?,
+            "--meta-runs" => cfg.meta_runs = number(arg, &value()?)?,
             "--timeout-s" => cfg.timeout = Duration::from_secs(number(arg, &value()?)?),
             "--json" => cfg.json = true,
             "--json-out" => cfg.json_out = Some(PathBuf::from(value()?)),
@@ -181,9 +228,9 @@ fn check(cfg: &mut Config) -> Result<()> {
             None => "no-server".to_string(),
         };
     }
-    let counts = [cfg.init_runs, cfg.true_runs, cfg.stream_runs, cfg.bwrap_runs];
-    if counts.contains(&0) || cfg.stream_bytes == 0 {
-        fail!("run counts and --stream-mib must be at least 1")
+    let counts = [cfg.init_runs, cfg.true_runs, cfg.stream_runs, cfg.bwrap_runs, cfg.sandbox_runs, cfg.read_runs, cfg.meta_runs];
+    if counts.contains(&0) || cfg.stream_bytes == 0 || cfg.read_bytes == 0 {
+        fail!("run counts, --stream-mib and --read-mib must be at least 1")
     }
     Ok(())
 }
@@ -241,10 +288,24 @@ mod tests {
     }
 
     #[test]
+    fn sandboxed_workloads_and_their_counts() {
+        let Ok(Command::Bench(cfg)) =
+            parse(&args("--only sandbox-true,fs-read,fs-meta --sandbox-runs 9 --read-mib 2 --meta-runs 7 -- x"))
+        else {
+            panic!("bench config expected")
+        };
+        assert_eq!(cfg.only, vec![Workload::SandboxTrue, Workload::FsRead, Workload::FsMeta]);
+        assert_eq!((cfg.sandbox_runs, cfg.read_bytes, cfg.meta_runs), (9, 2 << 20, 7));
+        assert!(parse(&args("--only fs-read -- ")).is_err());
+        assert!(parse(&args("--read-mib 0 -- x")).is_err());
+    }
+
+    #[test]
     fn compare_takes_files() {
-        let Ok(Command::Compare { files, json }) = parse(&args("compare a.json b.json --json")) else {
+        let Ok(Command::Compare { files, json, markdown }) = parse(&args("compare a.json b.json --json")) else {
             panic!("compare expected")
         };
-        assert_eq!((files.len(), json), (2, true));
+        assert_eq!((files.len(), json, markdown), (2, true, false));
+        assert!(parse(&args("compare a.json --nope")).is_err());
     }
 }

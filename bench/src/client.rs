@@ -46,6 +46,9 @@ pub struct Server {
     next_id: i64,
     watchdog: Watchdog,
     stderr_tail: Arc<Mutex<VecDeque<u8>>>,
+    /// Set once `shutdown` has reaped the child, so `drop` does not signal a group
+    /// id that may be gone.
+    reaped: bool,
     /// When `spawn` was called (just before the fork).
     pub spawned_at: Instant,
 }
@@ -83,6 +86,7 @@ impl Server {
             line: Vec::with_capacity(64 * 1024),
             next_id: 1,
             stderr_tail,
+            reaped: false,
             spawned_at,
         })
     }
@@ -173,8 +177,10 @@ impl Server {
             thread::sleep(Duration::from_millis(2));
         }
         let took = started.elapsed();
+        // Launchers may leave the real server behind; take the whole group down.
         kill_group(self.child.id());
         let _ = self.child.wait();
+        self.reaped = true;
         took
     }
 
@@ -198,8 +204,10 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         // Normally `shutdown` has run; after an error make sure nothing lingers.
-        kill_group(self.child.id());
-        let _ = self.child.try_wait();
+        if !self.reaped {
+            kill_group(self.child.id());
+            let _ = self.child.wait();
+        }
     }
 }
 

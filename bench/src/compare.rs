@@ -28,7 +28,7 @@ fn server_reports(reports: &[Value]) -> Vec<&Value> {
     reports.iter().filter(|r| METRICS.iter().any(|m| !m.serverless && m.value(r).is_some()) || r == &&reports[0]).collect()
 }
 
-pub fn render(reports: &[Value]) -> String {
+pub fn render(reports: &[Value], markdown: bool) -> String {
     let cols = server_reports(reports);
     let Some(base) = cols.first() else { return String::new() };
     let mut header = vec!["measure".to_string()];
@@ -36,7 +36,7 @@ pub fn render(reports: &[Value]) -> String {
     header.extend(cols[1..].iter().map(|r| format!("{} ×", label(r))));
     header.push("budget".into());
     let rows: Vec<Vec<String>> = METRICS.iter().filter(|m| !m.serverless).map(|m| row(m, base, &cols)).collect();
-    let mut out = table::render(&header, &rows);
+    let mut out = if markdown { table::render_markdown(&header, &rows) } else { table::render(&header, &rows) };
     if cols.len() > 1 {
         out.push_str(&format!(
             "\n× = how many times better than {} (its time or memory / this one's; this throughput / its)\n",
@@ -56,8 +56,10 @@ pub fn render(reports: &[Value]) -> String {
 fn cell(m: &crate::metrics::Metric, r: &Value) -> String {
     match m.value(r) {
         Some(v) => format!("{} {}", fmt_num(v), m.unit_name()),
-        None if r.pointer(&format!("/errors/{}", m.path[0])).is_some() => "error".into(),
-        None => "pending".into(),
+        None if m.error(r).is_some() => "error".into(),
+        // A placeholder report (ci/bench.sh writes one when the server is not usable yet).
+        None if r.get("pending").and_then(Value::as_bool) == Some(true) => "pending".into(),
+        None => "not run".into(),
     }
 }
 
@@ -68,7 +70,8 @@ fn row(m: &crate::metrics::Metric, base: &Value, cols: &[&Value]) -> Vec<String>
         let adv = m.value(base).zip(m.value(r)).and_then(|(b, c)| m.advantage(b, c));
         row.push(adv.map(|a| format!("{}×", fmt_num(a))).unwrap_or_else(|| "–".into()));
     }
-    let verdict = cols.last().filter(|_| cols.len() > 1).and_then(|r| m.value(r)).and_then(|v| m.meets_budget(v));
+    // Budgets are for the candidate: the first report after the baseline.
+    let verdict = cols.get(1).and_then(|r| m.value(r)).and_then(|v| m.meets_budget(v));
     let mark = match verdict {
         Some(true) => " (met)",
         Some(false) => " (missed)",
@@ -116,7 +119,7 @@ mod tests {
 
     #[test]
     fn ratios_and_budget_marks() {
-        let text = render(&[report("reference", 12.0, 100.0), report("executor", 2.0, 500.0)]);
+        let text = render(&[report("reference", 12.0, 100.0), report("executor", 2.0, 500.0)], false);
         let init = text.lines().find(|l| l.starts_with("initialize after spawn, p50")).expect("init row");
         assert!(init.contains("6.00×") && init.contains("(met)"), "{init}");
         let stream = text.lines().find(|l| l.starts_with("stdout streaming")).expect("stream row");
@@ -125,10 +128,10 @@ mod tests {
 
     #[test]
     fn missing_figures_are_pending_or_error() {
-        let mut exe = json!({"label": "executor", "workloads": {}, "errors": {"stream": "boom"}});
+        let mut exe = json!({"label": "executor", "pending": true, "workloads": {}, "errors": {"stream": "boom"}});
         exe["workloads"]["init"] = json!({"spawn_to_initialize": {"p50_ms": 1.0}});
-        let text = render(&[report("reference", 12.0, 100.0), exe]);
-        assert!(text.lines().any(|l| l.starts_with("stdout streaming") && l.contains("error")), "{text}");
-        assert!(text.lines().any(|l| l.starts_with("idle RSS, server") && l.contains("pending")), "{text}");
+        let text = render(&[report("reference", 12.0, 100.0), exe], true);
+        assert!(text.lines().any(|l| l.starts_with("| stdout streaming") && l.contains("error")), "{text}");
+        assert!(text.lines().any(|l| l.starts_with("| idle RSS, server") && l.contains("pending")), "{text}");
     }
 }

@@ -39,12 +39,12 @@ fn run(command: Command) -> Result<ExitCode> {
             print!("{}", cli::USAGE);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Compare { files, json } => {
+        Command::Compare { files, json, markdown } => {
             let reports = compare::load(&files)?;
             if json {
                 println!("{}", compare::to_json(&reports));
             } else {
-                print!("{}", compare::render(&reports));
+                print!("{}", compare::render(&reports, markdown));
             }
             Ok(ExitCode::SUCCESS)
         }

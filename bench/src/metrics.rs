@@ -9,6 +9,8 @@ pub enum Unit {
     MibPerS,
     /// Stored as KiB, shown as MiB.
     Kib,
+    /// A plain ratio (sandboxed / bare), shown with ×.
+    Ratio,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +36,7 @@ const fn m(name: &'static str, path: &'static [&'static str], unit: Unit, better
 }
 
 use Better::{Higher, Lower};
-use Unit::{Kib, MibPerS, Ms};
+use Unit::{Kib, MibPerS, Ms, Ratio};
 
 pub const METRICS: &[Metric] = &[
     m("initialize after spawn, p50", &["init", "spawn_to_initialize", "p50_ms"], Ms, Lower, Some(3.0)),
@@ -47,12 +49,39 @@ pub const METRICS: &[Metric] = &[
     m("peak RSS after stream, server", &["stream", "peak_after_stream", "server", "hwm_kib"], Kib, Lower, None),
     m("peak RSS after stream, tree max", &["stream", "peak_after_stream", "tree_hwm_max_kib"], Kib, Lower, None),
     m("exit after stdin EOF, p50", &["init", "exit_after_stdin_eof", "p50_ms"], Ms, Lower, None),
+    m("sandboxed `true` start→closed, p50", &["sandbox-true", "start_to_closed", "p50_ms"], Ms, Lower, None),
+    m("sandboxed `true` start→closed, p90", &["sandbox-true", "start_to_closed", "p90_ms"], Ms, Lower, None),
+    m("bare bwrap-ws `true` (same run), p50", &["sandbox-true", "bare_bwrap_ws", "p50_ms"], Ms, Lower, None),
+    m("bare bwrap-ws `true` (same run), p90", &["sandbox-true", "bare_bwrap_ws", "p90_ms"], Ms, Lower, None),
+    m("sandboxed / bare-ws, p50", &["sandbox-true", "ratio_p50"], Ratio, Lower, Some(1.5)),
+    m("sandboxed / bare-ws, p90", &["sandbox-true", "ratio_p90"], Ratio, Lower, None),
+    m("fs/readFile 64 MiB direct, median", &["fs-read", "direct", "mib_per_s_median"], MibPerS, Higher, Some(400.0)),
+    m("fs/readFile 64 MiB sandboxed, median", &["fs-read", "sandboxed", "mib_per_s_median"], MibPerS, Higher, Some(300.0)),
+    m("fs/getMetadata sandboxed, p50", &["fs-meta", "sandboxed", "latency", "p50_ms"], Ms, Lower, Some(2.0)),
+    m("fs/getMetadata sandboxed, p90", &["fs-meta", "sandboxed", "latency", "p90_ms"], Ms, Lower, None),
+    m("fs/getMetadata direct, p50", &["fs-meta", "direct", "latency", "p50_ms"], Ms, Lower, None),
     Metric { serverless: true, ..m("bare bwrap `true`, p50", &["bare-bwrap", "spawn_to_exit", "p50_ms"], Ms, Lower, None) },
     Metric { serverless: true, ..m("bare bwrap `true`, p90", &["bare-bwrap", "spawn_to_exit", "p90_ms"], Ms, Lower, None) },
 ];
 
 impl Metric {
     /// The figure in its shown unit, if the report has it.
+    /// The error recorded for this figure: the workload's, or one of a mode inside it
+    /// (`{"sandboxed": {"error": ...}}`).
+    pub fn error<'a>(&self, report: &'a Value) -> Option<&'a str> {
+        if let Some(e) = report.get("errors").and_then(|e| e.get(self.path[0])) {
+            return e.as_str();
+        }
+        let mut v = report.get("workloads")?;
+        for key in self.path {
+            v = v.get(key)?;
+            if let Some(e) = v.get("error").and_then(Value::as_str) {
+                return Some(e);
+            }
+        }
+        None
+    }
+
     pub fn value(&self, report: &Value) -> Option<f64> {
         let mut v = report.get("workloads")?;
         for key in self.path {
@@ -67,6 +96,7 @@ impl Metric {
             Unit::Ms => "ms",
             Unit::MibPerS => "MiB/s",
             Unit::Kib => "MiB",
+            Unit::Ratio => "×",
         }
     }
 
@@ -137,6 +167,16 @@ mod tests {
         let stream = metric("stdout streaming, median");
         assert_eq!(stream.advantage(100.0, 400.0), Some(4.0));
         assert_eq!(init.advantage(1.0, 0.0), None);
+    }
+
+    #[test]
+    fn mode_errors_are_found() {
+        let report = json!({"workloads": {"fs-read": {"direct": {"mib_per_s_median": 500.0}, "sandboxed": {"error": "boom"}}}});
+        assert_eq!(metric("fs/readFile 64 MiB direct, median").value(&report), Some(500.0));
+        assert_eq!(metric("fs/readFile 64 MiB direct, median").error(&report), None);
+        assert_eq!(metric("fs/readFile 64 MiB sandboxed, median").error(&report), Some("boom"));
+        let failed = json!({"workloads": {}, "errors": {"fs-meta": "no server"}});
+        assert_eq!(metric("fs/getMetadata sandboxed, p50").error(&failed), Some("no server"));
     }
 
     #[test]

@@ -60,7 +60,8 @@ pub fn render(report: &Value) -> String {
     let label = report.get("label").and_then(Value::as_str).unwrap_or("?");
     let command: Vec<&str> =
         report.get("command").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-    let mut out = format!("exec-bench: {label} ({})\n\n", command.join(" "));
+    let command = if command.is_empty() { "no server".to_string() } else { command.join(" ") };
+    let mut out = format!("exec-bench: {label} ({command})\n\n");
     let header = ["measure", "value", "budget"].map(String::from);
     let rows: Vec<Vec<String>> = METRICS
         .iter()
@@ -69,7 +70,11 @@ pub fn render(report: &Value) -> String {
             Some(vec![m.name.to_string(), format!("{} {}", fmt_num(v), m.unit_name()), m.budget_text()])
         })
         .collect();
-    out.push_str(&table::render(&header, &rows));
+    if rows.is_empty() {
+        out.push_str("(no figures)\n");
+    } else {
+        out.push_str(&table::render(&header, &rows));
+    }
     out.push_str(&notes(report));
     out
 }
@@ -94,6 +99,34 @@ pub fn notes(report: &Value) -> String {
             })
             .collect();
         out.push_str(&format!("  stream runs: {}\n", runs.join("; ")));
+    }
+    let sbx = &w["sandbox-true"];
+    if sbx.is_object() {
+        let bwrap = &sbx["server_info"]["facts"]["sandbox"];
+        let launcher = match (bwrap.get("bwrap"), sbx["server_info"].get("error")) {
+            (Some(mode), _) => format!("executor bwrap mode {mode}, bwrapPath {}", bwrap["bwrapPath"]),
+            (None, Some(e)) => format!("environment/info failed: {e}"),
+            (None, None) => "launcher not reported".into(),
+        };
+        out.push_str(&format!("  sandbox-true: sandboxType {}, {launcher}
+", sbx["sandbox_type"]));
+        if let Some(argv) = sbx["bare_bwrap_ws_argv"].as_array() {
+            let argv: Vec<&str> = argv.iter().filter_map(Value::as_str).collect();
+            out.push_str(&format!("  bare-bwrap-ws argv: {}
+", argv.join(" ")));
+        }
+    }
+    if let Some(r) = w["fs-read"]["sandboxed"]["helper_warmup_small_read_ms"].as_f64() {
+        out.push_str(&format!("  fs-read: first sandboxed call (helper start, 4-byte file) {r} ms
+"));
+    }
+    for (name, v) in w.as_object().into_iter().flatten() {
+        for (mode, m) in v.as_object().into_iter().flatten() {
+            if let Some(e) = m.get("error").and_then(Value::as_str) {
+                out.push_str(&format!("  ERROR in {name} ({mode}): {e}
+"));
+            }
+        }
     }
     if let Some(errors) = report.get("errors").and_then(Value::as_object) {
         out.push_str(&errors_text(errors));

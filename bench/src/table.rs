@@ -31,6 +31,18 @@ pub fn render(header: &[String], rows: &[Vec<String>]) -> String {
     out.lines().map(str::trim_end).collect::<Vec<_>>().join("\n") + "\n"
 }
 
+/// The same table as GitHub-flavoured Markdown.
+pub fn render_markdown(header: &[String], rows: &[Vec<String>]) -> String {
+    let line = |cells: &[String]| format!("| {} |\n", cells.join(" | "));
+    let mut out = line(header);
+    let rule: Vec<String> = header.iter().enumerate().map(|(i, _)| if i == 0 { "---".into() } else { "---:".into() }).collect();
+    out.push_str(&line(&rule));
+    for row in rows {
+        out.push_str(&line(row));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,5 +53,12 @@ mod tests {
         let rows = vec![vec!["a".to_string(), "1.5".to_string()], vec!["longer".to_string(), "12".to_string()]];
         let text = render(&h, &rows);
         assert_eq!(text, "measure  value\n-------  -----\na          1.5\nlonger      12\n");
+    }
+
+    #[test]
+    fn markdown_table() {
+        let h = vec!["m".to_string(), "v".to_string()];
+        let text = render_markdown(&h, &[vec!["a".to_string(), "1".to_string()]]);
+        assert_eq!(text, "| m | v |\n| --- | ---: |\n| a | 1 |\n");
     }
 }

@@ -7,6 +7,7 @@ pub mod init;
 pub mod process;
 pub mod protocol;
 pub mod rpc;
+pub mod sandbox;
 pub mod server;
 pub mod session;
 pub mod transport;

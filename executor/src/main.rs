@@ -12,7 +12,7 @@ use tracing_subscriber::EnvFilter;
 
 use executor::environment::environment_info;
 use executor::protocol::types::Capabilities;
-use executor::server::{Server, ServerConfig};
+use executor::server::{DefaultSandbox, Server, ServerConfig};
 use executor::transport;
 use executor::transport::auth::AuthFlags;
 use executor::transport::ws::{self, WsOptions};
@@ -27,7 +27,19 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {}
+enum Command {
+    /// Report what sandbox this host lets the executor enforce, with fixes.
+    Doctor {
+        /// Machine-readable report.
+        #[arg(long)]
+        json: bool,
+        /// Run the bundled bwrap `--version` from its verified descriptor (tests).
+        #[arg(long, hide = true)]
+        exec_bundled_bwrap_version: bool,
+        #[command(flatten)]
+        launcher: executor::sandbox::launcher::LauncherArgs,
+    },
+}
 
 #[derive(Args, Debug)]
 struct ServeArgs {
@@ -38,6 +50,14 @@ struct ServeArgs {
     /// Requests of one connection processed at the same time.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     concurrent_requests: u32,
+    /// Sandbox applied to requests that carry none (operator floor).
+    #[arg(long, value_enum, value_name = "PROFILE")]
+    default_sandbox: Option<DefaultSandbox>,
+    /// Refuse requests that carry no sandbox (unless --default-sandbox supplies one).
+    #[arg(long)]
+    require_sandbox: bool,
+    #[command(flatten)]
+    launcher: executor::sandbox::launcher::LauncherArgs,
     /// Authenticate websocket upgrades (`Authorization: Bearer <token>`).
     #[arg(long, value_enum)]
     ws_auth: Option<WsAuth>,
@@ -67,10 +87,29 @@ enum WsAuth {
 }
 
 fn main() -> ExitCode {
+    // Sandbox entry points come first: the inner stage must run before any runtime,
+    // thread or logger exists, and `sandbox -- CMD` takes its own argv.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(rest) = executor::sandbox::inner_args(&args) {
+        executor::sandbox::inner::main(rest);
+    }
+    if args.get(1).is_some_and(|a| a == executor::fs::sandboxed::HELPER_ARG1) {
+        std::process::exit(executor::fs::sandboxed::helper_main());
+    }
+    if args.get(1).is_some_and(|a| a == "sandbox") {
+        std::process::exit(executor::sandbox::cli::main(args[2..].to_vec()));
+    }
     init_logging();
     let cli = Cli::parse();
     match cli.command {
         None => serve(cli.serve),
+        Some(Command::Doctor { json, exec_bundled_bwrap_version, launcher }) => {
+            if exec_bundled_bwrap_version {
+                executor::sandbox::doctor::exec_bundled_bwrap_version()
+            } else {
+                executor::sandbox::doctor::run_with(json, &launcher.config())
+            }
+        }
     }
 }
 
@@ -119,6 +158,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     let config = ServerConfig {
         concurrent_requests: args.concurrent_requests as usize,
+        launcher: args.launcher.config(),
+        default_sandbox: args.default_sandbox,
+        require_sandbox: args.require_sandbox,
         session_ttl: Duration::from_secs(args.session_ttl),
     };
     match ws_addr {
@@ -132,7 +174,7 @@ fn serve(args: ServeArgs) -> ExitCode {
 
 fn new_server(config: ServerConfig) -> Arc<Server> {
     let capabilities = Capabilities { file_write_streaming: true, ..Capabilities::default() };
-    let info = environment_info(capabilities, serde_json::json!({}));
+    let info = environment_info(capabilities, sandbox_facts(&config));
     Server::new(config, info)
 }
 
@@ -181,6 +223,26 @@ async fn serve_stdio(config: ServerConfig) -> ExitCode {
         server.sessions.remove(&session.id);
     }
     ExitCode::from(code as u8)
+}
+
+/// Cheap, truthful facts about the sandbox for `environment/info` (the full, slower
+/// check with a test run is `executor doctor`).
+fn sandbox_facts(config: &ServerConfig) -> serde_json::Value {
+    serde_json::json!({
+        "sandbox": {
+            "layers": ["bwrap namespaces and mounts", "capabilities dropped", "no_new_privs", "landlock", "seccomp"],
+            "landlockAbi": executor::sandbox::doctor::landlock_abi(),
+            "bwrap": format!("{:?}", config.launcher.mode).to_lowercase(),
+            "bwrapPath": config.launcher.path_override,
+            "bundledBwrap": {
+                "version": bwrap_vendor::BWRAP_VERSION,
+                "developmentBuild": bwrap_vendor::is_dev_build(),
+            },
+            "defaultSandbox": config.default_sandbox.map(|d| format!("{d:?}")),
+            "requireSandbox": config.require_sandbox,
+            "diagnose": "executor doctor",
+        }
+    })
 }
 
 /// Waits for SIGTERM, SIGINT or SIGHUP and returns its number.

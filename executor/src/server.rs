@@ -12,14 +12,30 @@ use crate::protocol::envelope::{error_line, response_line};
 use crate::protocol::types::{EnvironmentInfo, InitializeParams, InitializeResult};
 use crate::protocol::{decode_params, parse_line, Incoming, RequestId, RpcError};
 use crate::rpc::{self, Phase, RequestContext};
+use crate::sandbox::launcher::LauncherConfig;
 use crate::session::{Outbound, Session, SessionRegistry};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ServerConfig {
     /// Requests of one connection processed at a time.
     pub concurrent_requests: usize,
+    /// Which bwrap runs sandboxed commands.
+    pub launcher: LauncherConfig,
+    /// Operator floor: the sandbox applied to requests that carry none.
+    pub default_sandbox: Option<DefaultSandbox>,
+    /// Operator floor: refuse requests that carry no sandbox (and have no default).
+    pub require_sandbox: bool,
     /// How long a detached session is kept before it expires and its processes are killed.
     pub session_ttl: Duration,
+}
+
+/// Built-in profiles an operator can impose with `--default-sandbox`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DefaultSandbox {
+    /// Read everything, write nothing, no network.
+    ReadOnly,
+    /// Read everything, write the request's cwd and temp dirs, no network.
+    WorkspaceWrite,
 }
 
 /// Detached sessions expire after this long unless resumed (80 s measured on the reference,
@@ -36,6 +52,8 @@ pub struct Server {
     pub config: ServerConfig,
     pub sessions: SessionRegistry,
     pub environment_info: EnvironmentInfo,
+    /// Warm fs helpers for sandboxed filesystem requests.
+    pub fs_helpers: crate::fs::sandboxed::HelperPool,
     next_connection: AtomicU64,
 }
 
@@ -63,6 +81,7 @@ impl Server {
             config,
             sessions: SessionRegistry::default(),
             environment_info,
+            fs_helpers: Default::default(),
             next_connection: AtomicU64::new(1),
         })
     }

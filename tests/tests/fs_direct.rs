@@ -96,14 +96,3 @@ fn file_handles() {
     s.call("fs/close", json!({"handleId": "h2"}));
     assert_eq!(std::fs::read(&new).expect("written"), b"abcdef");
 }
-
-#[test]
-fn sandboxed_fs_requests_are_refused_until_they_can_be_enforced() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let target = dir.path().join("f.txt");
-    let mut s = Executor::ready(&[]);
-    let sandbox = json!({"permissions": {"type": "managed", "file_system": {"type": "restricted", "entries": []}, "network": "restricted"}, "windowsSandboxLevel": "disabled"});
-    let (code, _) = s.call_err("fs/writeFile", json!({"path": uri(&target), "dataBase64": "eA==", "sandbox": sandbox}));
-    assert_eq!(code, -32602);
-    assert!(!target.exists(), "nothing was written outside the sandbox");
-}

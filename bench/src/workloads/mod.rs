@@ -6,8 +6,12 @@
 //! `report.rs` / `compare.rs`.
 
 mod bare_bwrap;
+mod fs_meta;
+mod fs_read;
 mod idle_rss;
 mod init;
+mod sandbox;
+mod sandbox_true;
 mod spawn_true;
 mod stream;
 
@@ -26,6 +30,9 @@ pub fn run(workload: Workload, cfg: &Config) -> Result<Value> {
         Workload::Stream => stream::run(cfg),
         Workload::Rss => idle_rss::run(cfg),
         Workload::BareBwrap => bare_bwrap::run(cfg),
+        Workload::SandboxTrue => sandbox_true::run(cfg),
+        Workload::FsRead => fs_read::run(cfg),
+        Workload::FsMeta => fs_meta::run(cfg),
     }
 }
 

@@ -1,5 +1,8 @@
-//! `fs/*` dispatch. Without a sandbox the executor performs the operation itself, on a
-//! blocking thread; file handles belong to the session.
+//! `fs/*` dispatch. Without a sandbox (or with a profile that asks for none) the executor
+//! performs the operation itself, on a blocking thread; under a restricted profile a
+//! sandboxed helper does (see `sandboxed`). File handles belong to the session.
+
+pub mod sandboxed;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -13,6 +16,7 @@ use serde_json::{json, Value};
 use crate::protocol::types::{CloseParams, ReadBlockParams, WriteBlockParams};
 use crate::protocol::{decode_params, RpcError};
 use crate::rpc::RequestContext;
+use crate::sandbox::FileSystemSandboxContext;
 
 const FAMILY: &str = "filesystem";
 
@@ -59,10 +63,18 @@ async fn run(ctx: &RequestContext, op: Operation, params: Value, sandbox: Option
         Ok(session) => session.clone(),
         Err(gate) => return Err(validate(op, params).err().unwrap_or(gate)),
     };
-    if sandbox.is_some() {
-        // Sandboxed fs requests need the fs-helper inside the sandbox; never weaken them
-        // to a direct operation.
-        return Err(RpcError::invalid_params("sandbox intent cannot be enforced on this executor"));
+    let server = &ctx.server;
+    let server_cwd = std::env::current_dir().map_err(|e| RpcError::internal(format!("cannot read the server cwd: {e}")))?;
+    let requested = sandbox.map(decode_params::<FileSystemSandboxContext>).transpose()?;
+    if let Some(policy) = crate::rpc::effective_sandbox(&server.config, requested, &server_cwd)? {
+        if !sandboxed::is_unsandboxed(&policy, &server_cwd)? {
+            if op == Operation::Open {
+                // Handing a descriptor out of the sandbox is not implemented: refuse rather
+                // than open it with the executor's own rights.
+                return Err(RpcError::internal("fs/open under a sandbox is not supported by this executor"));
+            }
+            return server.fs_helpers.run(&server.config.launcher, &policy, &server_cwd, op.name(), params).await;
+        }
     }
     if op == Operation::Open {
         return open(&session.files, params).await;

@@ -19,9 +19,9 @@ use tokio::sync::{mpsc, watch};
 pub use output_log::{ExitRecord, OutputLog, RETAINED_OUTPUT_BYTES};
 pub use spawn::SpawnSpec;
 
-use crate::protocol::envelope::notification_line;
+use crate::protocol::envelope::{json_string, notification_line, output_notification_line};
 use crate::protocol::types::{
-    methods, ClosedNotification, ExitedNotification, OutputNotification, ProcessReadResult,
+    methods, ClosedNotification, ExitedNotification, ProcessReadResult,
     StreamName, WriteStatus,
 };
 use crate::session::NotificationSink;
@@ -31,9 +31,6 @@ use spawn::Streams;
 /// session TTL, so a client that reconnects can still read what finished meanwhile.
 pub const CLOSED_RETENTION: Duration = Duration::from_secs(300);
 
-/// Exit status with which the sandbox's inner stage reports that it could not run the
-/// command (reported as `sandboxDenied`).
-pub const SANDBOX_DENIED_EXIT: i32 = 101;
 
 const READ_BUFFER: usize = 256 * 1024;
 
@@ -77,8 +74,12 @@ pub struct ProcessTable {
 
 pub struct Process {
     id: String,
+    /// The id as a JSON string literal, for hand-built output lines.
+    id_json: String,
     pid: Pid,
     sandboxed: bool,
+    /// The start of stderr when bwrap itself reported an error.
+    bwrap_error: Mutex<Option<Vec<u8>>>,
     log: Mutex<OutputLog>,
     changed: watch::Sender<()>,
     stdin: Option<mpsc::UnboundedSender<Vec<u8>>>,
@@ -230,8 +231,10 @@ impl Process {
         let (output, stdin_writer) = split_streams(spawned.streams, stdin_rx);
         let process = Arc::new(Process {
             id: id.to_owned(),
+            id_json: json_string(id),
             pid,
             sandboxed,
+            bwrap_error: Mutex::new(None),
             log: Mutex::new(OutputLog::default()),
             changed: watch::channel(()).0,
             stdin: stdin_writer.is_some().then_some(stdin_tx),
@@ -352,15 +355,50 @@ impl Process {
     }
 
     async fn emit_output(&self, stream: StreamName, data: &[u8]) {
+        if self.sandboxed && stream == StreamName::Stderr {
+            self.capture_bwrap_error(data);
+        }
+        self.emit_chunk(stream, data).await;
+    }
+
+    /// Keeps the start of stderr when it is bwrap's own error (it begins with `bwrap: `,
+    /// possibly written as a separate chunk), to explain it when the process exits.
+    fn capture_bwrap_error(&self, data: &[u8]) {
+        const KEEP: usize = 4096;
+        let mut captured = lock(&self.bwrap_error);
+        match captured.as_mut() {
+            None if lock(&self.log).is_pristine() && data.starts_with(b"bwrap: ") => *captured = Some(data.to_vec()),
+            Some(text) if text.len() < KEEP => text.extend_from_slice(&data[..data.len().min(KEEP - text.len())]),
+            _ => {}
+        }
+    }
+
+    /// True (and the cause with its fix printed on stderr) when bwrap failed to build the
+    /// sandbox; such an exit counts as a sandbox denial.
+    async fn explain_bwrap_error(&self, code: i32) -> bool {
+        let Some(text) = lock(&self.bwrap_error).take() else { return false };
+        if code == 0 {
+            return false;
+        }
+        let text = String::from_utf8_lossy(&text);
+        if let Some(explanation) = crate::sandbox::host_errors::explain_bwrap_failure(&text) {
+            let line = format!("executor: {explanation}\n");
+            self.emit_chunk(StreamName::Stderr, line.as_bytes()).await;
+        }
+        true
+    }
+
+    async fn emit_chunk(&self, stream: StreamName, data: &[u8]) {
         let encoded: Arc<str> = BASE64.encode(data).into();
         let seq = lock(&self.log).push_output(stream, data.len(), encoded.clone());
         self.changed.send_replace(());
-        let params = OutputNotification { process_id: &self.id, seq, stream, chunk: &encoded };
-        self.sink.send(notification_line(methods::OUTPUT, &params)).await;
+        self.sink.send(output_notification_line(&self.id_json, seq, stream.as_str(), &encoded)).await;
     }
 
     async fn emit_exit(&self, code: i32) {
-        let sandbox_denied = self.sandboxed && code == SANDBOX_DENIED_EXIT;
+        let bwrap_failed = self.explain_bwrap_error(code).await;
+        let sandbox_denied = self.sandboxed
+            && (bwrap_failed || code == crate::sandbox::EXIT_EXEC_DENIED || code == crate::sandbox::EXIT_SETUP_FAILED);
         let record = lock(&self.log).record_exit(code, sandbox_denied);
         self.changed.send_replace(());
         let params =

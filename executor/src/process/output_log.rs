@@ -72,6 +72,11 @@ impl OutputLog {
         seq
     }
 
+    /// Nothing has been recorded yet.
+    pub fn is_pristine(&self) -> bool {
+        self.next_seq == 1
+    }
+
     pub fn exit(&self) -> Option<ExitRecord> {
         self.exit
     }

@@ -106,6 +106,29 @@ pub fn notification_line<P: Serialize>(method: &str, params: &P) -> Vec<u8> {
     to_line(&Notification { method, params })
 }
 
+/// A `process/output` notification line, built by concatenation: base64 never needs JSON
+/// escaping, and scanning megabytes of it through a serializer was the streaming
+/// bottleneck. `process_id_json` is the id already encoded as a JSON string.
+pub fn output_notification_line(process_id_json: &str, seq: u64, stream: &str, chunk_base64: &str) -> Vec<u8> {
+    const HEAD: &str = r#"{"method":"process/output","params":{"processId":"#;
+    let mut line = Vec::with_capacity(HEAD.len() + process_id_json.len() + chunk_base64.len() + 64);
+    line.extend_from_slice(HEAD.as_bytes());
+    line.extend_from_slice(process_id_json.as_bytes());
+    line.extend_from_slice(br#","seq":"#);
+    line.extend_from_slice(seq.to_string().as_bytes());
+    line.extend_from_slice(br#","stream":""#);
+    line.extend_from_slice(stream.as_bytes());
+    line.extend_from_slice(br#"","chunk":""#);
+    line.extend_from_slice(chunk_base64.as_bytes());
+    line.extend_from_slice(br#""}}"#);
+    line
+}
+
+/// A string encoded as a JSON string literal (with quotes).
+pub fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned())
+}
+
 fn to_line<T: Serialize>(value: &T) -> Vec<u8> {
     // Serialising our own plain structs cannot fail (no maps with non-string keys, no
     // failing Serialize impls), so an empty object is only a theoretical fallback.
@@ -151,6 +174,25 @@ mod tests {
         assert_eq!(err(r#"{"id":1.5,"method":"x"}"#), UNTAGGED_ID);
         assert_eq!(err(r#"{"id":null,"method":"x"}"#), UNTAGGED_ID);
         assert!(err(r#"{"id":1}"#).contains("untagged enum"));
+    }
+
+    #[test]
+    fn hand_built_output_line_equals_the_serialised_one() {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Output<'a> {
+            process_id: &'a str,
+            seq: u64,
+            stream: &'a str,
+            chunk: &'a str,
+        }
+        let id = "p\"1\\é";
+        let line = output_notification_line(&json_string(id), 42, "stderr", "aGVsbG8K");
+        let expected = notification_line(
+            "process/output",
+            &Output { process_id: id, seq: 42, stream: "stderr", chunk: "aGVsbG8K" },
+        );
+        assert_eq!(line, expected);
     }
 
     #[test]

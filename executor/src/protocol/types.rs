@@ -110,7 +110,7 @@ pub struct ProcessStartParams {
     #[serde(default)]
     pub env_policy: Option<EnvPolicy>,
     #[serde(default)]
-    pub sandbox: Option<Value>,
+    pub sandbox: Option<crate::sandbox::FileSystemSandboxContext>,
     #[serde(default)]
     pub enforce_managed_network: bool,
     #[serde(default)]
@@ -153,6 +153,16 @@ pub enum StreamName {
     Stdout,
     Stderr,
     Pty,
+}
+
+impl StreamName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamName::Stdout => "stdout",
+            StreamName::Stderr => "stderr",
+            StreamName::Pty => "pty",
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -222,15 +232,6 @@ pub struct ProcessTerminateResult {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct OutputNotification<'a> {
-    pub process_id: &'a str,
-    pub seq: u64,
-    pub stream: StreamName,
-    pub chunk: &'a str,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
 pub struct ExitedNotification<'a> {
     pub process_id: &'a str,
     pub seq: u64,
@@ -246,7 +247,6 @@ pub struct ClosedNotification<'a> {
 }
 
 pub mod methods {
-    pub const OUTPUT: &str = "process/output";
     pub const EXITED: &str = "process/exited";
     pub const CLOSED: &str = "process/closed";
 }

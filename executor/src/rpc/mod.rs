@@ -3,6 +3,8 @@
 
 mod process;
 
+pub use process::effective_sandbox;
+
 use std::sync::Arc;
 
 use serde::Serialize;

@@ -1,6 +1,7 @@
 //! `process/*` handlers.
 
 use std::ffi::OsString;
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -13,6 +14,8 @@ use crate::protocol::types::{
     ProcessTerminateResult, ProcessWriteParams, ProcessWriteResult, SandboxType, SignalName,
 };
 use crate::protocol::RpcError;
+use crate::sandbox::{self, FileSystemSandboxContext};
+use crate::server::{DefaultSandbox, ServerConfig};
 
 const FAMILY: &str = "exec";
 
@@ -22,22 +25,63 @@ pub fn start(ctx: &RequestContext, params: ProcessStartParams) -> Result<Value, 
     if params.argv.is_empty() {
         return Err(ProcessError::EmptyArgv.into());
     }
-    if params.sandbox.is_some() {
-        // Until the sandbox lands, a request for one must not silently run unsandboxed.
-        return Err(RpcError::invalid_params("sandbox intent cannot be enforced on this executor"));
-    }
+    let cwd = params.cwd.0;
+    let sandbox = effective_sandbox(&ctx.server.config, params.sandbox, &cwd)?;
+    let (launch, sandboxed) = match &sandbox {
+        None => (direct_launch(&params.argv, params.arg0.as_deref()), false),
+        Some(policy) => {
+            let prepared =
+                sandbox::prepare(&ctx.server.config.launcher, policy, Some(&cwd), &cwd, &params.argv, params.arg0.as_deref())
+                    .map_err(sandbox_error)?;
+            (prepared.launch, prepared.sandboxed)
+        }
+    };
     let env = build_child_env(server_env(), params.env_policy.as_ref(), &params.env);
     let spec = SpawnSpec {
-        program: params.argv[0].clone().into(),
-        argv0: OsString::from(params.arg0.as_deref().unwrap_or(&params.argv[0])),
-        args: params.argv[1..].iter().map(OsString::from).collect(),
-        cwd: params.cwd.0,
+        program: launch.program,
+        argv0: launch.argv0,
+        args: launch.args,
+        cwd,
         env,
         tty: params.tty,
         pipe_stdin: params.pipe_stdin,
     };
-    session.processes.start(&params.process_id, &spec, false, session.sink.clone())?;
-    to_value(ProcessStartResult { process_id: params.process_id, sandbox_type: SandboxType::None })
+    session.processes.start(&params.process_id, &spec, sandboxed, session.sink.clone())?;
+    let sandbox_type = if sandboxed { SandboxType::LinuxSeccomp } else { SandboxType::None };
+    to_value(ProcessStartResult { process_id: params.process_id, sandbox_type })
+}
+
+fn direct_launch(argv: &[String], arg0: Option<&str>) -> sandbox::LaunchSpec {
+    sandbox::LaunchSpec {
+        program: argv[0].clone().into(),
+        argv0: OsString::from(arg0.unwrap_or(&argv[0])),
+        args: argv[1..].iter().map(OsString::from).collect(),
+    }
+}
+
+/// The client's sandbox, or the operator's floor for requests without one.
+pub fn effective_sandbox(
+    config: &ServerConfig,
+    requested: Option<FileSystemSandboxContext>,
+    cwd: &Path,
+) -> Result<Option<FileSystemSandboxContext>, RpcError> {
+    if requested.is_some() {
+        return Ok(requested);
+    }
+    match config.default_sandbox {
+        Some(profile) => {
+            let workspace_write = profile == DefaultSandbox::WorkspaceWrite;
+            Ok(Some(sandbox::policy::builtin_context(workspace_write, cwd, &[], &[], false)))
+        }
+        None if config.require_sandbox => Err(RpcError::invalid_params(
+            "this executor requires a sandbox: requests without `sandbox` are refused (--require-sandbox)",
+        )),
+        None => Ok(None),
+    }
+}
+
+fn sandbox_error(e: sandbox::SandboxError) -> ProcessError {
+    ProcessError::Sandbox { client: e.is_client_error(), message: e.to_string() }
 }
 
 /// Fields whose features this executor does not provide: refusing them is safer than

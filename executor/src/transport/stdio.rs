@@ -9,8 +9,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::MAX_MESSAGE_BYTES;
 use crate::server::Inbound;
 
-/// Lines queued for the writer before producers wait.
-pub const OUTBOUND_QUEUE: usize = 256;
+/// Lines queued for the writer before producers wait. Output lines carry up to 256 KiB
+/// of data (about 350 KB of base64), so this bounds the queue to roughly 11 MB.
+pub const OUTBOUND_QUEUE: usize = 32;
 
 pub struct StdioTransport {
     pub inbound: mpsc::Receiver<Inbound>,

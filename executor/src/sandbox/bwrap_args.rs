@@ -1,0 +1,135 @@
+//! Layer 1: the bubblewrap argv for one command (DESIGN.md §4).
+//!
+//! One bwrap exec per command and no preflight. The order is:
+//! session/lifetime flags, namespaces, the filesystem view (base, then the plan's mount
+//! operations parents-first, then deferred `--remount-ro` of masks so carve-outs below a
+//! mask can still be created), `/dev`, `/proc` with the kernel interfaces re-bound
+//! read-only, the executor binary bound read-only, `--cap-drop ALL --cap-add
+//! CAP_SETPCAP`, `--chdir`, and the executor as inner stage.
+//!
+//! Why `CAP_SETPCAP` survives bwrap: locking the securebits needs it. The inner stage
+//! locks them, empties the bounding, ambient, inheritable, permitted and effective sets,
+//! and refuses to run the command if any capability is left. The command never runs
+//! with it.
+//!
+//! PID 1: with `--as-pid-1` (when the launcher supports it) the inner stage is PID 1 of
+//! the new PID namespace and is the reaper; otherwise bwrap's own init is PID 1 and the
+//! inner stage makes itself a child subreaper. Either way the inner stage forks the
+//! command, reaps, forwards signals and exits with the command's status.
+//!
+//! Missing protected metadata (e.g. no `.git` in a writable root): bwrap can only mount
+//! onto a name that exists. Inside a writable root that name is the host's directory
+//! entry, so any mount point bwrap creates there (`--tmpfs R/.git`) is created on the
+//! host, which is exactly the litter DESIGN.md §7 rules out (verified on 0.8.0: an
+//! empty `R/.git` appears on the host). No combination of bind/tmpfs mounts can make a
+//! name appear only inside the view while `R` itself stays the host's writable
+//! directory. Such names are therefore not mounted; the plan lists them in
+//! `unprotected_missing` (shown with `EXECUTOR_SANDBOX_DEBUG=1`).
+
+use std::ffi::{OsStr, OsString};
+use std::path::Path;
+
+use super::launcher::Launcher;
+use super::policy::{Base, MountOp, SandboxPlan};
+
+/// argv[1] of the hidden re-entry form, for bwraps without `--argv0`.
+pub const INNER_ARG1: &str = "--run-as-sandbox-inner";
+/// argv[0] basename of the inner stage when bwrap supports `--argv0`.
+pub const INNER_ARGV0: &str = "executor-sandbox";
+
+/// Kernel interfaces that stay read-only inside: with a root executor the sandbox's uid
+/// 0 is host uid 0, so a writable one is a host-root write.
+const PROC_RO_TRY: &[&str] = &["/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"];
+
+pub struct BwrapArgs {
+    pub args: Vec<OsString>,
+}
+
+pub fn build(
+    launcher: &Launcher,
+    plan: &SandboxPlan,
+    exe: &Path,
+    command_cwd: &Path,
+    inner_config: &str,
+    argv: &[String],
+) -> BwrapArgs {
+    let mut a: Vec<OsString> = Vec::with_capacity(64 + plan.ops.len() * 4 + argv.len());
+    let mut push = |s: &str| a.push(OsString::from(s));
+
+    if launcher.supports_as_pid_1 {
+        push("--as-pid-1");
+    }
+    for f in ["--new-session", "--die-with-parent", "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"] {
+        push(f);
+    }
+    if !plan.network {
+        push("--unshare-net");
+    }
+
+    fn p2(a: &mut Vec<OsString>, flag: &str, x: &OsStr, y: &OsStr) {
+        a.push(flag.into());
+        a.push(x.to_os_string());
+        a.push(y.to_os_string());
+    }
+    fn p1(a: &mut Vec<OsString>, flag: &str, x: &OsStr) {
+        a.push(flag.into());
+        a.push(x.to_os_string());
+    }
+
+    match plan.base {
+        Base::ReadOnlyRoot => p2(&mut a, "--ro-bind", "/".as_ref(), "/".as_ref()),
+        Base::WritableRoot => p2(&mut a, "--bind", "/".as_ref(), "/".as_ref()),
+        Base::Empty => {}
+    }
+    let mut remount_later: Vec<&Path> = Vec::new();
+    for op in &plan.ops {
+        match op {
+            MountOp::ReadOnly(p) => p2(&mut a, "--ro-bind", p.as_os_str(), p.as_os_str()),
+            MountOp::Writable(p) => p2(&mut a, "--bind", p.as_os_str(), p.as_os_str()),
+            MountOp::MaskDir(p) => {
+                if launcher.supports_perms {
+                    p1(&mut a, "--perms", "000".as_ref());
+                }
+                p1(&mut a, "--tmpfs", p.as_os_str());
+                remount_later.push(p);
+            }
+            MountOp::MaskFile(p) => p2(&mut a, "--ro-bind", "/dev/null".as_ref(), p.as_os_str()),
+            MountOp::Symlink { target, link } => p2(&mut a, "--symlink", target.as_os_str(), link.as_os_str()),
+        }
+    }
+    // Deepest first, after every carve-out below the mask exists.
+    for p in remount_later.iter().rev() {
+        p1(&mut a, "--remount-ro", p.as_os_str());
+    }
+
+    p1(&mut a, "--dev", "/dev".as_ref());
+    p1(&mut a, "--proc", "/proc".as_ref());
+    p2(&mut a, "--ro-bind", "/proc/sys".as_ref(), "/proc/sys".as_ref());
+    for p in PROC_RO_TRY {
+        p2(&mut a, "--ro-bind-try", p.as_ref(), p.as_ref());
+    }
+    // Under `--ro-bind / /` bwrap already made /sys (a submount) read-only, and a
+    // minimal view has no /sys; only a writable root needs it re-bound read-only.
+    if plan.base == Base::WritableRoot {
+        p2(&mut a, "--ro-bind-try", "/sys".as_ref(), "/sys".as_ref());
+    }
+    // The inner stage must be readable and must not be replaceable from inside.
+    p2(&mut a, "--ro-bind", exe.as_os_str(), exe.as_os_str());
+
+    for f in ["--cap-drop", "ALL", "--cap-add", "CAP_SETPCAP"] {
+        a.push(f.into());
+    }
+    p1(&mut a, "--chdir", command_cwd.as_os_str());
+    if launcher.supports_argv0 {
+        p1(&mut a, "--argv0", INNER_ARGV0.as_ref());
+    }
+    a.push("--".into());
+    a.push(exe.as_os_str().to_os_string());
+    if !launcher.supports_argv0 {
+        a.push(INNER_ARG1.into());
+    }
+    a.push(inner_config.into());
+    a.push("--".into());
+    a.extend(argv.iter().map(OsString::from));
+    BwrapArgs { args: a }
+}

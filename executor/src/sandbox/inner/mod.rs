@@ -1,0 +1,123 @@
+//! The inner stage: the executor binary re-entered inside bwrap (argv[0] basename
+//! `executor-sandbox`, or argv[1] `--run-as-sandbox-inner` for bwraps without
+//! `--argv0`). It runs before any user code, in this order:
+//!
+//! 1. capabilities: lock the securebits, empty every capability set, verify from
+//!    /proc/self/status that nothing is left (refuse to run otherwise);
+//! 2. `PR_SET_NO_NEW_PRIVS`;
+//! 3. a fresh anonymous session keyring (before seccomp forbids keyctl), so the
+//!    executor's session keyring is never reachable;
+//! 4. Landlock mirroring the plan (best effort by ABI);
+//! 5. seccomp (DESIGN.md §4 layer 2);
+//! 6. fork the command, reap, forward signals, exit with the command's status.
+//!
+//! Invocation: `<exe> [--run-as-sandbox-inner] <config JSON> -- <argv...>`. The config
+//! is one argument (no temp files on the host); the user argv stays separate so that
+//! its size limit is the kernel's per-argument one, not shared with the config.
+
+mod caps;
+mod landlock;
+mod pid1;
+mod seccomp;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::policy::{path_list, SandboxPlan};
+use super::{SandboxError, EXIT_SETUP_FAILED};
+
+/// The kernel limits one argv string to 32 pages (MAX_ARG_STRLEN).
+const MAX_CONFIG_LEN: usize = 128 * 1024 - 1;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct InnerConfig {
+    /// Landlock read-only roots.
+    #[serde(with = "path_list")]
+    pub ro: Vec<PathBuf>,
+    /// Landlock writable roots.
+    #[serde(with = "path_list")]
+    pub rw: Vec<PathBuf>,
+    /// Network enabled.
+    pub net: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arg0: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub debug: bool,
+}
+
+impl InnerConfig {
+    pub fn from_plan(plan: &SandboxPlan, arg0: Option<&str>, debug: bool) -> Self {
+        InnerConfig {
+            ro: plan.readable_roots.clone(),
+            rw: plan.writable_roots.clone(),
+            net: plan.network,
+            arg0: arg0.map(str::to_string),
+            debug,
+        }
+    }
+
+    pub fn encode(&self) -> Result<String, SandboxError> {
+        let s = serde_json::to_string(self).map_err(|e| SandboxError::Encode(e.to_string()))?;
+        if s.len() > MAX_CONFIG_LEN {
+            return Err(SandboxError::Encode(format!(
+                "{} bytes of path rules exceed the {} byte argument limit",
+                s.len(),
+                MAX_CONFIG_LEN
+            )));
+        }
+        Ok(s)
+    }
+}
+
+/// Entry point; `args` are the arguments after argv[0] (and after the hidden flag).
+pub fn main(args: Vec<OsString>) -> ! {
+    match run(args) {
+        Ok(never) => match never {},
+        Err(msg) => {
+            eprintln!("executor-sandbox: {msg}");
+            std::process::exit(EXIT_SETUP_FAILED);
+        }
+    }
+}
+
+enum Never {}
+
+fn run(args: Vec<OsString>) -> Result<Never, String> {
+    let mut it = args.into_iter();
+    let config = it.next().ok_or("missing sandbox configuration")?;
+    let config = config.into_string().map_err(|_| "sandbox configuration is not UTF-8")?;
+    let config: InnerConfig = serde_json::from_str(&config).map_err(|e| format!("invalid sandbox configuration: {e}"))?;
+    if it.next().as_deref() != Some("--".as_ref()) {
+        return Err("expected `--` after the sandbox configuration".into());
+    }
+    let argv: Vec<OsString> = it.collect();
+    if argv.is_empty() {
+        return Err("no command given".into());
+    }
+
+    caps::drop_all_and_verify()?;
+    // SAFETY: prctl with integer arguments only; no memory is passed.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(format!("PR_SET_NO_NEW_PRIVS failed: {}", std::io::Error::last_os_error()));
+    }
+    let keyring = caps::join_fresh_session_keyring();
+    let ll = landlock::apply(&config)?;
+    let prep = pid1::Prepared::new(&argv, config.arg0.as_deref())?;
+    pid1::become_reaper();
+    seccomp::apply(config.net)?;
+    if config.debug {
+        eprintln!(
+            "executor-sandbox: capabilities: none; no_new_privs: 1; session keyring: {}; landlock: {}; seccomp: {}; pid: {}",
+            match keyring {
+                Ok(()) => "fresh".to_string(),
+                Err(e) => format!("not replaced ({e}), keyctl denied by seccomp"),
+            },
+            ll,
+            if config.net { "filter (network enabled)" } else { "filter (network restricted)" },
+            std::process::id()
+        );
+    }
+    pid1::run(prep)
+}

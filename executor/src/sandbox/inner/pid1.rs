@@ -1,0 +1,131 @@
+//! Fork the user command, reap every orphan, forward signals, exit with the command's
+//! status (128 + signal number when it was killed by a signal).
+//!
+//! As PID 1 of a PID namespace, signals without a handler are dropped by the kernel
+//! unless they are blocked; so the forwarded signals are blocked and taken with
+//! `sigwait`. The command runs in its own process group and forwarded signals go to
+//! the whole group. When the command exits we exit too, and the kernel kills whatever
+//! is left in the namespace.
+
+use std::ffi::{CString, OsString};
+use std::os::unix::ffi::OsStrExt;
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{ForkResult, Pid};
+
+use crate::sandbox::EXIT_EXEC_DENIED;
+
+const FORWARDED: &[Signal] = &[
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+    Signal::SIGCONT,
+];
+
+/// Everything the child needs, built before fork so the child only makes system calls.
+pub struct Prepared {
+    file: CString,
+    argv: Vec<CString>,
+    display: String,
+}
+
+impl Prepared {
+    pub fn new(argv: &[OsString], arg0: Option<&str>) -> Result<Self, String> {
+        let cs = |s: &[u8]| CString::new(s).map_err(|_| "command argument contains a NUL byte".to_string());
+        let first = argv.first().ok_or("no command given")?;
+        let file = cs(first.as_bytes())?;
+        let mut args = Vec::with_capacity(argv.len());
+        args.push(match arg0 {
+            Some(a) => cs(a.as_bytes())?,
+            None => file.clone(),
+        });
+        for a in &argv[1..] {
+            args.push(cs(a.as_bytes())?);
+        }
+        Ok(Prepared { file, argv: args, display: first.to_string_lossy().into_owned() })
+    }
+}
+
+/// Without `--as-pid-1` bwrap's init is PID 1; become the reaper of our subtree anyway.
+pub fn become_reaper() {
+    if std::process::id() != 1 {
+        // SAFETY: prctl with integer arguments only. Failure only means orphans are
+        // reaped by bwrap's init instead of us.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    }
+}
+
+pub fn run(prep: Prepared) -> ! {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGCHLD);
+    for s in FORWARDED {
+        set.add(*s);
+    }
+    if let Err(e) = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None) {
+        fail(&format!("cannot block signals: {e}"));
+    }
+
+    // SAFETY: the inner stage is single-threaded (no runtime is started before it), so
+    // the child may run arbitrary code; it only calls async-signal-safe functions
+    // anyway until exec.
+    let child = match unsafe { nix::unistd::fork() } {
+        Ok(ForkResult::Child) => exec_child(&prep),
+        Ok(ForkResult::Parent { child }) => child,
+        Err(e) => fail(&format!("cannot fork: {e}")),
+    };
+    // Both sides set the group, so a signal forwarded right away finds it.
+    let _ = nix::unistd::setpgid(child, child);
+
+    loop {
+        let sig = match set.wait() {
+            Ok(s) => s,
+            Err(e) => fail(&format!("sigwait failed: {e}")),
+        };
+        if sig != Signal::SIGCHLD {
+            if nix::sys::signal::killpg(child, sig).is_err() {
+                let _ = nix::sys::signal::kill(child, sig);
+            }
+            continue;
+        }
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == child => std::process::exit(code),
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => std::process::exit(128 + sig as i32),
+                Ok(WaitStatus::StillAlive) => break,
+                Ok(_) => continue,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break, // ECHILD: nothing left to reap
+            }
+        }
+    }
+}
+
+fn exec_child(prep: &Prepared) -> ! {
+    let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+    // SAFETY: restoring default dispositions in a freshly forked single-threaded child.
+    // The Rust runtime ignores SIGPIPE; exec would keep that, so reset it.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    let mut ptrs: Vec<*const libc::c_char> = prep.argv.iter().map(|c| c.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    // SAFETY: `file` and every argv entry are NUL-terminated C strings that outlive the
+    // call, and the argv array is NULL-terminated.
+    unsafe { libc::execvp(prep.file.as_ptr(), ptrs.as_ptr()) };
+    let err = std::io::Error::last_os_error();
+    eprintln!("executor-sandbox: cannot execute `{}`: {err}", prep.display);
+    // SAFETY: _exit skips atexit handlers and stdio flushing of the parent's state in
+    // the forked child, which is what a failed exec must do.
+    unsafe { libc::_exit(EXIT_EXEC_DENIED) }
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("executor-sandbox: {msg}");
+    std::process::exit(crate::sandbox::EXIT_SETUP_FAILED);
+}

@@ -1,0 +1,147 @@
+//! The Linux sandbox: permission profile model, bwrap argv, and the inner stage that
+//! runs as PID 1 inside bwrap (DESIGN.md §3, §4). Knows nothing of JSON-RPC; errors only
+//! say whether the client or the host is at fault.
+//!
+//! Exit status contract: when the inner stage cannot execute the user command (execvp
+//! fails, e.g. because the policy hides it) it prints a message on stderr and exits
+//! with [`EXIT_EXEC_DENIED`] (101); the process layer reports `sandboxDenied: true` for
+//! that status of a sandboxed process. A failure to set up the sandbox itself exits
+//! with [`EXIT_SETUP_FAILED`].
+
+pub mod bwrap_args;
+pub mod cli;
+pub mod doctor;
+pub mod error;
+pub mod host_errors;
+pub mod inner;
+pub mod launcher;
+pub mod policy;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+pub use error::SandboxError;
+pub use launcher::Launcher;
+pub use policy::{FileSystemSandboxContext, SandboxPlan};
+
+/// The user command could not be executed inside the sandbox.
+pub const EXIT_EXEC_DENIED: i32 = 101;
+/// The inner stage could not establish the sandbox; the command did not run.
+pub const EXIT_SETUP_FAILED: i32 = 125;
+
+/// Environment variable of the executor that makes the inner stage report the layers it
+/// enforced on stderr (stdout and stderr otherwise belong to the user command).
+pub const DEBUG_ENV: &str = "EXECUTOR_SANDBOX_DEBUG";
+
+/// What to spawn: `program` with argv `[argv0] + args`. The caller supplies the
+/// environment; bwrap passes it through unchanged.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    pub program: PathBuf,
+    pub argv0: OsString,
+    pub args: Vec<OsString>,
+}
+
+/// Build the launch for one command under `ctx`. `fallback_cwd` is the policy cwd when
+/// the context has none (for `process/start`, the process cwd); `command_cwd` is where
+/// the command runs.
+pub fn prepare_launch(
+    launcher: &Launcher,
+    ctx: &FileSystemSandboxContext,
+    fallback_cwd: &Path,
+    command_cwd: &Path,
+    argv: &[String],
+    arg0: Option<&str>,
+) -> Result<LaunchSpec, SandboxError> {
+    prepare_launch_with(launcher, ctx, Some(fallback_cwd), command_cwd, argv, arg0)
+}
+
+/// Like [`prepare_launch`]; `fallback_cwd: None` makes cwd-dependent entries a client
+/// error (what `fs/*` requests without a sandbox cwd get).
+pub fn prepare_launch_with(
+    launcher: &Launcher,
+    ctx: &FileSystemSandboxContext,
+    fallback_cwd: Option<&Path>,
+    command_cwd: &Path,
+    argv: &[String],
+    arg0: Option<&str>,
+) -> Result<LaunchSpec, SandboxError> {
+    let Some(first) = argv.first() else {
+        return Err(SandboxError::EmptyArgv);
+    };
+    let plan = policy::resolve(ctx, fallback_cwd)?;
+    if plan.direct {
+        return Ok(LaunchSpec {
+            program: PathBuf::from(first),
+            argv0: OsString::from(arg0.unwrap_or(first)),
+            args: argv[1..].iter().map(OsString::from).collect(),
+        });
+    }
+    launch_for_plan(launcher, &plan, command_cwd, argv, arg0)
+}
+
+/// What to spawn for one command under `ctx`, with the launcher chosen by `config`.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub launch: LaunchSpec,
+    /// False when the profile asks for no sandbox (`disabled`, or unrestricted filesystem
+    /// with network enabled): the command then runs directly.
+    pub sandboxed: bool,
+}
+
+/// Resolves the policy once, selects the launcher for it (cached per server), and builds
+/// the bwrap command line. `fallback_cwd: None` makes cwd-dependent entries a client error.
+pub fn prepare(
+    config: &launcher::LauncherConfig,
+    ctx: &FileSystemSandboxContext,
+    fallback_cwd: Option<&Path>,
+    command_cwd: &Path,
+    argv: &[String],
+    arg0: Option<&str>,
+) -> Result<Prepared, SandboxError> {
+    let Some(first) = argv.first() else {
+        return Err(SandboxError::EmptyArgv);
+    };
+    let plan = policy::resolve(ctx, fallback_cwd)?;
+    if plan.direct {
+        let launch = LaunchSpec {
+            program: PathBuf::from(first),
+            argv0: OsString::from(arg0.unwrap_or(first)),
+            args: argv[1..].iter().map(OsString::from).collect(),
+        };
+        return Ok(Prepared { launch, sandboxed: false });
+    }
+    let launcher = launcher::select_for(config, command_cwd, &plan.writable_roots)?;
+    let launch = launch_for_plan(&launcher, &plan, command_cwd, argv, arg0)?;
+    Ok(Prepared { launch, sandboxed: true })
+}
+
+pub fn launch_for_plan(
+    launcher: &Launcher,
+    plan: &SandboxPlan,
+    command_cwd: &Path,
+    argv: &[String],
+    arg0: Option<&str>,
+) -> Result<LaunchSpec, SandboxError> {
+    let exe = std::env::current_exe().map_err(SandboxError::CurrentExe)?;
+    let exe = std::fs::canonicalize(&exe).map_err(SandboxError::CurrentExe)?;
+    let cwd = std::fs::canonicalize(command_cwd).map_err(|e| SandboxError::io("cannot resolve command cwd", command_cwd, e))?;
+    let config = inner::InnerConfig::from_plan(plan, arg0, std::env::var_os(DEBUG_ENV).is_some());
+    let config = config.encode()?;
+    let built = bwrap_args::build(launcher, plan, &exe, &cwd, &config, argv);
+    Ok(LaunchSpec { program: launcher.exec_path.clone(), argv0: OsString::from("bwrap"), args: built.args })
+}
+
+/// Arg0 dispatch for the inner stage: `Some(rest)` when this process is the inner
+/// stage (argv[0] basename `executor-sandbox`, or argv[1] `--run-as-sandbox-inner`).
+pub fn inner_args(args: &[OsString]) -> Option<Vec<OsString>> {
+    let argv0 = args.first()?;
+    let base = Path::new(argv0).file_name()?;
+    if base == bwrap_args::INNER_ARGV0 {
+        return Some(args[1..].to_vec());
+    }
+    if args.get(1).map(|a| a == bwrap_args::INNER_ARG1).unwrap_or(false) {
+        return Some(args[2..].to_vec());
+    }
+    None
+}
