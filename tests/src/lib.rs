@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 pub mod deploy;
 pub mod ws;
+pub mod ws_load;
 
 /// Long enough for a loaded 2-core CI machine; only reached when something is broken.
 pub const TIMEOUT: Duration = Duration::from_secs(20);

@@ -8,16 +8,55 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use executor_tests::ws::{WsClient, WsServer};
+use executor_tests::ws::{http_get, WsClient, WsServer, UPGRADE_HEADERS};
 use executor_tests::{executor_bin, sh, wait_pid_gone, TIMEOUT};
 use serde_json::json;
 
 /// `unshare --pid --fork --mount-proc executor --listen ws://127.0.0.1:0 ARGS`.
 fn start_as_pid1(args: &[&str]) -> WsServer {
+    let mut all = vec!["--listen", "ws://127.0.0.1:0"];
+    all.extend_from_slice(args);
+    start_argv_as_pid1(&all)
+}
+
+/// `unshare --pid --fork --mount-proc executor ARGS`; `--kill-child` so that the whole
+/// namespace goes when the test drops the server.
+fn start_argv_as_pid1(args: &[&str]) -> WsServer {
     assert!(nix::unistd::geteuid().is_root(), "the PID 1 tests need root for a PID namespace");
     let mut command = Command::new("unshare");
-    command.args(["--pid", "--fork", "--kill-child", "--mount-proc"]).arg(executor_bin()).args(["--listen", "ws://127.0.0.1:0"]).args(args);
+    command.args(["--pid", "--fork", "--kill-child", "--mount-proc"]).arg(executor_bin()).args(args);
     WsServer::spawn(command)
+}
+
+/// The `ENTRYPOINT` of ci/container/Dockerfile, as its exec-form JSON array.
+fn dockerfile_entrypoint() -> Vec<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../ci/container/Dockerfile");
+    let dockerfile = std::fs::read_to_string(path).expect("ci/container/Dockerfile");
+    let line = dockerfile.lines().find_map(|l| l.strip_prefix("ENTRYPOINT ")).expect("an ENTRYPOINT line");
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("ENTRYPOINT is not an exec-form array: {e}"))
+}
+
+#[test]
+fn the_dockerfile_entrypoint_runs_as_pid1() {
+    let mut argv = dockerfile_entrypoint();
+    assert_eq!(argv.first().map(String::as_str), Some("executor"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("executor-token");
+    std::fs::write(&token_file, "container-token\n").expect("token");
+    // Only the port and the secret's path differ from the image.
+    for (from, to) in [("ws://0.0.0.0:8765", "ws://127.0.0.1:0"), ("/run/secrets/executor-token", token_file.to_str().expect("utf8"))] {
+        let arg = argv.iter_mut().find(|a| a.as_str() == from).unwrap_or_else(|| panic!("ENTRYPOINT lacks {from}"));
+        *arg = to.to_owned();
+    }
+    let args: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
+    let server = start_argv_as_pid1(&args);
+    assert_eq!(http_get(server.addr(), "/readyz", &[]).0, 200);
+    assert_eq!(http_get(server.addr(), "/", UPGRADE_HEADERS), (401, "missing websocket bearer token".into()));
+    let mut client =
+        WsClient::connect(&server.url, &[("Authorization", "Bearer container-token")]).expect("authorized upgrade");
+    client.handshake();
+    let (comm, code) = run(&mut client, "pid1", "cat /proc/1/comm");
+    assert_eq!((comm.trim(), code), ("executor", Some(0)));
 }
 
 /// The host pid of the namespace's PID 1: the only child of `unshare`.

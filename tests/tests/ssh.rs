@@ -4,11 +4,6 @@
 //! Needs what ci/setup.d/sshd.sh sets up (openssh-server, the `executor-ssh` user, keys and
 //! an sshd config under /var/lib/executor-tests/ssh) and root (sshd must run as root).
 //! Anything missing is a loud failure, never a pass.
-//!
-//! TODO(sandbox): once the sandbox has landed on main, also run a sandboxed `process/start`
-//! (a `sandbox` context with a workspace-write profile) over this SSH session and check
-//! that a write outside the writable root is denied. Until then process/start with a
-//! `sandbox` is refused by the executor, so there is nothing to check yet.
 
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
@@ -142,6 +137,24 @@ fn full_session_over_ssh_and_children_die_with_the_connection() {
     assert_eq!(unb64(read["dataBase64"].as_str().expect("dataBase64")), b"over ssh\n");
     let owner = std::fs::metadata(&file).expect("file exists on the host").uid();
     assert_eq!(owner, user.uid.as_raw(), "the file must belong to {SSH_USER}");
+
+    // A sandboxed process (the unprivileged user's own user namespace): it may write its
+    // workspace, not a place the same user could write on the host without the sandbox.
+    let outside = PathBuf::from(format!("/var/tmp/executor-ssh-outside-{}", std::process::id()));
+    let _ = std::fs::remove_file(&outside);
+    let sandbox = json!({"permissions": {"type": "managed", "file_system": {"type": "restricted", "entries": [
+        {"path": {"type": "special", "value": {"kind": "root"}}, "access": "read"},
+        {"path": {"type": "path", "path": uri(&dir)}, "access": "write"}]}, "network": "restricted"},
+        "windowsSandboxLevel": "disabled"});
+    let script = format!("echo inside > in.txt && echo ok; echo escaped > {} || echo denied", outside.display());
+    let started = remote.call("process/start", json!({"processId": "boxed", "argv": ["sh", "-c", script],
+        "cwd": uri(&dir), "env": {"PATH": "/usr/bin:/bin"}, "tty": false, "sandbox": sandbox}));
+    assert_eq!(started["sandboxType"], json!("linuxSeccomp"));
+    let out = executor_tests::RunOutput::from_events(&remote.events_until_closed("boxed"));
+    assert_eq!(out.stdout_str(), "ok\ndenied\n", "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!((out.exit_code, out.sandbox_denied), (Some(0), Some(false)));
+    assert_eq!(std::fs::read(dir.join("in.txt")).expect("written inside"), b"inside\n");
+    assert!(!outside.exists(), "the sandboxed process wrote {} on the host", outside.display());
     let _ = std::fs::remove_dir_all(&dir);
 
     // A long-running child; then the SSH connection goes away (the client is killed, as
