@@ -165,3 +165,24 @@ fn host_pid(pid_ns: u64, ns_pid: i32) -> Option<i32> {
     }
     None
 }
+
+#[test]
+fn reap_orphans_outside_pid1_makes_the_supervisor_their_reaper() {
+    let server = WsServer::start(&["--reap-orphans"]);
+    let supervisor = server.pid();
+    let mut client = server.ready();
+    let (orphan, code) = run(&mut client, "orphan", "sleep 2 >/dev/null 2>&1 & echo $!; exit 3");
+    assert_eq!(code, Some(3));
+    let orphan: i32 = orphan.trim().parse().expect("pid");
+    // Re-parented to the supervisor (a child subreaper), not to the host's init.
+    let ppid = std::fs::read_to_string(format!("/proc/{orphan}/status"))
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("PPid:")).and_then(|p| p.trim().parse::<i32>().ok()));
+    assert_eq!(ppid, Some(supervisor), "orphan {orphan} should be a child of the supervisor {supervisor}");
+    // And reaped when it exits: /proc/PID disappears entirely (a zombie would stay).
+    let deadline = Instant::now() + TIMEOUT;
+    while std::path::Path::new(&format!("/proc/{orphan}")).exists() {
+        assert!(Instant::now() < deadline, "orphan {orphan} was not reaped");
+        thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -34,6 +34,9 @@ const SILENT_INTERVALS: u32 = 3;
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// A client that has not sent its request head by then is dropped.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Initial read buffer of a connection (tungstenite allocates it eagerly; 128 KiB by
+/// default). Larger messages grow it as needed.
+const READ_BUFFER_BYTES: usize = 16 * 1024;
 /// Lines queued for one connection's writer before producers wait.
 const OUTBOUND_QUEUE: usize = 256;
 
@@ -109,7 +112,8 @@ async fn handle_stream(mut stream: TcpStream, server: Arc<Server>, options: Arc<
             }
             let config = WebSocketConfig::default()
                 .max_message_size(Some(MAX_MESSAGE_BYTES))
-                .max_frame_size(Some(MAX_MESSAGE_BYTES));
+                .max_frame_size(Some(MAX_MESSAGE_BYTES))
+                .read_buffer_size(READ_BUFFER_BYTES);
             let ws = WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(config)).await;
             run_connection(ws, server).await;
         }
