@@ -10,4 +10,5 @@ pub mod rpc;
 pub mod sandbox;
 pub mod server;
 pub mod session;
+pub mod sync;
 pub mod transport;

@@ -26,7 +26,7 @@ pub struct FileHandles(Mutex<HashMap<String, Arc<File>>>);
 
 impl FileHandles {
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<File>>> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.0)
     }
 
     fn get(&self, id: &str) -> Result<Arc<File>, RpcError> {

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -14,6 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use crate::protocol::RpcError;
+use crate::sync::lock;
 use crate::sandbox::launcher::LauncherConfig;
 use crate::sandbox::policy::{NetworkPolicy, PermissionProfile};
 use crate::sandbox::{self, FileSystemSandboxContext};
@@ -43,9 +44,6 @@ pub struct HelperPool {
     slots: Mutex<HashMap<String, Slot>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// Whether `ctx` asks for no sandbox at all (then the executor serves the request itself).
 pub fn is_unsandboxed(ctx: &FileSystemSandboxContext, server_cwd: &Path) -> Result<bool, RpcError> {

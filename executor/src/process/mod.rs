@@ -6,7 +6,7 @@ mod pty;
 mod spawn;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -25,6 +25,7 @@ use crate::protocol::types::{
     StreamName, WriteStatus,
 };
 use crate::session::NotificationSink;
+use crate::sync::lock;
 use spawn::Streams;
 
 /// How long a closed process stays readable (and its id taken). Longer than the detached
@@ -110,10 +111,6 @@ impl WriteIds {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding one of these locks leaves plain data behind; keep serving.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 impl ProcessTable {
     /// Spawns `spec` under `id`. The id is reserved first, so a concurrent start with the

@@ -1,6 +1,5 @@
 //! `process/*` handlers.
 
-use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
 
@@ -28,7 +27,7 @@ pub fn start(ctx: &RequestContext, params: ProcessStartParams) -> Result<Value, 
     let cwd = params.cwd.0;
     let sandbox = effective_sandbox(&ctx.server.config, params.sandbox, &cwd)?;
     let (launch, sandboxed) = match &sandbox {
-        None => (direct_launch(&params.argv, params.arg0.as_deref()), false),
+        None => (sandbox::LaunchSpec::direct(&params.argv, params.arg0.as_deref()), false),
         Some(policy) => {
             let prepared =
                 sandbox::prepare(&ctx.server.config.launcher, policy, Some(&cwd), &cwd, &params.argv, params.arg0.as_deref())
@@ -49,14 +48,6 @@ pub fn start(ctx: &RequestContext, params: ProcessStartParams) -> Result<Value, 
     session.processes.start(&params.process_id, &spec, sandboxed, session.sink.clone())?;
     let sandbox_type = if sandboxed { SandboxType::LinuxSeccomp } else { SandboxType::None };
     to_value(ProcessStartResult { process_id: params.process_id, sandbox_type })
-}
-
-fn direct_launch(argv: &[String], arg0: Option<&str>) -> sandbox::LaunchSpec {
-    sandbox::LaunchSpec {
-        program: argv[0].clone().into(),
-        argv0: OsString::from(arg0.unwrap_or(&argv[0])),
-        args: argv[1..].iter().map(OsString::from).collect(),
-    }
 }
 
 /// The client's sandbox, or the operator's floor for requests without one.

@@ -30,6 +30,7 @@
 //! opened descriptor and executed through `/proc/self/fd/N` of that descriptor, so the
 //! inode that was verified is the inode that runs. Nothing is ever written to the host.
 
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::File;
@@ -421,10 +422,6 @@ fn probe_system(canonical: &Path, identity: FileIdentity) -> Result<ProbeResult,
     result
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding the cache lock leaves plain data behind; keep using it.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 fn evaluate_system(found_at: &Path) -> (Option<PathBuf>, Result<Arc<Launcher>, LauncherError>) {
     let canonical = match std::fs::canonicalize(found_at) {

@@ -42,6 +42,18 @@ pub struct LaunchSpec {
     pub args: Vec<OsString>,
 }
 
+impl LaunchSpec {
+    /// `argv` run as it is, without a sandbox. `argv` must not be empty.
+    pub fn direct(argv: &[String], arg0: Option<&str>) -> Self {
+        let first = argv.first().map(String::as_str).unwrap_or_default();
+        LaunchSpec {
+            program: PathBuf::from(first),
+            argv0: OsString::from(arg0.unwrap_or(first)),
+            args: argv.iter().skip(1).map(OsString::from).collect(),
+        }
+    }
+}
+
 /// What to spawn for one command under `ctx`, with the launcher chosen by `config`.
 #[derive(Debug, Clone)]
 pub struct Prepared {
@@ -61,17 +73,12 @@ pub fn prepare(
     argv: &[String],
     arg0: Option<&str>,
 ) -> Result<Prepared, SandboxError> {
-    let Some(first) = argv.first() else {
+    if argv.is_empty() {
         return Err(SandboxError::EmptyArgv);
-    };
+    }
     let plan = policy::resolve(ctx, fallback_cwd)?;
     if plan.direct {
-        let launch = LaunchSpec {
-            program: PathBuf::from(first),
-            argv0: OsString::from(arg0.unwrap_or(first)),
-            args: argv[1..].iter().map(OsString::from).collect(),
-        };
-        return Ok(Prepared { launch, sandboxed: false });
+        return Ok(Prepared { launch: LaunchSpec::direct(argv, arg0), sandboxed: false });
     }
     let launcher = launcher::select_for(config, command_cwd, &plan.writable_roots)?;
     let launch = launch_for_plan(&launcher, &plan, command_cwd, argv, arg0)?;

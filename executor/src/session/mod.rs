@@ -2,12 +2,13 @@
 //! connection is attached, and are dropped (but stay readable) while none is.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
 use crate::fs::FileHandles;
 use crate::process::ProcessTable;
+use crate::sync::lock;
 
 /// Lines queued for a connection's writer.
 pub type Outbound = mpsc::Sender<Vec<u8>>;
@@ -22,9 +23,6 @@ pub enum SessionError {
     Evicted,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// Where a session's notifications go: the attached connection, if any.
 #[derive(Default)]
