@@ -2,6 +2,7 @@
 
 pub mod env_policy;
 pub mod environment;
+pub mod fds;
 pub mod fs;
 pub mod init;
 pub mod process;

@@ -120,6 +120,12 @@ fn init_logging() {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
+    // Descriptors inherited from whoever started us (sshd, a CI runner) must not reach
+    // the commands we run.
+    if let Err(e) = executor::fds::mark_cloexec_from(3, &[]) {
+        eprintln!("cannot mark inherited descriptors close-on-exec: {e}");
+        return ExitCode::from(1);
+    }
     let ws_addr = if args.listen == "stdio" || args.listen == "stdio://" {
         None
     } else {

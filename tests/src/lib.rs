@@ -83,6 +83,11 @@ impl Executor {
         Self { child, stdin, lines, pending: Vec::new(), next_id: 1000 }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts a server and completes the handshake.
     pub fn ready(args: &[&str]) -> Self {
         let mut server = Self::start(args);

@@ -122,7 +122,7 @@ fn spawn_helper(launcher: &LauncherConfig, ctx: &FileSystemSandboxContext, serve
     let ctx = helper_context(ctx);
     let cwd: PathBuf = ctx.cwd.as_ref().map(|c| c.0.clone()).unwrap_or_else(|| server_cwd.to_path_buf());
     let argv = [exe.to_string_lossy().into_owned(), HELPER_ARG1.to_owned()];
-    let prepared = sandbox::prepare(launcher, &ctx, Some(&cwd), &cwd, &argv, None).map_err(sandbox_error)?;
+    let prepared = sandbox::prepare(launcher, &ctx, Some(&cwd), &cwd, &argv, None, &[]).map_err(sandbox_error)?;
     let launch = prepared.launch;
     let mut child = Command::new(&launch.program)
         .arg0(&launch.argv0)

@@ -30,7 +30,7 @@ pub fn start(ctx: &RequestContext, params: ProcessStartParams) -> Result<Value, 
         None => (sandbox::LaunchSpec::direct(&params.argv, params.arg0.as_deref()), false),
         Some(policy) => {
             let prepared =
-                sandbox::prepare(&ctx.server.config.launcher, policy, Some(&cwd), &cwd, &params.argv, params.arg0.as_deref())
+                sandbox::prepare(&ctx.server.config.launcher, policy, Some(&cwd), &cwd, &params.argv, params.arg0.as_deref(), &[])
                     .map_err(sandbox_error)?;
             (prepared.launch, prepared.sandboxed)
         }

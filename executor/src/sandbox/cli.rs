@@ -89,7 +89,7 @@ fn run(args: Vec<OsString>) -> Result<i32, String> {
         Some(json) => serde_json::from_str(&json).map_err(|e| format!("invalid --permissions: {e}"))?,
         None => builtin_context(workspace_write, &cwd, &writable, &denied, network),
     };
-    let spec = super::prepare(&launcher, &ctx, Some(&cwd), &cwd, &command, None).map_err(|e| e.to_string())?.launch;
+    let spec = super::prepare(&launcher, &ctx, Some(&cwd), &cwd, &command, None, &[]).map_err(|e| e.to_string())?.launch;
     let status = std::process::Command::new(&spec.program)
         .arg0(&spec.argv0)
         .args(&spec.args)

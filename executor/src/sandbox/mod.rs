@@ -65,6 +65,7 @@ pub struct Prepared {
 
 /// Resolves the policy once, selects the launcher for it (cached per server), and builds
 /// the bwrap command line. `fallback_cwd: None` makes cwd-dependent entries a client error.
+/// `keep_fds` are descriptors the caller places in the child for the command to use.
 pub fn prepare(
     config: &launcher::LauncherConfig,
     ctx: &FileSystemSandboxContext,
@@ -72,6 +73,7 @@ pub fn prepare(
     command_cwd: &Path,
     argv: &[String],
     arg0: Option<&str>,
+    keep_fds: &[i32],
 ) -> Result<Prepared, SandboxError> {
     if argv.is_empty() {
         return Err(SandboxError::EmptyArgv);
@@ -81,7 +83,7 @@ pub fn prepare(
         return Ok(Prepared { launch: LaunchSpec::direct(argv, arg0), sandboxed: false });
     }
     let launcher = launcher::select_for(config, command_cwd, &plan.writable_roots)?;
-    let launch = launch_for_plan(&launcher, &plan, command_cwd, argv, arg0)?;
+    let launch = launch_for_plan(&launcher, &plan, command_cwd, argv, arg0, keep_fds)?;
     Ok(Prepared { launch, sandboxed: true })
 }
 
@@ -91,11 +93,12 @@ pub fn launch_for_plan(
     command_cwd: &Path,
     argv: &[String],
     arg0: Option<&str>,
+    keep_fds: &[i32],
 ) -> Result<LaunchSpec, SandboxError> {
     let exe = std::env::current_exe().map_err(SandboxError::CurrentExe)?;
     let exe = std::fs::canonicalize(&exe).map_err(SandboxError::CurrentExe)?;
     let cwd = std::fs::canonicalize(command_cwd).map_err(|e| SandboxError::io("cannot resolve command cwd", command_cwd, e))?;
-    let config = inner::InnerConfig::from_plan(plan, arg0, std::env::var_os(DEBUG_ENV).is_some());
+    let config = inner::InnerConfig::from_plan(plan, arg0, keep_fds, std::env::var_os(DEBUG_ENV).is_some());
     let config = config.encode()?;
     let built = bwrap_args::build(launcher, plan, &exe, &cwd, &config, argv);
     Ok(LaunchSpec { program: launcher.exec_path.clone(), argv0: OsString::from("bwrap"), args: built.args })

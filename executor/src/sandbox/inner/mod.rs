@@ -9,7 +9,8 @@
 //!    executor's session keyring is never reachable;
 //! 4. Landlock mirroring the plan (best effort by ABI);
 //! 5. seccomp (DESIGN.md §4 layer 2);
-//! 6. fork the command, reap, forward signals, exit with the command's status.
+//! 6. every descriptor above stderr not handed over on purpose made close-on-exec;
+//! 7. fork the command, reap, forward signals, exit with the command's status.
 //!
 //! Invocation: `<exe> [--run-as-sandbox-inner] <config JSON> -- <argv...>`. The config
 //! is one argument (no temp files on the host); the user argv stays separate so that
@@ -45,16 +46,21 @@ pub struct InnerConfig {
     pub arg0: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub debug: bool,
+    /// Descriptors (above stderr) handed to the command on purpose; every other one is
+    /// made close-on-exec before the command runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keep_fds: Vec<i32>,
 }
 
 impl InnerConfig {
-    pub fn from_plan(plan: &SandboxPlan, arg0: Option<&str>, debug: bool) -> Self {
+    pub fn from_plan(plan: &SandboxPlan, arg0: Option<&str>, keep_fds: &[i32], debug: bool) -> Self {
         InnerConfig {
             ro: plan.readable_roots.clone(),
             rw: plan.writable_roots.clone(),
             net: plan.network,
             arg0: arg0.map(str::to_string),
             debug,
+            keep_fds: keep_fds.to_vec(),
         }
     }
 
@@ -97,6 +103,9 @@ fn run(args: Vec<OsString>) -> Result<Never, String> {
         return Err("no command given".into());
     }
 
+    // Whatever bwrap or the executor let through (bwrap's --info-fd, descriptors the
+    // executor inherited) must not reach the command.
+    crate::fds::mark_cloexec_from(3, &config.keep_fds).map_err(|e| format!("cannot close inherited descriptors: {e}"))?;
     caps::drop_all_and_verify()?;
     // SAFETY: prctl with integer arguments only; no memory is passed.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {

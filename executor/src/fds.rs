@@ -1,0 +1,143 @@
+//! Descriptor hygiene. A process inherits every descriptor its parent left without
+//! close-on-exec: an sshd channel, a CI runner's log, a socket to a daemon. Without care
+//! those would reach every command the executor runs, sandboxed or not, and a sandbox
+//! cannot take back what an open descriptor already grants. So the server marks what it
+//! inherited close-on-exec at startup, and the inner stage does the same again just
+//! before the command runs, keeping only descriptors handed over on purpose.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+/// Marks every descriptor from `first` upwards close-on-exec, except those in `keep`.
+/// The descriptors stay open in this process.
+pub fn mark_cloexec_from(first: RawFd, keep: &[RawFd]) -> io::Result<()> {
+    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|&fd| fd >= first).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut start = first;
+    for &kept in &keep {
+        if kept > start {
+            mark_range(start, kept - 1)?;
+        }
+        start = kept + 1;
+    }
+    mark_range(start, RawFd::MAX)
+}
+
+fn mark_range(first: RawFd, last: RawFd) -> io::Result<()> {
+    let (Ok(lo), Ok(hi)) = (libc::c_uint::try_from(first), libc::c_uint::try_from(last)) else {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    };
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on descriptors of this
+    // process; no memory is passed.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, lo, hi, libc::CLOSE_RANGE_CLOEXEC) };
+    if r == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    // Kernels before 5.11 lack the flag (EINVAL) or the call (ENOSYS): walk the table.
+    match err.raw_os_error() {
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => mark_listed(first, last),
+        _ => Err(err),
+    }
+}
+
+fn mark_listed(first: RawFd, last: RawFd) -> io::Result<()> {
+    let open: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| (first..=last).contains(fd))
+        .collect();
+    for fd in open {
+        // SAFETY: F_GETFD/F_SETFD on a descriptor number only change its flags; a number
+        // that closed meanwhile (the directory's own) just fails with EBADF.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Descriptors to place at fixed numbers in a child, for `pre_exec`.
+pub struct ChildFds {
+    fds: Vec<(OwnedFd, RawFd)>,
+}
+
+impl ChildFds {
+    pub fn new(fds: Vec<(OwnedFd, RawFd)>) -> Self {
+        ChildFds { fds }
+    }
+
+    /// Installs the descriptors on `command` so the child finds each at its number,
+    /// without close-on-exec. The parent's copies close when `command` is dropped.
+    pub fn install(self, command: &mut tokio::process::Command) {
+        let fds = self.fds;
+        // SAFETY: the closure runs in the forked child before exec and only calls fcntl
+        // and dup2 (async-signal-safe) on descriptors it owns through `fds`.
+        unsafe {
+            command.pre_exec(move || {
+                // First move every source above every target, so a source whose number is
+                // another entry's target is not overwritten before it is placed.
+                let floor = fds.iter().map(|(_, to)| *to).max().unwrap_or(0) + 1;
+                let mut moved = Vec::with_capacity(fds.len());
+                for (fd, to) in &fds {
+                    let high = libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, floor);
+                    if high < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    moved.push((high, *to));
+                }
+                for (high, to) in moved {
+                    // dup2 leaves the new descriptor without close-on-exec.
+                    if libc::dup2(high, to) < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cloexec(fd: RawFd) -> bool {
+        // SAFETY: F_GETFD only reads the flags of a descriptor this test owns.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        assert!(flags >= 0, "fd {fd} is not open");
+        flags & libc::FD_CLOEXEC != 0
+    }
+
+    fn inheritable_pipe() -> (OwnedFd, OwnedFd) {
+        let (r, w) = nix::unistd::pipe().expect("pipe");
+        for fd in [&r, &w] {
+            // SAFETY: clears the flag on descriptors owned by this test.
+            unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0) };
+        }
+        (r, w)
+    }
+
+    #[test]
+    fn marks_all_but_the_kept_descriptor() {
+        let (r, w) = inheritable_pipe();
+        let (r2, w2) = inheritable_pipe();
+        assert!(!cloexec(r.as_raw_fd()) && !cloexec(w2.as_raw_fd()));
+        mark_cloexec_from(3, &[w.as_raw_fd()]).expect("mark");
+        assert!(cloexec(r.as_raw_fd()));
+        assert!(!cloexec(w.as_raw_fd()), "the kept descriptor must stay inheritable");
+        assert!(cloexec(r2.as_raw_fd()) && cloexec(w2.as_raw_fd()));
+    }
+
+    #[test]
+    fn the_fallback_walk_marks_the_same_way() {
+        let (r, w) = inheritable_pipe();
+        let lo = r.as_raw_fd().min(w.as_raw_fd());
+        let hi = r.as_raw_fd().max(w.as_raw_fd());
+        mark_listed(lo, hi).expect("walk");
+        assert!(cloexec(r.as_raw_fd()) && cloexec(w.as_raw_fd()));
+    }
+}
