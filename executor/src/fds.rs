@@ -60,38 +60,36 @@ fn mark_listed(first: RawFd, last: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// Descriptors to place at fixed numbers in a child, for `pre_exec`.
-pub struct ChildFds {
-    fds: Vec<(OwnedFd, RawFd)>,
+/// Descriptors a child inherits at the numbers they have here.
+///
+/// They are not moved to fixed numbers on purpose: a `dup2` in `pre_exec` could land on
+/// the descriptor the standard library uses to report a failed exec, which would then
+/// report success (or write its error into our descriptor). Their numbers are passed to
+/// the child on its command line instead.
+pub struct InheritedFds {
+    fds: Vec<OwnedFd>,
 }
 
-impl ChildFds {
-    pub fn new(fds: Vec<(OwnedFd, RawFd)>) -> Self {
-        ChildFds { fds }
+impl InheritedFds {
+    pub fn new(fds: Vec<OwnedFd>) -> Self {
+        InheritedFds { fds }
     }
 
-    /// Installs the descriptors on `command` so the child finds each at its number,
-    /// without close-on-exec. The parent's copies close when `command` is dropped.
+    /// The numbers the child will find them at.
+    pub fn numbers(&self) -> Vec<RawFd> {
+        self.fds.iter().map(AsRawFd::as_raw_fd).collect()
+    }
+
+    /// Makes `command`'s child inherit the descriptors. The parent's copies close when
+    /// `command` is dropped.
     pub fn install(self, command: &mut tokio::process::Command) {
         let fds = self.fds;
         // SAFETY: the closure runs in the forked child before exec and only calls fcntl
-        // and dup2 (async-signal-safe) on descriptors it owns through `fds`.
+        // (async-signal-safe) on descriptors kept open by `fds`.
         unsafe {
             command.pre_exec(move || {
-                // First move every source above every target, so a source whose number is
-                // another entry's target is not overwritten before it is placed.
-                let floor = fds.iter().map(|(_, to)| *to).max().unwrap_or(0) + 1;
-                let mut moved = Vec::with_capacity(fds.len());
-                for (fd, to) in &fds {
-                    let high = libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, floor);
-                    if high < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    moved.push((high, *to));
-                }
-                for (high, to) in moved {
-                    // dup2 leaves the new descriptor without close-on-exec.
-                    if libc::dup2(high, to) < 0 {
+                for fd in &fds {
+                    if libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0) < 0 {
                         return Err(io::Error::last_os_error());
                     }
                 }

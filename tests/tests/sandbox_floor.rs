@@ -68,3 +68,32 @@ fn sandboxed_start_reports_linux_seccomp_and_denials() {
     let out = executor_tests::RunOutput::from_events(&s.events_until_closed("s2"));
     assert_eq!(out.sandbox_denied, Some(true), "exit {:?}, stderr {}", out.exit_code, String::from_utf8_lossy(&out.stderr));
 }
+
+/// `process/signal interrupt` reaches the command inside the sandbox (through the
+/// sandbox's PID 1, which forwards it), so the command can run its handler; sent to
+/// bwrap it would kill the sandbox instead (exit 130, no handler output).
+#[test]
+fn interrupt_reaches_the_sandboxed_command() {
+    for launcher in ["system", "bundled"] {
+        interrupt_reaches_the_sandboxed_command_with(launcher);
+    }
+}
+
+fn interrupt_reaches_the_sandboxed_command_with(launcher: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ws = std::fs::canonicalize(dir.path()).expect("canonical");
+    let mut s = Executor::ready(&["--bwrap", launcher]);
+    let sandbox = json!({"permissions": {"type": "managed", "file_system": {"type": "restricted", "entries": [
+        {"path": {"type": "special", "value": {"kind": "root"}}, "access": "read"},
+        {"path": {"type": "path", "path": uri(&ws)}, "access": "write"}]}, "network": "restricted"},
+        "windowsSandboxLevel": "disabled"});
+    let script = "trap 'echo got-int; exit 4' INT; echo ready; while :; do sleep 0.05; done";
+    let params = json!({"processId": "int", "argv": ["sh", "-c", script], "cwd": uri(&ws),
+        "env": {"PATH": "/usr/bin:/bin"}, "tty": false, "sandbox": sandbox});
+    assert_eq!(s.call("process/start", params)["sandboxType"], "linuxSeccomp");
+    s.next_matching(|m| m["method"] == "process/output" && m["params"]["processId"] == "int");
+    assert_eq!(s.call("process/signal", json!({"processId": "int", "signal": "interrupt"})), json!({}));
+    let out = executor_tests::RunOutput::from_events(&s.events_until_closed("int"));
+    assert_eq!(out.stdout_str(), "got-int\n", "--bwrap {launcher}: stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.exit_code, Some(4), "--bwrap {launcher}");
+}

@@ -3,6 +3,7 @@
 
 mod output_log;
 mod pty;
+mod sandbox_init;
 mod spawn;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -17,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
 pub use output_log::{ExitRecord, OutputLog, RETAINED_OUTPUT_BYTES};
+pub use sandbox_init::info_pipe;
 pub use spawn::SpawnSpec;
 
 use crate::protocol::envelope::{json_string, notification_line, output_notification_line};
@@ -32,6 +34,10 @@ use spawn::Streams;
 /// session TTL, so a client that reconnects can still read what finished meanwhile.
 pub const CLOSED_RETENTION: Duration = Duration::from_secs(300);
 
+
+/// How long a signal waits for bwrap to report the sandbox's PID 1 (it does so as soon
+/// as the sandbox exists, so this only matters for a signal sent during the start).
+const INIT_REPORT_WAIT: Duration = Duration::from_secs(5);
 
 const READ_BUFFER: usize = 256 * 1024;
 
@@ -79,6 +85,8 @@ pub struct Process {
     id_json: String,
     pid: Pid,
     sandboxed: bool,
+    /// The sandbox's PID 1, once bwrap reported it.
+    sandbox_init: sandbox_init::SandboxInit,
     /// The start of stderr when bwrap itself reported an error.
     bwrap_error: Mutex<Option<Vec<u8>>>,
     log: Mutex<OutputLog>,
@@ -115,17 +123,24 @@ impl WriteIds {
 impl ProcessTable {
     /// Spawns `spec` under `id`. The id is reserved first, so a concurrent start with the
     /// same id fails; a failed spawn frees it again.
+    /// `init_report` is the read end of bwrap's `--info-fd` for a sandboxed process.
     pub fn start(
         self: &Arc<Self>,
         id: &str,
-        spec: &SpawnSpec,
+        spec: SpawnSpec,
         sandboxed: bool,
+        init_report: Option<std::os::fd::OwnedFd>,
         sink: Arc<NotificationSink>,
     ) -> Result<(), ProcessError> {
         self.reserve(id)?;
         match spawn::spawn(spec) {
             Ok(spawned) => {
-                let process = Process::launch(id, spawned, sandboxed, sink, Arc::downgrade(self));
+                let process =
+                    Process::launch(id, spawned, sandboxed, init_report.is_some(), sink, Arc::downgrade(self));
+                if let Some(report) = init_report {
+                    let learner = process.clone();
+                    tokio::spawn(async move { learner.sandbox_init.learn(report).await });
+                }
                 lock(&self.slots).insert(id.to_owned(), Slot::Ready(process));
                 Ok(())
             }
@@ -169,8 +184,9 @@ impl ProcessTable {
     }
 
     /// Sends SIGINT to the process group of a running process; unknown ids are ignored.
-    pub fn interrupt(&self, id: &str) {
+    pub async fn interrupt(&self, id: &str) {
         if let Ok(process) = self.get(id) {
+            process.sandbox_init.settled(INIT_REPORT_WAIT).await;
             if process.exit().is_none() {
                 process.signal_group(Signal::SIGINT);
             }
@@ -220,6 +236,7 @@ impl Process {
         id: &str,
         spawned: spawn::Spawned,
         sandboxed: bool,
+        init_reported: bool,
         sink: Arc<NotificationSink>,
         table: Weak<ProcessTable>,
     ) -> Arc<Process> {
@@ -231,6 +248,7 @@ impl Process {
             id_json: json_string(id),
             pid,
             sandboxed,
+            sandbox_init: sandbox_init::SandboxInit::new(init_reported),
             bwrap_error: Mutex::new(None),
             log: Mutex::new(OutputLog::default()),
             changed: watch::channel(()).0,
@@ -256,7 +274,13 @@ impl Process {
         lock(&self.log).exit()
     }
 
+    /// A sandboxed command gets catchable signals through the sandbox's PID 1, which
+    /// forwards them to the command's group; SIGKILL (and anything sent before bwrap
+    /// reported its PID 1) goes to bwrap's group, which takes the whole sandbox down.
     fn signal_group(&self, signal: Signal) {
+        if signal != Signal::SIGKILL && self.sandbox_init.signal(signal) {
+            return;
+        }
         if self.pid.as_raw() > 0 {
             // ESRCH (the group is gone) is the only expected failure and means nothing to do.
             let _ = killpg(self.pid, signal);

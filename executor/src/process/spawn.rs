@@ -13,7 +13,7 @@ use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 use super::pty::{self, PtyMaster};
 
 /// What to execute, after any sandbox wrapping has been applied.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SpawnSpec {
     pub program: PathBuf,
     /// argv[0] as the child sees it.
@@ -23,6 +23,8 @@ pub struct SpawnSpec {
     pub env: HashMap<String, String>,
     pub tty: bool,
     pub pipe_stdin: bool,
+    /// Descriptors the child inherits at their current numbers (bwrap's `--info-fd`).
+    pub inherited: Vec<std::os::fd::OwnedFd>,
 }
 
 pub enum Streams {
@@ -38,7 +40,7 @@ pub struct Spawned {
 /// Pipes this large cut wake-ups when a child streams output quickly.
 const PIPE_SIZE: libc::c_int = 1024 * 1024;
 
-pub fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
+pub fn spawn(spec: SpawnSpec) -> io::Result<Spawned> {
     let mut command = Command::new(&spec.program);
     command
         .arg0(&spec.argv0)
@@ -47,6 +49,7 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
         .env_clear()
         .envs(&spec.env)
         .kill_on_drop(false);
+    crate::fds::InheritedFds::new(spec.inherited).install(&mut command);
     if spec.tty {
         spawn_on_pty(command)
     } else {

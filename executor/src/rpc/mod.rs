@@ -72,7 +72,7 @@ pub async fn dispatch(ctx: RequestContext, method: &str, params: Value) -> Resul
         "process/start" => process::start(&ctx, decode_params(params)?),
         "process/read" => process::read(&ctx, decode_params(params)?).await,
         "process/write" => process::write(&ctx, decode_params(params)?),
-        "process/signal" => process::signal(&ctx, decode_params(params)?),
+        "process/signal" => process::signal(&ctx, decode_params(params)?).await,
         "process/terminate" => process::terminate(&ctx, decode_params(params)?),
         _ => match crate::fs::dispatch(&ctx, method, params).await {
             Some(outcome) => outcome,

@@ -1,5 +1,6 @@
 //! `process/*` handlers.
 
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::Duration;
 
@@ -7,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::{to_value, RequestContext};
 use crate::env_policy::{build_child_env, server_env};
-use crate::process::{decode_chunk, ProcessError, SpawnSpec};
+use crate::process::{decode_chunk, info_pipe, ProcessError, SpawnSpec};
 use crate::protocol::types::{
     ProcessReadParams, ProcessSignalParams, ProcessStartParams, ProcessStartResult, ProcessTerminateParams,
     ProcessTerminateResult, ProcessWriteParams, ProcessWriteResult, SandboxType, SignalName,
@@ -26,7 +27,7 @@ pub fn start(ctx: &RequestContext, params: ProcessStartParams) -> Result<Value, 
     }
     let cwd = params.cwd.0;
     let sandbox = effective_sandbox(&ctx.server.config, params.sandbox, &cwd)?;
-    let (launch, sandboxed) = match &sandbox {
+    let (mut launch, sandboxed) = match &sandbox {
         None => (sandbox::LaunchSpec::direct(&params.argv, params.arg0.as_deref()), false),
         Some(policy) => {
             let prepared =
@@ -34,6 +35,13 @@ pub fn start(ctx: &RequestContext, params: ProcessStartParams) -> Result<Value, 
                     .map_err(sandbox_error)?;
             (prepared.launch, prepared.sandboxed)
         }
+    };
+    let (init_report, inherited) = if sandboxed {
+        let (read, write) = info_pipe().map_err(ProcessError::Spawn)?;
+        launch.report_child_pid_on(write.as_raw_fd());
+        (Some(read), vec![write])
+    } else {
+        (None, Vec::new())
     };
     let env = build_child_env(server_env(), params.env_policy.as_ref(), &params.env);
     let spec = SpawnSpec {
@@ -44,8 +52,9 @@ pub fn start(ctx: &RequestContext, params: ProcessStartParams) -> Result<Value, 
         env,
         tty: params.tty,
         pipe_stdin: params.pipe_stdin,
+        inherited,
     };
-    session.processes.start(&params.process_id, &spec, sandboxed, session.sink.clone())?;
+    session.processes.start(&params.process_id, spec, sandboxed, init_report, session.sink.clone())?;
     let sandbox_type = if sandboxed { SandboxType::LinuxSeccomp } else { SandboxType::None };
     to_value(ProcessStartResult { process_id: params.process_id, sandbox_type })
 }
@@ -115,10 +124,10 @@ pub fn write(ctx: &RequestContext, params: ProcessWriteParams) -> Result<Value, 
     to_value(ProcessWriteResult { status })
 }
 
-pub fn signal(ctx: &RequestContext, params: ProcessSignalParams) -> Result<Value, RpcError> {
+pub async fn signal(ctx: &RequestContext, params: ProcessSignalParams) -> Result<Value, RpcError> {
     let session = ctx.gate(FAMILY)?;
     match params.signal {
-        SignalName::Interrupt => session.processes.interrupt(&params.process_id),
+        SignalName::Interrupt => session.processes.interrupt(&params.process_id).await,
     }
     Ok(json!({}))
 }

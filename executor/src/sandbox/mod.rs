@@ -54,6 +54,17 @@ impl LaunchSpec {
     }
 }
 
+impl LaunchSpec {
+    /// Makes bwrap write `{"child-pid": N}` (the host pid of the sandbox's PID 1, our
+    /// inner stage) to descriptor `fd`, which the caller lets the child inherit. Signals
+    /// meant for the command go there: the inner stage forwards them to the command's
+    /// process group, whereas bwrap itself would just die and take the sandbox with it.
+    /// Only for a sandboxed launch.
+    pub fn report_child_pid_on(&mut self, fd: std::os::fd::RawFd) {
+        self.args.splice(0..0, [OsString::from("--info-fd"), OsString::from(fd.to_string())]);
+    }
+}
+
 /// What to spawn for one command under `ctx`, with the launcher chosen by `config`.
 #[derive(Debug, Clone)]
 pub struct Prepared {
