@@ -4,7 +4,7 @@
 //! session/lifetime flags, namespaces, the filesystem view (base, then the plan's mount
 //! operations parents-first, then deferred `--remount-ro` of masks so carve-outs below a
 //! mask can still be created), `/dev`, `/proc` with the kernel interfaces re-bound
-//! read-only, the executor binary bound read-only, `--cap-drop ALL --cap-add
+//! read-only (or an empty read-only tmpfs where the host refuses a new procfs), the executor binary bound read-only, `--cap-drop ALL --cap-add
 //! CAP_SETPCAP`, `--chdir`, and the executor as inner stage.
 //!
 //! Why `CAP_SETPCAP` survives bwrap: locking the securebits needs it. The inner stage
@@ -103,10 +103,19 @@ pub fn build(
     }
 
     p1(&mut a, "--dev", "/dev".as_ref());
-    p1(&mut a, "--proc", "/proc".as_ref());
-    p2(&mut a, "--ro-bind", "/proc/sys".as_ref(), "/proc/sys".as_ref());
-    for p in PROC_RO_TRY {
-        p2(&mut a, "--ro-bind-try", p.as_ref(), p.as_ref());
+    if launcher.can_mount_proc() {
+        p1(&mut a, "--proc", "/proc".as_ref());
+        p2(&mut a, "--ro-bind", "/proc/sys".as_ref(), "/proc/sys".as_ref());
+        for p in PROC_RO_TRY {
+            p2(&mut a, "--ro-bind-try", p.as_ref(), p.as_ref());
+        }
+    } else {
+        // Never the host's /proc: its process list, environments and kernel knobs.
+        if launcher.supports_perms {
+            p1(&mut a, "--perms", "555".as_ref());
+        }
+        p1(&mut a, "--tmpfs", "/proc".as_ref());
+        p1(&mut a, "--remount-ro", "/proc".as_ref());
     }
     // Under `--ro-bind / /` bwrap already made /sys (a submount) read-only, and a
     // minimal view has no /sys; only a writable root needs it re-bound read-only.

@@ -8,7 +8,7 @@
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
-use std::time::{Duration, Instant};
+
 
 use serde::Serialize;
 
@@ -471,67 +471,25 @@ fn selected_summary(l: &Launcher) -> SelectedLauncher {
     }
 }
 
-fn true_binary() -> &'static str {
-    if Path::new("/usr/bin/true").exists() {
-        "/usr/bin/true"
-    } else {
-        "/bin/true"
-    }
-}
-
 /// Runs the selected bwrap with the namespaces and mounts the executor uses for a
 /// network-restricted command. On a /proc failure, retries with /proc masked (which is
 /// what the executor then does) to tell the two apart.
 fn smoke_test(l: &Launcher) -> SmokeTest {
-    let argv = |proc_args: [&str; 2]| -> Vec<String> {
-        let mut v: Vec<&str> = vec![
-            "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
-            "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--as-pid-1",
-            "--ro-bind", "/", "/", "--dev", "/dev",
-        ];
-        v.extend(proc_args);
-        v.extend(["--cap-drop", "ALL", "--", true_binary()]);
-        v.into_iter().map(String::from).collect()
-    };
-    let run = |args: &[String]| -> (bool, String) {
-        let mut cmd = l.command();
-        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).env_clear();
-        match cmd.spawn() {
-            Err(e) => (false, format!("cannot start {}: {e}", l.exec_path.display())),
-            Ok(mut child) => {
-                let deadline = Instant::now() + Duration::from_secs(10);
-                loop {
-                    match child.try_wait() {
-                        Ok(Some(_)) => break,
-                        Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
-                        _ => {
-                            let _ = child.kill();
-                            break;
-                        }
-                    }
-                }
-                match child.wait_with_output() {
-                    Ok(out) => (out.status.success(), String::from_utf8_lossy(&out.stderr).trim().to_string()),
-                    Err(e) => (false, e.to_string()),
-                }
-            }
-        }
-    };
-    let full = argv(["--proc", "/proc"]);
-    let (ok, stderr) = run(&full);
+    let argv = |proc_args| launcher::trial_args(proc_args).into_iter().map(String::from).collect::<Vec<_>>();
+    let full = ["--proc", "/proc"];
+    let (ok, stderr) = l.trial_run(full);
     if ok {
-        return SmokeTest { argv: full, ok: true, proc_masked: false, stderr: None, explanation: None, fix: None };
+        return SmokeTest { argv: argv(full), ok: true, proc_masked: false, stderr: None, explanation: None, fix: None };
     }
     let explanation = explain_bwrap_failure(&stderr);
     let fix = diagnose(&stderr).map(|d| d.fix.to_string());
-    if stderr.contains("Can't mount proc") {
-        let masked = argv(["--tmpfs", "/proc"]);
-        let (ok2, _) = run(&masked);
-        if ok2 {
-            return SmokeTest { argv: masked, ok: true, proc_masked: true, stderr: Some(stderr), explanation, fix };
+    if launcher::is_proc_mount_failure(&stderr) {
+        let masked = ["--tmpfs", "/proc"];
+        if l.trial_run(masked).0 {
+            return SmokeTest { argv: argv(masked), ok: true, proc_masked: true, stderr: Some(stderr), explanation, fix };
         }
     }
-    SmokeTest { argv: full, ok: false, proc_masked: false, stderr: Some(stderr), explanation, fix }
+    SmokeTest { argv: argv(full), ok: false, proc_masked: false, stderr: Some(stderr), explanation, fix }
 }
 
 // ---------------------------------------------------------------------------------

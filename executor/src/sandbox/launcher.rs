@@ -135,6 +135,8 @@ pub struct Launcher {
     /// Bundled: the all-zero digest was compiled in, so nothing was compared.
     dev_build: bool,
     bundled_source: Option<BundledSource>,
+    /// Whether a fresh procfs can be mounted in a sandbox, learned by one trial run.
+    proc_mountable: OnceLock<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -190,6 +192,49 @@ impl Launcher {
         let mut cmd = Command::new(&self.exec_path);
         cmd.arg0("bwrap");
         cmd
+    }
+
+    /// Runs `true` under this bwrap with the namespaces and base mounts of a
+    /// network-restricted command, `/proc` set up by `proc_args`. Returns whether it
+    /// succeeded, and bwrap's stderr.
+    pub fn trial_run(&self, proc_args: [&'static str; 2]) -> (bool, String) {
+        let args = trial_args(proc_args);
+        let mut cmd = self.command();
+        cmd.args(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).env_clear();
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) => return (false, format!("cannot start {}: {e}", self.exec_path.display())),
+        };
+        let deadline = Instant::now() + TRIAL_LIMIT;
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+                _ => {
+                    let _ = child.kill();
+                    break;
+                }
+            }
+        }
+        match child.wait_with_output() {
+            Ok(out) => (out.status.success(), String::from_utf8_lossy(&out.stderr).trim().to_string()),
+            Err(e) => (false, e.to_string()),
+        }
+    }
+
+    /// Whether sandboxes can get a fresh `/proc` of their PID namespace. Hosts where the
+    /// kernel refuses it (a container whose /proc has locked over-mounts) get a masked,
+    /// empty `/proc` instead: never the host's. Learned once per launcher by a trial
+    /// run; any other failure counts as mountable so the real run reports it.
+    pub fn can_mount_proc(&self) -> bool {
+        *self.proc_mountable.get_or_init(|| {
+            let (ok, stderr) = self.trial_run(["--proc", "/proc"]);
+            let mountable = ok || !is_proc_mount_failure(&stderr);
+            if !mountable {
+                tracing::warn!("a fresh /proc cannot be mounted in sandboxes on this host ({stderr}); sandboxes get an empty /proc");
+            }
+            mountable
+        })
     }
 
     pub fn is_dev_build(&self) -> bool {
@@ -457,6 +502,36 @@ fn evaluate_system(found_at: &Path) -> (Option<PathBuf>, Result<Arc<Launcher>, L
     (Some(canonical), result)
 }
 
+/// Longest a trial run may take before it counts as failed.
+const TRIAL_LIMIT: Duration = Duration::from_secs(10);
+
+/// bwrap's message when the kernel refuses a new procfs ("Can't mount proc on
+/// /newroot/proc: Operation not permitted"); matched without the path.
+pub fn is_proc_mount_failure(stderr: &str) -> bool {
+    stderr.contains("Can't mount proc")
+}
+
+/// The bwrap arguments of [`Launcher::trial_run`].
+pub fn trial_args(proc_args: [&'static str; 2]) -> Vec<&'static str> {
+    let mut args = vec![
+        "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
+        "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--as-pid-1",
+        "--ro-bind", "/", "/", "--dev", "/dev",
+    ];
+    args.extend(proc_args);
+    args.extend(["--cap-drop", "ALL", "--", true_binary()]);
+    args
+}
+
+/// `true`, from wherever this system keeps it.
+pub fn true_binary() -> &'static str {
+    if Path::new("/usr/bin/true").exists() {
+        "/usr/bin/true"
+    } else {
+        "/bin/true"
+    }
+}
+
 /// One shared `Arc` per (path, identity) so callers can compare launchers cheaply.
 fn system_launcher(canonical: &Path, identity: FileIdentity, probe: &ProbeResult) -> Arc<Launcher> {
     static LAUNCHERS: OnceLock<Mutex<HashMap<IdentityKey, Arc<Launcher>>>> = OnceLock::new();
@@ -476,6 +551,7 @@ fn system_launcher(canonical: &Path, identity: FileIdentity, probe: &ProbeResult
                 measured_digest: None,
                 dev_build: false,
                 bundled_source: None,
+                proc_mountable: OnceLock::new(),
             })
         })
         .clone()
@@ -676,6 +752,7 @@ fn bundled_launcher(file: File, digest: [u8; 32], dev_build: bool, version: Stri
         measured_digest: Some(digest),
         dev_build,
         bundled_source: Some(source),
+        proc_mountable: OnceLock::new(),
     }
 }
 
@@ -999,6 +1076,7 @@ mod tests {
             measured_digest: None,
             dev_build: false,
             bundled_source: None,
+            proc_mountable: OnceLock::new(),
         }
     }
 

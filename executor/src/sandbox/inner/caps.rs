@@ -50,25 +50,60 @@ pub fn drop_all_and_verify() -> Result<(), String> {
     verify_no_capabilities()
 }
 
-/// Read the kernel's view; any bit left in any set is a refusal.
+/// Ask the kernel directly (capget and prctl, not /proc, which a sandbox may not have);
+/// any bit left in any set is a refusal.
 pub fn verify_no_capabilities() -> Result<(), String> {
-    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| format!("cannot read /proc/self/status to verify capabilities: {e}"))?;
-    let mut seen = 0;
-    for line in status.lines() {
-        for key in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
-            if let Some(v) = line.strip_prefix(key) {
-                seen += 1;
-                let v = u64::from_str_radix(v.trim(), 16).map_err(|e| format!("cannot parse {key} {v:?}: {e}"))?;
-                if v != 0 {
-                    return Err(format!("sandbox retained capabilities: {key} {v:016x}"));
-                }
-            }
+    let [low, high] = capget()?;
+    for (name, bits) in [
+        ("effective", low.effective as u64 | (high.effective as u64) << 32),
+        ("permitted", low.permitted as u64 | (high.permitted as u64) << 32),
+        ("inheritable", low.inheritable as u64 | (high.inheritable as u64) << 32),
+    ] {
+        if bits != 0 {
+            return Err(format!("sandbox retained {name} capabilities {bits:016x}"));
         }
     }
-    if seen != 5 {
-        return Err("cannot verify capabilities: /proc/self/status lacks capability lines".into());
+    for cap in 0..64 {
+        // SAFETY: prctl with integer arguments only.
+        let bounding = unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) };
+        if bounding < 0 {
+            break; // EINVAL: past the kernel's last capability
+        }
+        // SAFETY: prctl with integer arguments only.
+        let ambient = unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_IS_SET as libc::c_ulong, cap as libc::c_ulong, 0, 0) };
+        if bounding != 0 || ambient > 0 {
+            return Err(format!("sandbox retained capability {cap} (bounding {bounding}, ambient {ambient})"));
+        }
     }
     Ok(())
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// The calling thread's capability sets, all 64 bits (version 3 uses two words).
+fn capget() -> Result<[CapData; 2], String> {
+    let mut header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget writes one header and two data words, exactly what we pass.
+    let r = unsafe { libc::syscall(libc::SYS_capget, &mut header as *mut CapHeader, data.as_mut_ptr()) };
+    if r != 0 {
+        return Err(format!("cannot read capabilities: {}", std::io::Error::last_os_error()));
+    }
+    Ok(data)
 }
 
 /// Replace the inherited session keyring with a new anonymous one, so that keys the
@@ -80,4 +115,18 @@ pub fn join_fresh_session_keyring() -> Result<(), std::io::Error> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The check must see capabilities wherever there are some: a root test process
+    /// holds a full set, an unprivileged one none.
+    #[test]
+    fn verification_matches_the_processes_privilege() {
+        let root = nix::unistd::geteuid().is_root();
+        let result = verify_no_capabilities();
+        assert_eq!(result.is_err(), root, "{result:?}");
+    }
 }

@@ -3,7 +3,7 @@
 //! `--argv0`). It runs before any user code, in this order:
 //!
 //! 1. capabilities: lock the securebits, empty every capability set, verify from
-//!    /proc/self/status that nothing is left (refuse to run otherwise);
+//!    the kernel (capget, prctl) that nothing is left (refuse to run otherwise);
 //! 2. `PR_SET_NO_NEW_PRIVS`;
 //! 3. a fresh anonymous session keyring (before seccomp forbids keyctl), so the
 //!    executor's session keyring is never reachable;
