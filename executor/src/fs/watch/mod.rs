@@ -13,6 +13,9 @@
 //!   `initialized`), and they end when the session expires or ends.
 //! * "Appears" means anything at the path, as `lstat` sees it (a dangling symlink counts).
 //! * Checks run with the executor's own rights, like fs requests with `sandbox: null`.
+//!   `--require-sandbox` without a default refuses the request (and the capability is
+//!   reported false); the `--default-sandbox` profiles read everything, so they hide no
+//!   path's existence and the request is served.
 
 mod engine;
 mod state;
