@@ -143,6 +143,16 @@ fn a_path_that_is_never_created_does_not_fire() {
 }
 
 #[test]
+fn the_server_exits_at_eof_while_a_watch_is_live() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = Executor::ready(&[]);
+    assert_eq!(watch(&mut s, 1, &[&dir.path().join("never")]), json!({"watching": true}));
+    s.close_stdin();
+    // The watcher thread must not keep the process alive (wait_exit panics at the hang guard).
+    assert!(s.wait_exit().success());
+}
+
+#[test]
 fn a_path_whose_parent_is_removed_and_recreated_still_fires() {
     let dir = tempfile::tempdir().expect("tempdir");
     let parent = dir.path().join("p");
