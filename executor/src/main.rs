@@ -179,7 +179,10 @@ fn serve(args: ServeArgs) -> ExitCode {
 }
 
 fn new_server(config: ServerConfig) -> Arc<Server> {
-    let capabilities = Capabilities { file_write_streaming: true, ..Capabilities::default() };
+    // fs/watchMissing runs with the executor's own rights, which --require-sandbox (without
+    // a default) refuses: then the client is told not to send it.
+    let fs_watch_missing = !(config.require_sandbox && config.default_sandbox.is_none());
+    let capabilities = Capabilities { file_write_streaming: true, fs_watch_missing, ..Capabilities::default() };
     let info = environment_info(capabilities, sandbox_facts(&config));
     Server::new(config, info)
 }

@@ -218,19 +218,27 @@ impl Connection {
                 Ok(())
             }
             Ok(Incoming::Response) => Err(CloseReason::ProtocolViolation),
-            Ok(Incoming::Notification { method }) => self.handle_notification(&method),
+            Ok(Incoming::Notification { method }) => {
+                if let Some(ready) = self.handle_notification(&method)? {
+                    // Notifications held while the session was detached go out now that
+                    // the client has finished (re)attaching.
+                    ready.sink.flush_held().await;
+                }
+                Ok(())
+            }
             Ok(Incoming::Request { id, method, params }) => self.handle_request(id, method, params).await,
         }
     }
 
-    fn handle_notification(&mut self, method: &str) -> Result<(), CloseReason> {
+    /// Returns the session when this notification completed the handshake.
+    fn handle_notification(&mut self, method: &str) -> Result<Option<Arc<Session>>, CloseReason> {
         match (method, &self.phase) {
             ("initialized", Phase::AwaitingInitialized) => {
                 let session = self.pending_session.take().ok_or(CloseReason::ProtocolViolation)?;
-                self.phase = Phase::Ready(session);
-                Ok(())
+                self.phase = Phase::Ready(session.clone());
+                Ok(Some(session))
             }
-            ("initialized", Phase::Ready(_)) => Ok(()),
+            ("initialized", Phase::Ready(_)) => Ok(None),
             _ => Err(CloseReason::ProtocolViolation),
         }
     }

@@ -79,6 +79,25 @@ impl WsServer {
         client
     }
 
+    /// Resumes session `id` on a new connection (and sends `initialized`), retrying while
+    /// the server has not yet noticed that the previous connection is gone (-32010); the
+    /// retry loop is only a hang guard.
+    pub fn resume_when_detached(&self, id: &str) -> WsClient {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let mut client = self.connect();
+            let response = client.resume(id);
+            if let Some(result) = response.get("result") {
+                assert_eq!(result["sessionId"], json!(id), "resume must return the same session id");
+                client.notify("initialized", json!({}));
+                return client;
+            }
+            assert_eq!(response["error"]["code"], json!(-32010), "{response}");
+            assert!(Instant::now() < deadline, "session {id} still attached after {TIMEOUT:?}");
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn extra_stdout(&self) -> Vec<String> {
         self.extra_stdout.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }

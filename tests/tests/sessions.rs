@@ -2,32 +2,14 @@
 //! output, refusal while attached, unknown ids, TTL expiry killing the session's processes.
 
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use executor_tests::ws::{WsClient, WsServer};
-use executor_tests::{pid_alive, sh, unb64, wait_pid_gone, TIMEOUT};
+use executor_tests::{pid_alive, sh, unb64, wait_pid_gone};
 use serde_json::{json, Value};
 
 fn session_id(initialize_result: &Value) -> String {
     initialize_result["sessionId"].as_str().expect("sessionId").to_owned()
-}
-
-/// Resumes `id` on a new connection, retrying while the server has not yet noticed that the
-/// previous connection is gone (-32010); the retry loop is only a hang guard.
-fn resume_when_detached(server: &WsServer, id: &str) -> WsClient {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let mut client = server.connect();
-        let response = client.resume(id);
-        if let Some(result) = response.get("result") {
-            assert_eq!(session_id(result), id, "resume must return the same session id");
-            client.notify("initialized", json!({}));
-            return client;
-        }
-        assert_eq!(response["error"]["code"], json!(-32010), "{response}");
-        assert!(Instant::now() < deadline, "session {id} still attached after {TIMEOUT:?}");
-        thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// The pid a process printed as its first output line, from its notifications.
@@ -57,7 +39,7 @@ fn dropped_connection_resumes_and_reads_every_byte() {
     }
     ws1.drop_tcp();
 
-    let mut ws2 = resume_when_detached(&server, &id);
+    let mut ws2 = server.resume_when_detached(&id);
     let (chunks, exit_code) = ws2.read_all("stream");
     assert_eq!(exit_code, Some(0));
     let seqs: Vec<u64> = chunks.iter().map(|(seq, _)| *seq).collect();
@@ -102,7 +84,7 @@ fn resume_is_refused_while_attached_and_for_unknown_ids() {
     assert_eq!(ws1.run("p", sh("echo still-mine")).stdout_str(), "still-mine\n");
     // Once ws1 has closed cleanly (a websocket Close), ws3 may take the session.
     drop(ws1);
-    let mut ws4 = resume_when_detached(&server, &id);
+    let mut ws4 = server.resume_when_detached(&id);
     assert_eq!(ws4.run("q", sh("echo resumed")).stdout_str(), "resumed\n");
 }
 
@@ -118,7 +100,7 @@ fn a_drop_is_noticed_while_the_connection_waits_for_a_request_slot() {
     ws1.send_request("process/read", json!({"processId": "quiet", "afterSeq": 0, "waitMs": 600_000}));
     ws1.send_request("environment/status", json!({}));
     ws1.drop_tcp();
-    let mut ws2 = resume_when_detached(&server, &id);
+    let mut ws2 = server.resume_when_detached(&id);
     let result = ws2.call("process/terminate", json!({"processId": "quiet"}));
     assert_eq!(result, json!({"running": true}));
 }
@@ -148,7 +130,7 @@ fn reattaching_resets_the_ttl() {
         "cwd": "file:///tmp", "env": {"PATH": "/usr/bin:/bin"}, "tty": false}));
     let pid = first_line_pid(&mut ws1, "sleeper");
     ws1.drop_tcp();
-    let mut ws2 = resume_when_detached(&server, &id);
+    let mut ws2 = server.resume_when_detached(&id);
     // Attached for longer than the TTL: the timer of the first detach must not fire.
     thread::sleep(Duration::from_secs(4));
     assert!(pid_alive(pid), "an attached session's process was killed");

@@ -3,6 +3,7 @@
 //! sandboxed helper does (see `sandboxed`). File handles belong to the session.
 
 pub mod sandboxed;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -40,6 +41,7 @@ pub async fn dispatch(ctx: &RequestContext, method: &str, mut params: Value) -> 
         "fs/readBlock" => read_block(ctx, decode_params(params)).await,
         "fs/writeBlock" => write_block(ctx, decode_params(params)).await,
         "fs/close" => close(ctx, decode_params(params)),
+        "fs/watchMissing" => watch::watch_missing(ctx, decode_params(params)).await,
         _ => {
             let op = Operation::from_name(method).filter(|op| is_rpc_method(*op))?;
             let sandbox = take_sandbox(&mut params);

@@ -77,3 +77,14 @@ impl From<fs_helper::FsError> for RpcError {
         Self::new(e.code(), e.to_string())
     }
 }
+
+impl From<crate::fs::watch::WatchError> for RpcError {
+    fn from(e: crate::fs::watch::WatchError) -> Self {
+        use crate::fs::watch::WatchError as E;
+        let code = match &e {
+            E::TooManyWatches | E::TooManyPaths(_) => INVALID_REQUEST,
+            E::Thread(_) => INTERNAL_ERROR,
+        };
+        Self::new(code, e.to_string())
+    }
+}

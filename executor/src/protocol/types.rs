@@ -249,6 +249,7 @@ pub struct ClosedNotification<'a> {
 pub mod methods {
     pub const EXITED: &str = "process/exited";
     pub const CLOSED: &str = "process/closed";
+    pub const MISSING_CHANGED: &str = "fs/missingChanged";
 }
 
 #[derive(Debug, Deserialize)]
@@ -271,4 +272,22 @@ pub struct WriteBlockParams {
 #[serde(rename_all = "camelCase")]
 pub struct CloseParams {
     pub handle_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WatchMissingParams {
+    pub watch_id: u64,
+    pub missing: Vec<PathUri>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WatchMissingResult {
+    pub watching: bool,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MissingChangedNotification {
+    pub watch_id: u64,
 }

@@ -1,11 +1,14 @@
 //! Sessions own processes; a connection attaches to one. Notifications go to whichever
-//! connection is attached, and are dropped (but stay readable) while none is.
+//! connection is attached. While none is, process notifications are dropped (the output
+//! stays readable through `process/read`) and one-shot ones (`fs/missingChanged`) are held
+//! for the next attach.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
+use crate::fs::watch::{Engine, SessionWatches};
 use crate::fs::FileHandles;
 use crate::process::ProcessTable;
 use crate::sync::lock;
@@ -30,12 +33,28 @@ pub struct NotificationSink {
     attached: Mutex<Attachment>,
 }
 
+/// One-shot notifications kept while detached. Each live watch fires at most once and a
+/// session holds a bounded number of them, so this is only a backstop.
+const MAX_HELD: usize = 4 * crate::fs::watch::MAX_WATCHES_PER_SESSION;
+
 /// The attached connection, and how many times the session has been detached: a TTL
 /// timer started at a detach expires the session only if no later attach happened.
 #[derive(Default)]
 struct Attachment {
     connection: Option<(u64, Outbound)>,
     detaches: u64,
+    /// One-shot notifications that found no connection, oldest first.
+    held: Vec<Vec<u8>>,
+}
+
+impl Attachment {
+    fn hold(&mut self, line: Vec<u8>) {
+        if self.held.len() < MAX_HELD {
+            self.held.push(line);
+        } else {
+            tracing::warn!("too many notifications held for a detached session; dropping one");
+        }
+    }
 }
 
 impl NotificationSink {
@@ -47,6 +66,40 @@ impl NotificationSink {
             // A closed receiver means the connection just went away: the line is dropped,
             // and stays readable through process/read.
             let _ = tx.send(line).await;
+        }
+    }
+
+    /// Like [`NotificationSink::send`] for a notification the client cannot recover any other
+    /// way: with no connection attached (or one that just went away) the line is held
+    /// until [`NotificationSink::flush_held`] runs after the next attach.
+    pub async fn send_or_hold(&self, line: Vec<u8>) {
+        let target = {
+            let mut attached = lock(&self.attached);
+            match &attached.connection {
+                Some((_, tx)) => tx.clone(),
+                None => return attached.hold(line),
+            }
+        };
+        if let Err(unsent) = target.send(line).await {
+            lock(&self.attached).hold(unsent.0);
+        }
+    }
+
+    /// Sends the held lines to the attached connection.
+    pub async fn flush_held(&self) {
+        let (lines, tx) = {
+            let mut attached = lock(&self.attached);
+            let Some((_, tx)) = attached.connection.clone() else { return };
+            (std::mem::take(&mut attached.held), tx)
+        };
+        let mut lines = lines.into_iter();
+        while let Some(line) = lines.next() {
+            if let Err(unsent) = tx.send(line).await {
+                let mut attached = lock(&self.attached);
+                attached.hold(unsent.0);
+                lines.for_each(|rest| attached.hold(rest));
+                return;
+            }
         }
     }
 
@@ -75,6 +128,8 @@ pub struct Session {
     pub processes: Arc<ProcessTable>,
     pub files: Arc<FileHandles>,
     pub sink: Arc<NotificationSink>,
+    /// `fs/watchMissing` watches; they end with the session.
+    pub watches: SessionWatches,
 }
 
 impl Session {
@@ -91,6 +146,8 @@ impl Session {
 #[derive(Default)]
 pub struct SessionRegistry {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// The one missing-path watcher shared by every session.
+    watcher: Arc<Engine>,
 }
 
 impl SessionRegistry {
@@ -100,6 +157,7 @@ impl SessionRegistry {
             processes: Arc::default(),
             files: Arc::default(),
             sink: Arc::default(),
+            watches: SessionWatches::new(self.watcher.clone()),
         });
         session.sink.attach(connection, outbound);
         lock(&self.sessions).insert(session.id.clone(), session.clone());
@@ -128,7 +186,7 @@ impl SessionRegistry {
         session.sink.detach_if(connection)
     }
 
-    /// Removes the session (killing its processes) if it is still detached since the
+    /// Removes the session (killing its processes, ending its watches) if it is still detached since the
     /// detach that returned `generation`; true when it was removed.
     pub fn expire(&self, id: &str, generation: u64) -> bool {
         let mut sessions = lock(&self.sessions);
@@ -142,13 +200,15 @@ impl SessionRegistry {
         sessions.remove(id);
         drop(sessions);
         session.processes.kill_all();
+        session.watches.cancel_all();
         true
     }
 
-    /// Forgets a session and kills its processes.
+    /// Forgets a session, kills its processes and ends its watches.
     pub fn remove(&self, id: &str) {
         if let Some(session) = lock(&self.sessions).remove(id) {
             session.processes.kill_all();
+            session.watches.cancel_all();
         }
     }
 
