@@ -331,3 +331,77 @@ fn fd_socket_from_args(args: &[OsString]) -> Result<Option<OwnedFd>, String> {
         _ => Err(format!("unexpected arguments {args:?}")),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use fs_helper::helper::send_fd;
+    use std::io::Write;
+    use std::os::fd::IntoRawFd;
+
+    fn pair() -> (OwnedFd, OwnedFd) {
+        handoff_socketpair().unwrap()
+    }
+
+    fn message(r: Result<File, RpcError>) -> String {
+        r.err().map(|e| e.message).unwrap_or_default()
+    }
+
+    #[test]
+    fn takes_the_descriptor_announced_for_the_handle() {
+        let (ours, theirs) = pair();
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(b"abc").unwrap();
+        send_fd(theirs.as_fd(), f.as_fd(), b"h1").unwrap();
+        let got = take_handoff(ours.as_fd(), "h1").unwrap();
+        assert_eq!(got.metadata().unwrap().len(), 3);
+        send_fd(theirs.as_fd(), f.as_fd(), b"").unwrap();
+        assert!(take_handoff(ours.as_fd(), "").is_ok(), "an empty id travels as one 0 byte");
+    }
+
+    #[test]
+    fn refuses_a_missing_mismatched_or_irregular_handoff() {
+        let (ours, theirs) = pair();
+        // Nothing queued: answered at once (the socket is non-blocking), not waited for.
+        assert_eq!(message(take_handoff(ours.as_fd(), "h")), NO_TRANSFER);
+        let f = tempfile::tempfile().unwrap();
+        for sent in [&b"h2"[..], b"h", b"h1-longer"] {
+            send_fd(theirs.as_fd(), f.as_fd(), sent).unwrap();
+            let e = message(take_handoff(ours.as_fd(), "h1"));
+            assert_eq!(e, "fs sandbox helper transferred a descriptor for another handle", "{sent:?}");
+        }
+        let (r, _w) = nix::unistd::pipe().unwrap();
+        send_fd(theirs.as_fd(), r.as_fd(), b"h").unwrap();
+        assert_eq!(message(take_handoff(ours.as_fd(), "h")), "fs sandbox helper transferred a descriptor that is not a regular file");
+        nix::unistd::write(&theirs, b"h").unwrap();
+        assert_eq!(message(take_handoff(ours.as_fd(), "h")), NO_TRANSFER, "a message without a descriptor");
+        drop(theirs);
+        assert_eq!(message(take_handoff(ours.as_fd(), "h")), NO_TRANSFER, "the helper's end is closed");
+    }
+
+    #[test]
+    fn a_failed_open_leaves_nothing_queued() {
+        let (ours, theirs) = pair();
+        let f = tempfile::tempfile().unwrap();
+        send_fd(theirs.as_fd(), f.as_fd(), b"stale").unwrap();
+        send_fd(theirs.as_fd(), f.as_fd(), b"stale2").unwrap();
+        discard_handoff(ours.as_fd());
+        send_fd(theirs.as_fd(), f.as_fd(), b"next").unwrap();
+        assert!(take_handoff(ours.as_fd(), "next").is_ok(), "the next open is not matched with a stale message");
+    }
+
+    #[test]
+    fn helper_arguments() {
+        assert!(fd_socket_from_args(&[]).unwrap().is_none());
+        let (_ours, theirs) = pair();
+        let raw = theirs.into_raw_fd();
+        let args = [OsString::from(FD_SOCKET_ARG), OsString::from(raw.to_string())];
+        assert_eq!(fd_socket_from_args(&args).unwrap().map(|s| s.as_raw_fd()), Some(raw));
+        let bad = [OsString::from(FD_SOCKET_ARG), OsString::from("three")];
+        assert!(fd_socket_from_args(&bad).unwrap_err().contains("needs a descriptor number"));
+        let closed = [OsString::from(FD_SOCKET_ARG), OsString::from("1000000")];
+        assert!(fd_socket_from_args(&closed).unwrap_err().contains("Bad file descriptor"));
+        assert!(fd_socket_from_args(&[OsString::from("--other")]).unwrap_err().contains("unexpected arguments"));
+    }
+}
