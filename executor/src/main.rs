@@ -94,7 +94,7 @@ fn main() -> ExitCode {
         executor::sandbox::inner::main(rest);
     }
     if args.get(1).is_some_and(|a| a == executor::fs::sandboxed::HELPER_ARG1) {
-        std::process::exit(executor::fs::sandboxed::helper_main());
+        std::process::exit(executor::fs::sandboxed::helper_main(&args[2..]));
     }
     if args.get(1).is_some_and(|a| a == "sandbox") {
         std::process::exit(executor::sandbox::cli::main(args[2..].to_vec()));
@@ -182,7 +182,12 @@ fn new_server(config: ServerConfig) -> Arc<Server> {
     // fs/watchMissing runs with the executor's own rights, which --require-sandbox (without
     // a default) refuses: then the client is told not to send it.
     let fs_watch_missing = !(config.require_sandbox && config.default_sandbox.is_none());
-    let capabilities = Capabilities { file_write_streaming: true, fs_watch_missing, ..Capabilities::default() };
+    let capabilities = Capabilities {
+        file_write_streaming: true,
+        sandboxed_file_streaming: true,
+        fs_watch_missing,
+        ..Capabilities::default()
+    };
     let info = environment_info(capabilities, sandbox_facts(&config));
     Server::new(config, info)
 }

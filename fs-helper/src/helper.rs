@@ -11,9 +11,12 @@
 //! failed: <serde error>`) and serving continues; one bad request must not cost the
 //! executor its helper.
 //!
-//! `fs/open` needs a Unix socket shared with the executor: the descriptor is sent on
-//! it (payload = the handleId bytes) *before* the ok line is written, so when the
-//! executor reads that line the descriptor is already waiting on the socket.
+//! `fs/open` needs a Unix socket shared with the executor (a `SOCK_SEQPACKET` pair; the
+//! executor passes its number as `--fd-socket N`): the descriptor is sent on it
+//! (payload = the handleId bytes) *before* the ok line is written, so when the
+//! executor reads that line the descriptor is already waiting on the socket. The
+//! helper closes its own copy right after sending: the executor serves the block reads
+//! and writes, and the handle's lifetime is the executor's alone.
 
 use std::io::{self, BufRead, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -95,6 +98,7 @@ fn open_and_send(params: Value, sock: BorrowedFd<'_>) -> Result<Value, FsError> 
     let p: OpenParams = serde_json::from_value(params).map_err(|e| FsError::InvalidParams(e.to_string()))?;
     let file = ops::open_file(&p)?;
     send_fd(sock, file.as_fd(), p.handle_id.as_bytes())?;
+    drop(file);
     serde_json::to_value(OpenResult { handle_id: p.handle_id }).map_err(|e| FsError::Io(io::Error::other(e)))
 }
 
@@ -187,7 +191,7 @@ mod tests {
         let f = d.path().join("f");
         std::fs::write(&f, b"read me").unwrap();
         let new = d.path().join("new");
-        let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).unwrap();
+        let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).unwrap();
         let input = [
             req("fs/open", json!({"handleId": "h1", "path": path_to_uri(&f)})),
             req("fs/open", json!({"handleId": "h2", "path": path_to_uri(&new), "mode": "replace"})),

@@ -2,7 +2,7 @@
 //! kernel enforces the profile exactly as for a process; judged by host state afterwards.
 
 use std::os::unix::fs::symlink;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use executor_tests::{b64, executor_bin, unb64, uri, Executor};
@@ -132,22 +132,42 @@ fn reads_and_metadata_work_and_the_helper_stays_warm() {
 
 /// Sandboxed fs helpers started by the server with `pid` (bwrap children of it).
 fn count_helpers(pid: u32) -> usize {
-    // Children are listed under the thread that forked them.
+    children(pid).into_iter().filter(|&child| is_helper(child)).count()
+}
+
+/// Children of `pid`; they are listed under the thread that forked them.
+fn children(pid: u32) -> Vec<u32> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("task list");
-    let children: Vec<String> = tasks
+    tasks
         .filter_map(Result::ok)
         .flat_map(|t| {
             let list = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
-            list.split_whitespace().map(str::to_owned).collect::<Vec<_>>()
+            list.split_whitespace().filter_map(|c| c.parse().ok()).collect::<Vec<u32>>()
         })
-        .collect();
-    children
-        .iter()
-        .filter(|child| {
-            let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
-            String::from_utf8_lossy(&cmdline).contains("--run-as-fs-helper")
-        })
-        .count()
+        .collect()
+}
+
+fn is_helper(pid: u32) -> bool {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&cmdline).contains("--run-as-fs-helper")
+}
+
+/// Every process below `pid` (bwrap, the inner stage, the helper itself).
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut found = children(pid);
+    let mut i = 0;
+    while i < found.len() {
+        let more = children(found[i]);
+        found.extend(more);
+        i += 1;
+    }
+    found
+}
+
+/// Descriptors of `pid` that name `path`.
+fn fds_naming(pid: u32, path: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return 0 };
+    entries.filter_map(Result::ok).filter(|e| std::fs::read_link(e.path()).is_ok_and(|target| target == path)).count()
 }
 
 #[test]
@@ -167,7 +187,131 @@ fn a_policy_without_sandbox_needs_is_served_directly_and_bad_policies_are_reject
     let target = l.ws.join("g.txt");
     let response = s.request("fs/writeFile", json!({"path": uri(&target), "dataBase64": "eA==", "sandbox": dynamic}));
     assert!(response.get("error").is_some() || target.exists(), "{response}");
-    let (code, _) = s.call_err("fs/open", with_sandbox(json!({"handleId": "h", "path": uri(&l.ws.join("in.txt"))}), &l));
-    assert_eq!(code, -32603, "fs/open under a sandbox is refused, not opened with the executor's rights");
-    assert!(Path::new(&l.ws).exists());
+}
+
+#[test]
+fn sandboxed_open_reads_blocks_like_a_direct_handle() {
+    let l = layout();
+    let file = l.ws.join("r.txt");
+    std::fs::write(&file, b"hello world\n").expect("write");
+    let mut s = server();
+    let opened = s.call("fs/open", with_sandbox(json!({"handleId": "h1", "path": uri(&file)}), &l));
+    assert_eq!(opened, json!({"handleId": "h1"}));
+    assert_eq!(s.call("fs/readBlock", json!({"handleId": "h1", "offset": 0, "len": 5})), json!({"chunk": b64(b"hello"), "eof": false}));
+    assert_eq!(s.call("fs/readBlock", json!({"handleId": "h1", "offset": 6, "len": 100})), json!({"chunk": b64(b"world\n"), "eof": true}));
+    // Reading exactly the remaining bytes is not a short read (§17.6).
+    assert_eq!(s.call("fs/readBlock", json!({"handleId": "h1", "offset": 6, "len": 6})), json!({"chunk": b64(b"world\n"), "eof": false}));
+    assert_eq!(s.call("fs/readBlock", json!({"handleId": "h1", "offset": 100, "len": 4})), json!({"chunk": "", "eof": true}));
+    let (code, message) = s.call_err("fs/writeBlock", json!({"handleId": "h1", "offset": 0, "chunk": b64(b"x")}));
+    assert_eq!((code, message.as_str()), (-32603, "Bad file descriptor (os error 9)"));
+    assert_eq!(std::fs::read(&file).expect("read"), b"hello world\n");
+    let (code, message) = s.call_err("fs/open", with_sandbox(json!({"handleId": "h1", "path": uri(&file)}), &l));
+    assert_eq!((code, message.as_str()), (-32600, "file handle `h1` already exists"));
+    // A direct open cannot reuse a live sandboxed id either: one table per session.
+    let (code, _) = s.call_err("fs/open", json!({"handleId": "h1", "path": uri(&file)}));
+    assert_eq!(code, -32600);
+    assert_eq!(s.call("fs/close", json!({"handleId": "h1"})), json!({}));
+    let (code, message) = s.call_err("fs/readBlock", json!({"handleId": "h1", "offset": 0, "len": 5}));
+    assert_eq!((code, message.as_str()), (-32004, "unknown file handle `h1`"));
+    // Outside the writable root but readable by the policy; and an empty id.
+    s.call("fs/open", with_sandbox(json!({"handleId": "", "path": uri(&l.outside.join("o.txt"))}), &l));
+    assert_eq!(s.call("fs/readBlock", json!({"handleId": "", "offset": 0, "len": 64})), json!({"chunk": b64(b"outside\n"), "eof": true}));
+    let long = "h".repeat(4097);
+    let (code, _) = s.call_err("fs/open", with_sandbox(json!({"handleId": long, "path": uri(&file)}), &l));
+    assert_eq!(code, -32600);
+}
+
+#[test]
+fn sandboxed_replace_writes_only_inside_the_writable_root() {
+    let l = layout();
+    let mut s = server();
+    let new = l.ws.join("new.txt");
+    s.call("fs/open", with_sandbox(json!({"handleId": "w", "path": uri(&new), "mode": "replace"}), &l));
+    s.call("fs/writeBlock", json!({"handleId": "w", "offset": 0, "chunk": b64(b"abc")}));
+    s.call("fs/writeBlock", json!({"handleId": "w", "offset": 3, "chunk": b64(b"def")}));
+    let (code, message) = s.call_err("fs/readBlock", json!({"handleId": "w", "offset": 0, "len": 3}));
+    assert_eq!((code, message.as_str()), (-32603, "Bad file descriptor (os error 9)"), "replace handles are write-only");
+    s.call("fs/close", json!({"handleId": "w"}));
+    assert_eq!(std::fs::read(&new).expect("written"), b"abcdef");
+    // replace truncates an existing file in the root.
+    s.call("fs/open", with_sandbox(json!({"handleId": "t", "path": uri(&new), "mode": "replace"}), &l));
+    s.call("fs/close", json!({"handleId": "t"}));
+    assert_eq!(std::fs::read(&new).expect("truncated"), b"");
+
+    let existing = l.outside.join("o.txt");
+    let (code, message) = s.call_err("fs/open", with_sandbox(json!({"handleId": "o", "path": uri(&existing), "mode": "replace"}), &l));
+    assert_eq!((code, message.as_str()), (-32603, "Read-only file system (os error 30)"));
+    assert_eq!(std::fs::read(&existing).expect("read"), b"outside\n", "the host file was not truncated");
+    let created = l.outside.join("created.txt");
+    let (code, _) = s.call_err("fs/open", with_sandbox(json!({"handleId": "c", "path": uri(&created), "mode": "replace"}), &l));
+    assert_eq!(code, -32603);
+    assert!(!created.exists());
+    symlink(&l.outside, l.ws.join("link")).expect("symlink");
+    let (code, _) = s.call_err("fs/open", with_sandbox(json!({"handleId": "s", "path": uri(&l.ws.join("link/o.txt")), "mode": "replace"}), &l));
+    assert_eq!(code, -32603);
+    assert_eq!(std::fs::read(&existing).expect("read"), b"outside\n");
+    // None of the refused ids was registered.
+    for id in ["o", "c", "s"] {
+        let (code, _) = s.call_err("fs/readBlock", json!({"handleId": id, "offset": 0, "len": 1}));
+        assert_eq!(code, -32004, "{id}");
+    }
+}
+
+#[test]
+fn sandboxed_open_refuses_denied_paths_and_special_files() {
+    let l = layout();
+    let fifo = l.ws.join("fifo");
+    mkfifo(&fifo);
+    let mut s = server();
+    let (code, message) = s.call_err("fs/open", with_sandbox(json!({"handleId": "x", "path": uri(&l.secret.join("s.txt"))}), &l));
+    assert_eq!((code, message.as_str()), (-32600, "Permission denied (os error 13)"));
+    let (code, message) = s.call_err("fs/open", with_sandbox(json!({"handleId": "x", "path": uri(&fifo)}), &l));
+    assert_eq!((code, message), (-32600, format!("path `{}` is not a file", fifo.display())));
+    let (code, _) = s.call_err("fs/open", with_sandbox(json!({"handleId": "x", "path": "file:///dev/null"}), &l));
+    assert_eq!(code, -32600);
+    let (code, _) = s.call_err("fs/open", with_sandbox(json!({"handleId": "x", "path": uri(&l.ws)}), &l));
+    assert_eq!(code, -32600);
+    // The helper survived all of that and still opens.
+    std::fs::write(l.ws.join("ok.txt"), b"ok").expect("write");
+    s.call("fs/open", with_sandbox(json!({"handleId": "x", "path": uri(&l.ws.join("ok.txt"))}), &l));
+    assert_eq!(s.call("fs/readBlock", json!({"handleId": "x", "offset": 0, "len": 2}))["chunk"], b64(b"ok"));
+}
+
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo").arg(path).status().expect("mkfifo");
+    assert!(status.success());
+}
+
+#[test]
+fn one_warm_helper_serves_many_opens_and_keeps_no_descriptor() {
+    let l = layout();
+    let mut s = server();
+    let file: PathBuf = l.ws.join("kept.txt");
+    std::fs::write(&file, b"kept").expect("write");
+    s.call("fs/open", with_sandbox(json!({"handleId": "first", "path": uri(&file)}), &l));
+    let executor = s.child.id();
+    let helpers: Vec<u32> = descendants(executor).into_iter().filter(|&p| is_helper(p)).collect();
+    assert!(!helpers.is_empty(), "a sandboxed helper is running");
+    for i in 0..40 {
+        let id = format!("h{i}");
+        let mode = if i % 2 == 0 { "read" } else { "replace" };
+        let path = if i % 2 == 0 { file.clone() } else { l.ws.join(format!("w{i}.txt")) };
+        s.call("fs/open", with_sandbox(json!({"handleId": id, "path": uri(&path), "mode": mode}), &l));
+        if mode == "replace" {
+            s.call("fs/writeBlock", json!({"handleId": id, "offset": 0, "chunk": b64(id.as_bytes())}));
+            assert_eq!(std::fs::read(&path).expect("written"), id.as_bytes());
+        }
+        s.call("fs/close", json!({"handleId": id}));
+    }
+    let after: Vec<u32> = descendants(executor).into_iter().filter(|&p| is_helper(p)).collect();
+    assert_eq!(helpers, after, "the same warm helper processes served every open");
+    // `first` is still open: the executor holds it (the control for this check), and no
+    // process of the sandbox does.
+    assert_eq!(fds_naming(executor, &file), 1, "the executor holds the handed-over descriptor");
+    for pid in descendants(executor) {
+        assert_eq!(fds_naming(pid, &file), 0, "process {pid} below the executor kept a copy of the descriptor");
+    }
+    assert_eq!(s.call("fs/readBlock", json!({"handleId": "first", "offset": 0, "len": 4}))["chunk"], b64(b"kept"));
+    s.call("fs/close", json!({"handleId": "first"}));
+    assert_eq!(fds_naming(executor, &file), 0, "fs/close closed it");
 }

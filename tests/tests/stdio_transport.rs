@@ -52,6 +52,10 @@ fn environment_info_is_truthful() {
     assert!(!shell_path.starts_with("file:"), "shell.path is not a URI");
     assert_eq!(info["executorVersion"], env!("CARGO_PKG_VERSION"));
     assert!(info["tempDir"].as_str().is_some_and(|t| t.starts_with("file:///")));
+    // fs handles stream with and without a sandbox (the sandboxed helper hands over descriptors).
+    for flag in ["fileWriteStreaming", "sandboxedFileStreaming"] {
+        assert_eq!(info["capabilities"][flag], json!(true), "{flag}");
+    }
     // Only capabilities the executor implements may be true; none of these are.
     for flag in ["networkProxyLaunch", "credentialMasking", "shellSnapshotV2", "windowsMxc", "environmentConfigRead"] {
         assert_eq!(info["capabilities"][flag], json!(false), "{flag}");

@@ -33,6 +33,29 @@ impl FileHandles {
     fn get(&self, id: &str) -> Result<Arc<File>, RpcError> {
         self.lock().get(id).cloned().ok_or_else(|| RpcError::not_found(format!("unknown file handle `{id}`")))
     }
+
+    /// Refuses an id that is live, before anything is opened (or truncated) for it.
+    fn ensure_free(&self, id: &str) -> Result<(), RpcError> {
+        if self.lock().contains_key(id) {
+            return Err(already_exists(id));
+        }
+        Ok(())
+    }
+
+    /// Registers an opened file; checked again because another request may have taken
+    /// the id while the file was being opened.
+    fn insert(&self, id: String, file: File) -> Result<Value, RpcError> {
+        let mut map = self.lock();
+        if map.contains_key(&id) {
+            return Err(already_exists(&id));
+        }
+        map.insert(id.clone(), Arc::new(file));
+        serde_json::to_value(OpenResult { handle_id: id }).map_err(|e| RpcError::internal(e.to_string()))
+    }
+}
+
+fn already_exists(id: &str) -> RpcError {
+    RpcError::invalid_request(format!("file handle `{id}` already exists"))
 }
 
 /// Runs an `fs/*` method; `None` when `method` is not one.
@@ -71,9 +94,7 @@ async fn run(ctx: &RequestContext, op: Operation, params: Value, sandbox: Option
     if let Some(policy) = crate::rpc::effective_sandbox(&server.config, requested, &server_cwd)? {
         if !sandboxed::is_unsandboxed(&policy, &server_cwd)? {
             if op == Operation::Open {
-                // Handing a descriptor out of the sandbox is not implemented: refuse rather
-                // than open it with the executor's own rights.
-                return Err(RpcError::internal("fs/open under a sandbox is not supported by this executor"));
+                return open_sandboxed(ctx, &session.files, &policy, &server_cwd, params).await;
             }
             return server.fs_helpers.run(&server.config.launcher, &policy, &server_cwd, op.name(), params).await;
         }
@@ -111,17 +132,32 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, FsError> + Se
 
 async fn open(handles: &Arc<FileHandles>, params: Value) -> Result<Value, RpcError> {
     let params: OpenParams = decode_params(params)?;
-    if handles.lock().contains_key(&params.handle_id) {
-        return Err(RpcError::invalid_request(format!("file handle `{}` already exists", params.handle_id)));
-    }
+    handles.ensure_free(&params.handle_id)?;
     let handle_id = params.handle_id.clone();
     let file = blocking(move || ops::open_file(&params)).await?;
-    let mut map = handles.lock();
-    if map.contains_key(&handle_id) {
-        return Err(RpcError::invalid_request(format!("file handle `{handle_id}` already exists")));
+    handles.insert(handle_id, file)
+}
+
+/// `fs/open` under a restricted profile: the helper opens the file inside the sandbox
+/// and hands the descriptor over; from then on the handle is served like a direct one.
+async fn open_sandboxed(
+    ctx: &RequestContext,
+    handles: &Arc<FileHandles>,
+    policy: &FileSystemSandboxContext,
+    server_cwd: &std::path::Path,
+    params: Value,
+) -> Result<Value, RpcError> {
+    let handle_id = decode_params::<OpenParams>(params.clone())?.handle_id;
+    handles.ensure_free(&handle_id)?;
+    if handle_id.len() > sandboxed::MAX_HANDOFF_ID_BYTES {
+        return Err(RpcError::invalid_request(format!(
+            "file handle ids of a sandboxed fs/open are limited to {} bytes",
+            sandboxed::MAX_HANDOFF_ID_BYTES
+        )));
     }
-    map.insert(handle_id.clone(), Arc::new(file));
-    serde_json::to_value(OpenResult { handle_id }).map_err(|e| RpcError::internal(e.to_string()))
+    let server = &ctx.server;
+    let file = server.fs_helpers.open(&server.config.launcher, policy, server_cwd, params, &handle_id).await?;
+    handles.insert(handle_id, file)
 }
 
 async fn read_block(ctx: &RequestContext, params: Result<ReadBlockParams, RpcError>) -> Result<Value, RpcError> {

@@ -162,9 +162,11 @@ fn nofollow_flag(follow: Option<bool>) -> libc::c_int {
 
 /// Opens with O_NONBLOCK so that a FIFO without a peer cannot hang the caller in
 /// open(2) (it fails or is refused as "not a file" instead), then clears the flag so
-/// that reads and writes on what was opened behave normally.
+/// that reads and writes on what was opened behave normally. O_NOCTTY: a sandboxed
+/// helper is a session leader without a terminal, and opening one must not make it
+/// the helper's controlling terminal. (std adds O_CLOEXEC itself.)
 fn open_without_blocking(opts: &mut OpenOptions, path: &Path, extra_flags: libc::c_int) -> io::Result<File> {
-    let file = opts.custom_flags(libc::O_NONBLOCK | extra_flags).open(path)?;
+    let file = opts.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | extra_flags).open(path)?;
     let flags = fcntl(file.as_raw_fd(), FcntlArg::F_GETFL)?;
     let flags = OFlag::from_bits_retain(flags) - OFlag::O_NONBLOCK;
     fcntl(file.as_raw_fd(), FcntlArg::F_SETFL(flags))?;
@@ -184,8 +186,9 @@ pub(crate) fn reject_symlink_if_nofollow(path: &Path, follow: Option<bool>) -> R
 }
 
 /// `fs/open`: opens the file for a handle. `read` → O_RDONLY; `replace` →
-/// O_WRONLY|O_CREAT|O_TRUNC with mode 0644 (minus umask). Directories are refused
-/// here rather than failing later on the first block read.
+/// O_WRONLY|O_CREAT|O_TRUNC with mode 0644 (minus umask). Anything but a regular file
+/// is refused here, as `fs/readFile` does: a directory would only fail on the first
+/// block read, and a FIFO or device handle could block a block read indefinitely.
 pub fn open_file(p: &OpenParams) -> Result<File, FsError> {
     let path = p.path.as_path();
     let mut opts = OpenOptions::new();
@@ -194,7 +197,7 @@ pub fn open_file(p: &OpenParams) -> Result<File, FsError> {
         OpenMode::Replace => opts.write(true).create(true).truncate(true).mode(0o644),
     };
     let file = open_without_blocking(&mut opts, path, 0)?;
-    if file.metadata()?.is_dir() {
+    if !file.metadata()?.is_file() {
         return Err(FsError::not_a_file(path));
     }
     Ok(file)
@@ -279,12 +282,14 @@ mod tests {
     }
 
     #[test]
-    fn descriptors_are_left_blocking() {
+    fn descriptors_are_left_blocking_and_close_on_exec() {
         let d = tempfile::tempdir().unwrap();
         let op = OpenParams { handle_id: "h".into(), path: PathUri(d.path().join("n")), mode: OpenMode::Replace };
         let file = open_file(&op).unwrap();
         let flags = OFlag::from_bits_retain(fcntl(file.as_raw_fd(), FcntlArg::F_GETFL).unwrap());
         assert!(!flags.contains(OFlag::O_NONBLOCK));
+        let fd_flags = fcntl(file.as_raw_fd(), FcntlArg::F_GETFD).unwrap();
+        assert_ne!(fd_flags & libc::FD_CLOEXEC, 0);
     }
 
     #[test]
@@ -396,4 +401,23 @@ mod tests {
         op.mode = OpenMode::Read;
         assert_eq!(open_file(&op).unwrap_err().code(), -32600);
     }
+
+    #[test]
+    fn open_refuses_what_is_not_a_regular_file() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let mut op = OpenParams { handle_id: "h".into(), path: PathUri(fifo.clone()), mode: OpenMode::Read };
+        let e = open_file(&op).unwrap_err();
+        assert_eq!((e.code(), e.to_string()), (-32600, format!("path `{}` is not a file", fifo.display())));
+        op.mode = OpenMode::Replace;
+        let e = open_file(&op).unwrap_err();
+        assert_eq!((e.code(), e.to_string()), (-32603, "No such device or address (os error 6)".into()));
+        for mode in [OpenMode::Read, OpenMode::Replace] {
+            let op = OpenParams { handle_id: "h".into(), path: PathUri("/dev/null".into()), mode };
+            let e = open_file(&op).unwrap_err();
+            assert_eq!((e.code(), e.to_string()), (-32600, "path `/dev/null` is not a file".into()));
+        }
+    }
+
 }
