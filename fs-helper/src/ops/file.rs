@@ -163,7 +163,7 @@ fn nofollow_flag(follow: Option<bool>) -> libc::c_int {
 /// Opens with O_NONBLOCK so that a FIFO without a peer cannot hang the caller in
 /// open(2) (it fails or is refused as "not a file" instead), then clears the flag so
 /// that reads and writes on what was opened behave normally.
-fn open_without_blocking(opts: &mut OpenOptions, path: &Path, extra_flags: libc::c_int) -> io::Result<File> {
+pub(crate) fn open_without_blocking(opts: &mut OpenOptions, path: &Path, extra_flags: libc::c_int) -> io::Result<File> {
     let file = opts.custom_flags(libc::O_NONBLOCK | extra_flags).open(path)?;
     let flags = fcntl(file.as_raw_fd(), FcntlArg::F_GETFL)?;
     let flags = OFlag::from_bits_retain(flags) - OFlag::O_NONBLOCK;
