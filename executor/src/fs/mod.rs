@@ -67,13 +67,14 @@ async fn run(ctx: &RequestContext, op: Operation, params: Value, sandbox: Option
     let server_cwd = std::env::current_dir().map_err(|e| RpcError::internal(format!("cannot read the server cwd: {e}")))?;
     let requested = sandbox.map(decode_params::<FileSystemSandboxContext>).transpose()?;
     if let Some(policy) = crate::rpc::effective_sandbox(&server.config, requested, &server_cwd)? {
-        if !sandboxed::is_unsandboxed(&policy, &server_cwd)? {
+        let plan = sandboxed::plan(&policy, &server_cwd)?;
+        if !plan.direct {
             if op == Operation::Open {
                 // Handing a descriptor out of the sandbox is not implemented: refuse rather
                 // than open it with the executor's own rights.
                 return Err(RpcError::internal("fs/open under a sandbox is not supported by this executor"));
             }
-            return server.fs_helpers.run(&server.config.launcher, &policy, &server_cwd, op.name(), params).await;
+            return server.fs_helpers.run(&server.config.launcher, &policy, plan, &server_cwd, op.name(), params).await;
         }
     }
     if op == Operation::Open {
