@@ -65,6 +65,8 @@ impl Who {
 ///   denied/        none    (a denied dir inside a readable root; d.txt, sub/d2.txt)
 /// secret/          none    (s.txt); also the executor's own cwd
 /// ```
+///
+/// The policy also denies `ws/later`, which does not exist until a test creates it.
 struct Tree {
     _dir: tempfile::TempDir,
     root: PathBuf,
@@ -141,7 +143,8 @@ impl Fx {
             entry(&self.t.secret, "none"),
             entry(&self.t.ws_denied, "none"),
             entry(&self.t.ws_denied_file, "none"),
-            entry(&self.t.outside_denied, "none")]},
+            entry(&self.t.outside_denied, "none"),
+            entry(&self.t.ws.join("later"), "none")]},
             "network": "restricted"}, "windowsSandboxLevel": "disabled", "cwd": uri(&self.t.ws)})
     }
 
@@ -666,10 +669,23 @@ fn denied_entries_stay_hidden(who: Who) {
     // Nothing in the workspace but the denied entries themselves holds their data.
     let leaked: Vec<PathBuf> = snapshot(&ws)
         .into_iter()
-        .filter(|(rel, data)| !rel.starts_with("private") && rel != Path::new("secret.env") && contains(data, FILE_SECRET))
+        .filter(|(rel, data)| {
+            let own = rel.starts_with("private") || rel == Path::new("secret.env");
+            !own && contains(data, FILE_SECRET)
+        })
         .map(|(rel, _)| rel)
         .collect();
     assert!(leaked.is_empty(), "denied data copied into the workspace: {leaked:?}");
+    // A denied path that appears on the host after the helper started is masked for the
+    // next request, like one that existed from the start.
+    std::fs::create_dir(ws.join("later")).unwrap();
+    std::fs::write(ws.join("later/key.txt"), FILE_SECRET).unwrap();
+    if let Some(ids) = fx.who.0 {
+        chown_tree(ids, &ws.join("later"));
+    }
+    assert_eq!(fx.refused("fs/readFile", json!({"path": uri(&ws.join("later/key.txt"))})), (-32600, DENIED.to_owned()));
+    assert_eq!(fx.refused("fs/readDirectory", json!({"path": uri(&ws.join("later"))})), (-32600, DENIED.to_owned()));
+
     // Control: the workspace's own files are listed and read.
     let listing = fx.ok("fs/readDirectory", json!({"path": uri(&ws)}));
     assert!(names(&listing).contains(&"private".to_owned()));
