@@ -148,10 +148,16 @@ impl Fx {
             "network": "restricted"}, "windowsSandboxLevel": "disabled", "cwd": uri(&self.t.ws)})
     }
 
-    /// The full response of a sandboxed request.
-    fn sandboxed(&mut self, method: &str, mut params: Value) -> Value {
+    /// Sends a sandboxed request without waiting; returns its id.
+    fn send_sandboxed(&mut self, method: &str, mut params: Value) -> i64 {
         params["sandbox"] = self.policy();
-        self.s.request(method, params)
+        self.s.send_request(method, params)
+    }
+
+    /// The full response of a sandboxed request.
+    fn sandboxed(&mut self, method: &str, params: Value) -> Value {
+        let id = self.send_sandboxed(method, params);
+        self.s.response(id)
     }
 
     /// A sandboxed request that must succeed.
@@ -186,7 +192,8 @@ impl Fx {
         self.s.call(method, params)
     }
 
-    fn read_b64(&mut self, path: &str) -> Result<Vec<u8>, (i64, String)> {
+    /// The decoded content of a sandboxed readFile of the URI `path`, or its error.
+    fn read_sandboxed(&mut self, path: &str) -> Result<Vec<u8>, (i64, String)> {
         let response = self.sandboxed("fs/readFile", json!({"path": path}));
         match error_of(&response) {
             Some(e) => Err(e),
@@ -417,12 +424,9 @@ fn symlink_swapped_during_operations(who: Who) {
                 2 => ("fs/copy", copy(&ws.join("src.txt"), &ws.join(format!("swap/c{n}")), false), format!("c{n}")),
                 _ => ("fs/createDirectory", json!({"path": uri(&ws.join(format!("swap/d{n}/sub")))}), format!("d{n}")),
             };
-            let mut params = params;
-            params["sandbox"] = fx.policy();
-            pending.push((fx.s.send_request(method, params), name));
-            let mut through_file = write(&ws.join("fswap"), b"overwritten");
-            through_file["sandbox"] = fx.policy();
-            pending.push((fx.s.send_request("fs/writeFile", through_file), String::new()));
+            pending.push((fx.send_sandboxed(method, params), name));
+            let through_file = write(&ws.join("fswap"), b"overwritten");
+            pending.push((fx.send_sandboxed("fs/writeFile", through_file), String::new()));
         }
         for (id, name) in pending {
             let response = fx.s.response(id);
@@ -474,8 +478,8 @@ fn preexisting_hard_link(who: Who) {
     fx.ok("fs/writeFile", write(&ws.join("hl"), b"changed\n"));
     assert_eq!(std::fs::read(out.join("linked.txt")).unwrap(), b"changed\n");
     // Likewise a denied file is readable through a hard link in a readable place.
-    assert_eq!(fx.read_b64(&ws_uri("hl-secret")).unwrap(), FILE_SECRET);
-    assert!(fx.read_b64(&uri(&fx.t.secret.join("s.txt"))).is_err(), "the denied path itself stays unreadable");
+    assert_eq!(fx.read_sandboxed(&ws_uri("hl-secret")).unwrap(), FILE_SECRET);
+    assert!(fx.read_sandboxed(&uri(&fx.t.secret.join("s.txt"))).is_err(), "the denied path itself stays unreadable");
     // Removing the link removes only the workspace's name.
     fx.ok("fs/remove", json!({"path": ws_uri("hl")}));
     assert_eq!(std::fs::read(out.join("linked.txt")).unwrap(), b"changed\n");
@@ -520,8 +524,8 @@ fn proc_root_and_cwd_traversal(who: Who) {
         (cwd("outside/o.txt"), cwd("secret/s.txt"), cwd("outside/proc-w.txt")),
     ];
     for (readable, denied, target) in cases {
-        assert_eq!(fx.read_b64(&format!("file://{readable}")), Ok(b"outside\n".to_vec()), "{readable}");
-        let leaked = fx.read_b64(&format!("file://{denied}"));
+        assert_eq!(fx.read_sandboxed(&format!("file://{readable}")), Ok(b"outside\n".to_vec()), "{readable}");
+        let leaked = fx.read_sandboxed(&format!("file://{denied}"));
         assert!(leaked.is_err(), "{denied}: {leaked:?}");
         fx.write_refused("fs/writeFile", write_uri(&format!("file://{target}"), b"x"));
     }
@@ -538,7 +542,7 @@ fn proc_root_and_cwd_traversal(who: Who) {
     assert_eq!(code, -32004);
     // Environments inside carry nothing of the executor's.
     for path in ["/proc/self/environ", "/proc/1/environ"] {
-        if let Ok(env) = fx.read_b64(&format!("file://{path}")) {
+        if let Ok(env) = fx.read_sandboxed(&format!("file://{path}")) {
             assert!(!contains(&env, ENV_SECRET.as_bytes()), "{path} leaked the executor's environment");
         }
     }
@@ -576,7 +580,7 @@ fn protected_metadata(who: Who) {
     }
     assert_eq!(snapshot(&ws), before, "protected metadata changed");
     // Controls: reading works, and a sibling is writable.
-    assert_eq!(fx.read_b64(&uri(&meta(".git", "config"))).unwrap(), b"[core]\n");
+    assert_eq!(fx.read_sandboxed(&uri(&meta(".git", "config"))).unwrap(), b"[core]\n");
     fx.ok("fs/writeFile", write(&ws.join("sibling.txt"), b"ok"));
     fx.ok("fs/copy", copy(&ws.join("staging"), &ws.join("git-like"), true));
     assert!(ws.join("git-like/hooks/pre-commit").is_file() && ws.join("sibling.txt").is_file());
@@ -758,7 +762,7 @@ fn device_nodes(who: Who) {
     fx.ok("fs/writeFile", write(&in_shm, b"sandboxed"));
     fx.ok("fs/writeFile", write(&in_dev, b"sandboxed"));
     assert!(!exists(&in_shm) && !exists(&in_dev), "a sandboxed write reached the host's /dev");
-    assert_eq!(fx.read_b64(&uri(&in_dev)).unwrap(), b"sandboxed", "it is the sandbox's own /dev");
+    assert_eq!(fx.read_sandboxed(&uri(&in_dev)).unwrap(), b"sandboxed", "it is the sandbox's own /dev");
     let (code, message) = fx.refused("fs/writeFile", write(Path::new("/dev/full"), b"x"));
     assert_eq!((code, message.as_str()), (-32603, "No space left on device (os error 28)"));
     assert!(std::fs::symlink_metadata(&block).unwrap().file_type().is_block_device());
@@ -777,7 +781,7 @@ fn non_utf8_names(who: Who) {
 
     fx.ok("fs/writeFile", write_uri(&format!("{w}/nu%FF.txt"), b"raw name"));
     assert_eq!(std::fs::read(host(b"nu\xff.txt")).unwrap(), b"raw name");
-    assert_eq!(fx.read_b64(&format!("{w}/nu%FF.txt")).unwrap(), b"raw name");
+    assert_eq!(fx.read_sandboxed(&format!("{w}/nu%FF.txt")).unwrap(), b"raw name");
     let meta = fx.ok("fs/getMetadata", json!({"path": format!("{w}/nu%FF.txt")}));
     assert_eq!(meta["size"], 8);
     // readDirectory names are JSON strings: a non-UTF-8 byte is shown as U+FFFD (lossy).
@@ -837,7 +841,7 @@ fn long_paths(who: Who) {
     let longest = deep.join("f".repeat(name_len));
     assert_eq!(longest.as_os_str().len(), PATH_MAX - 1);
     fx.ok("fs/writeFile", write(&longest, b"deep"));
-    assert_eq!(fx.read_b64(&uri(&longest)).unwrap(), b"deep");
+    assert_eq!(fx.read_sandboxed(&uri(&longest)).unwrap(), b"deep");
     let one_more = deep.join("f".repeat(name_len + 1));
     for (method, params) in [
         ("fs/writeFile", write(&one_more, b"x")),
