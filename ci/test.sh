@@ -7,9 +7,9 @@ bash ci/setup.sh
 # Integration tests drive the real binary: build it before the tests run.
 cargo build --workspace --all-targets --locked
 cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
-# The escape suite once more with each launcher forced: the probed system bwrap (Debian's
+# The escape suites once more with each launcher forced: the probed system bwrap (Debian's
 # 0.8.0, without --argv0) and the bundled bwrap run from its verified memfd.
 for launcher in system bundled; do
-    echo "== sandbox escape suite with --bwrap $launcher" >&2
-    EXECUTOR_TEST_BWRAP=$launcher cargo test --locked -p executor-tests --test sandbox_escape
+    echo "== sandbox escape suites with --bwrap $launcher" >&2
+    EXECUTOR_TEST_BWRAP=$launcher cargo test --locked -p executor-tests --test sandbox_escape --test fs_escape
 done

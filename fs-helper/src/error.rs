@@ -23,6 +23,12 @@ pub enum FsError {
     CopyIntoItself(PathBuf),
     #[error("fs/copy only supports regular files, directories and symlinks: `{}`", .0.display())]
     CopyUnsupportedType(PathBuf),
+    #[error(
+        "fs/copy: `{}` yields more than its reported size ({size} bytes) plus {limit} bytes; \
+         pseudo files of unbounded length cannot be copied",
+        path.display()
+    )]
+    CopySourceUnbounded { path: PathBuf, size: u64, limit: u64 },
     #[error("fs/writeFile requires valid base64 dataBase64: {0}")]
     InvalidBase64(base64::DecodeError),
     #[error("fs/writeBlock requires valid base64 chunk: {0}")]
@@ -63,6 +69,7 @@ impl FsError {
             | FsError::CopyNeedsRecursive
             | FsError::CopyIntoItself(_)
             | FsError::CopyUnsupportedType(_)
+            | FsError::CopySourceUnbounded { .. }
             | FsError::InvalidBase64(_)
             | FsError::InvalidChunkBase64(_)
             | FsError::TooLarge { .. }

@@ -13,6 +13,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 pub mod deploy;
+pub mod unprivileged;
 pub mod ws;
 pub mod ws_load;
 

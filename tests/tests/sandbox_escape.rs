@@ -18,13 +18,13 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 
-const TEST_USER: &str = "executor-test";
+use executor_tests::unprivileged::{chown_tree, setpriv_args, test_user_ids, user_binary};
+
 const PY: &str = "/usr/bin/python3";
 
 // ------------------------------------------------------------------------------------
-// Local harness (tests/src/lib.rs on main will grow a shared one).
+// Local harness (the unprivileged user: executor_tests::unprivileged).
 // ------------------------------------------------------------------------------------
 
 fn built_binary() -> PathBuf {
@@ -36,51 +36,6 @@ fn built_binary() -> PathBuf {
     let bin = profile_dir.join("executor");
     assert!(bin.is_file(), "executor binary not found at {} (run `cargo build -p executor` first, or set EXECUTOR_BIN)", bin.display());
     bin
-}
-
-/// The test user's copy: the target dir may not be readable by that user. Copied once
-/// per run to a fixed world-readable place, atomically (several test binaries may race).
-fn user_binary() -> &'static PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let dir = PathBuf::from("/tmp/executor-sandbox-test-bin");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let tmp = dir.join(format!(".executor.{}", std::process::id()));
-        std::fs::copy(built_binary(), &tmp).unwrap();
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let dst = dir.join("executor");
-        std::fs::rename(&tmp, &dst).unwrap();
-        dst
-    })
-}
-
-fn test_user_ids() -> (u32, u32) {
-    static IDS: OnceLock<(u32, u32)> = OnceLock::new();
-    *IDS.get_or_init(|| {
-        let user = nix::unistd::User::from_name(TEST_USER).unwrap().unwrap_or_else(|| {
-            panic!("user `{TEST_USER}` does not exist: run ci/setup-sandbox-users.sh as root first")
-        });
-        let ids = (user.uid.as_raw(), user.gid.as_raw());
-        // User namespaces must work for this user, or the unprivileged variants are
-        // meaningless: fail loudly.
-        let out = Command::new("setpriv")
-            .args(setpriv_args(ids))
-            .args(["bwrap", "--unshare-user", "--ro-bind", "/", "/", "true"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "user namespaces are unavailable for unprivileged user `{TEST_USER}` on this host; the sandbox cannot \
-             run unprivileged here. bwrap said: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        ids
-    })
-}
-
-fn setpriv_args((uid, gid): (u32, u32)) -> Vec<String> {
-    vec!["--reuid".into(), uid.to_string(), "--regid".into(), gid.to_string(), "--clear-groups".into(), "--".into()]
 }
 
 struct Out {
@@ -146,9 +101,8 @@ impl Sb {
 
     /// Give a host path to the test user, so that only the sandbox can stop its writes.
     fn own(&self, p: &Path) {
-        if let Some((uid, gid)) = self.user {
-            let st = Command::new("chown").args(["-R", "-h", &format!("{uid}:{gid}")]).arg(p).status().unwrap();
-            assert!(st.success());
+        if let Some(ids) = self.user {
+            chown_tree(ids, p);
         }
     }
 
@@ -169,7 +123,7 @@ impl Sb {
         if self.is_root() {
             built_binary()
         } else {
-            user_binary().clone()
+            user_binary(&built_binary()).clone()
         }
     }
 

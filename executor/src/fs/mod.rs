@@ -92,11 +92,12 @@ async fn run(ctx: &RequestContext, op: Operation, params: Value, sandbox: Option
     let server_cwd = std::env::current_dir().map_err(|e| RpcError::internal(format!("cannot read the server cwd: {e}")))?;
     let requested = sandbox.map(decode_params::<FileSystemSandboxContext>).transpose()?;
     if let Some(policy) = crate::rpc::effective_sandbox(&server.config, requested, &server_cwd)? {
-        if !sandboxed::is_unsandboxed(&policy, &server_cwd)? {
+        let plan = sandboxed::plan(&policy, &server_cwd)?;
+        if !plan.direct {
             if op == Operation::Open {
-                return open_sandboxed(ctx, &session.files, &policy, &server_cwd, params).await;
+                return open_sandboxed(ctx, &session.files, &policy, plan, &server_cwd, params).await;
             }
-            return server.fs_helpers.run(&server.config.launcher, &policy, &server_cwd, op.name(), params).await;
+            return server.fs_helpers.run(&server.config.launcher, &policy, plan, &server_cwd, op.name(), params).await;
         }
     }
     if op == Operation::Open {
@@ -144,6 +145,7 @@ async fn open_sandboxed(
     ctx: &RequestContext,
     handles: &Arc<FileHandles>,
     policy: &FileSystemSandboxContext,
+    plan: crate::sandbox::SandboxPlan,
     server_cwd: &std::path::Path,
     params: Value,
 ) -> Result<Value, RpcError> {
@@ -156,7 +158,7 @@ async fn open_sandboxed(
         )));
     }
     let server = &ctx.server;
-    let file = server.fs_helpers.open(&server.config.launcher, policy, server_cwd, params, &handle_id).await?;
+    let file = server.fs_helpers.open(&server.config.launcher, policy, plan, server_cwd, params, &handle_id).await?;
     handles.insert(handle_id, file)
 }
 

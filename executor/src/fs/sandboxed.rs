@@ -1,13 +1,18 @@
 //! fs requests under a restricted profile: served by the executor binary running as the
 //! fs-helper inside the same bwrap + inner-stage sandbox a process would get (network
-//! always off, empty environment). Helpers stay warm, one per distinct policy, so a
-//! request costs a round trip over a pipe rather than a sandbox start.
+//! always off, empty environment). Helpers stay warm, one per distinct resolved plan, so
+//! a request costs a round trip over a pipe rather than a sandbox start.
+//!
+//! The plan, not the policy text, is the key: every request is planned anew (as every
+//! process start is), so a protected name such as `.git` or a `none` path that appears
+//! on the host after a helper started gets a helper whose mounts cover it, instead of
+//! being served by a helper whose view predates it.
 //!
 //! `fs/open` is opened by the helper, inside the sandbox, so the policy at open time
 //! bounds the descriptor; the helper passes it back over a `SOCK_SEQPACKET` pair (its
 //! end inherited at the number it has in the executor, named by `--fd-socket N`) and
-//! block reads and writes then run in
-//! the executor on that descriptor, without the helper.
+//! block reads and writes then run in the executor on that descriptor, without the
+//! helper.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -27,8 +32,8 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use crate::fds::InheritedFds;
 use crate::protocol::RpcError;
 use crate::sync::lock;
-use crate::sandbox::launcher::LauncherConfig;
-use crate::sandbox::policy::{NetworkPolicy, PermissionProfile};
+use crate::sandbox::launcher::{self, LauncherConfig};
+use crate::sandbox::policy::SandboxPlan;
 use crate::sandbox::{self, FileSystemSandboxContext};
 
 /// argv[1] that makes the executor binary serve the helper protocol on stdin/stdout.
@@ -75,17 +80,17 @@ struct Slot {
     last_used: Instant,
 }
 
-/// Warm helpers by policy.
+/// Warm helpers by resolved plan and cwd.
 #[derive(Default)]
 pub struct HelperPool {
     slots: Mutex<HashMap<String, Slot>>,
 }
 
 
-/// Whether `ctx` asks for no sandbox at all (then the executor serves the request itself).
-pub fn is_unsandboxed(ctx: &FileSystemSandboxContext, server_cwd: &Path) -> Result<bool, RpcError> {
-    let plan = sandbox::policy::resolve(ctx, Some(server_cwd)).map_err(sandbox_error)?;
-    Ok(plan.direct)
+/// The plan for `ctx` as of now; `plan.direct` means no sandbox at all (then the
+/// executor serves the request itself).
+pub fn plan(ctx: &FileSystemSandboxContext, server_cwd: &Path) -> Result<SandboxPlan, RpcError> {
+    sandbox::policy::resolve(ctx, Some(server_cwd)).map_err(sandbox_error)
 }
 
 fn sandbox_error(e: sandbox::SandboxError) -> RpcError {
@@ -97,31 +102,33 @@ fn sandbox_error(e: sandbox::SandboxError) -> RpcError {
 }
 
 impl HelperPool {
-    /// Runs `operation` with `params` inside a helper for `ctx`.
+    /// Runs `operation` with `params` inside a helper for `plan` (from [`plan`] for `ctx`).
     pub async fn run(
         &self,
         launcher: &LauncherConfig,
         ctx: &FileSystemSandboxContext,
+        plan: SandboxPlan,
         server_cwd: &Path,
         operation: &str,
         params: Value,
     ) -> Result<Value, RpcError> {
         let request = Request { operation, params, handoff: None };
-        Ok(self.request(launcher, ctx, server_cwd, request).await?.response)
+        Ok(self.request(launcher, ctx, plan, server_cwd, request).await?.response)
     }
 
     /// `fs/open` (raw `params`, whose handleId is `handle_id`) inside a helper for
-    /// `ctx`: the file the helper opened, handed over by descriptor.
+    /// `plan`: the file the helper opened, handed over by descriptor.
     pub async fn open(
         &self,
         launcher: &LauncherConfig,
         ctx: &FileSystemSandboxContext,
+        plan: SandboxPlan,
         server_cwd: &Path,
         params: Value,
         handle_id: &str,
     ) -> Result<File, RpcError> {
         let request = Request { operation: "fs/open", params, handoff: Some(handle_id) };
-        let answer = self.request(launcher, ctx, server_cwd, request).await?;
+        let answer = self.request(launcher, ctx, plan, server_cwd, request).await?;
         answer.file.ok_or_else(|| RpcError::internal(NO_TRANSFER))
     }
 
@@ -129,14 +136,18 @@ impl HelperPool {
         &self,
         launcher: &LauncherConfig,
         ctx: &FileSystemSandboxContext,
+        mut plan: SandboxPlan,
         server_cwd: &Path,
         request: Request<'_>,
     ) -> Result<Answer, RpcError> {
-        let key = serde_json::to_string(ctx).map_err(|e| RpcError::internal(e.to_string()))?;
+        // The helper never needs the network, whatever the client's profile allows.
+        plan.network = false;
+        let cwd: PathBuf = ctx.cwd.as_ref().map(|c| c.0.clone()).unwrap_or_else(|| server_cwd.to_path_buf());
+        let key = format!("{cwd:?}\n{plan:?}");
         let slot = self.slot(&key);
         let mut guard = slot.lock().await;
         if guard.is_none() {
-            *guard = Some(spawn_helper(launcher, ctx, server_cwd)?);
+            *guard = Some(spawn_helper(launcher, &plan, &cwd)?);
         }
         let Some(helper) = guard.as_mut() else { return Err(RpcError::internal("fs sandbox helper is not running")) };
         match exchange(helper, request).await {
@@ -169,21 +180,10 @@ impl HelperPool {
     }
 }
 
-/// The helper's policy: the client's, with the network always off.
-fn helper_context(ctx: &FileSystemSandboxContext) -> FileSystemSandboxContext {
-    let mut ctx = ctx.clone();
-    if let PermissionProfile::Managed { network, .. } | PermissionProfile::External { network } = &mut ctx.permissions {
-        *network = NetworkPolicy::Restricted;
-    }
-    ctx
-}
-
-fn spawn_helper(launcher: &LauncherConfig, ctx: &FileSystemSandboxContext, server_cwd: &Path) -> Result<Helper, RpcError> {
+fn spawn_helper(config: &LauncherConfig, plan: &SandboxPlan, cwd: &Path) -> Result<Helper, RpcError> {
     let exe = std::env::current_exe()
         .and_then(std::fs::canonicalize)
         .map_err(|e| RpcError::internal(format!("cannot locate the executor binary: {e}")))?;
-    let ctx = helper_context(ctx);
-    let cwd: PathBuf = ctx.cwd.as_ref().map(|c| c.0.clone()).unwrap_or_else(|| server_cwd.to_path_buf());
     let (ours, theirs) = handoff_socketpair().map_err(|e| RpcError::internal(format!("cannot create the fs helper socket: {e}")))?;
     let inherited = InheritedFds::new(vec![theirs]);
     let numbers = inherited.numbers();
@@ -194,14 +194,14 @@ fn spawn_helper(launcher: &LauncherConfig, ctx: &FileSystemSandboxContext, serve
         FD_SOCKET_ARG.to_owned(),
         helper_fd.to_string(),
     ];
+    let launcher = launcher::select_for(config, cwd, &plan.writable_roots).map_err(|e| sandbox_error(e.into()))?;
     // The inner stage makes every descriptor above stderr close-on-exec but these.
-    let prepared = sandbox::prepare(launcher, &ctx, Some(&cwd), &cwd, &argv, None, &numbers).map_err(sandbox_error)?;
-    let launch = prepared.launch;
+    let launch = sandbox::launch_for_plan(&launcher, plan, cwd, &argv, None, &numbers).map_err(sandbox_error)?;
     let mut command = Command::new(&launch.program);
     command
         .arg0(&launch.argv0)
         .args(&launch.args)
-        .current_dir(&cwd)
+        .current_dir(cwd)
         .env_clear()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -1,12 +1,25 @@
 //! `fs/copy`: regular files, directories (with `recursive: true`) and symlinks
 //! (recreated as symlinks with the same target); any other file type is refused.
+//!
+//! A regular file is copied through a descriptor opened without blocking and checked
+//! again after opening (the path may have been swapped for a FIFO or device since it
+//! was inspected), and at most [`COPY_GROWTH_MAX_BYTES`] beyond the size it reported
+//! are copied: pseudo files report a size of 0 yet can yield without end
+//! (`/proc/self/pagemap` yields hundreds of GiB).
 
-use std::fs;
-use std::io;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::FsError;
+use crate::ops::file::open_without_blocking;
 use crate::protocol::CopyParams;
+
+/// How much more than its reported size a source may yield before the copy is
+/// abandoned. Generous for pseudo files (procfs and sysfs report 0) and files growing
+/// during the copy, small enough that a copy cannot fill a disk.
+pub const COPY_GROWTH_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 pub fn copy(p: &CopyParams) -> Result<(), FsError> {
     let src = p.source_path.as_path();
@@ -26,7 +39,7 @@ fn copy_entry(src: &Path, dst: &Path, ft: fs::FileType) -> Result<(), FsError> {
     if ft.is_symlink() {
         std::os::unix::fs::symlink(fs::read_link(src)?, dst)?;
     } else if ft.is_file() {
-        fs::copy(src, dst)?;
+        copy_file(src, dst)?;
     } else if ft.is_dir() {
         copy_dir(src, dst)?;
     } else {
@@ -35,13 +48,50 @@ fn copy_entry(src: &Path, dst: &Path, ft: fs::FileType) -> Result<(), FsError> {
     Ok(())
 }
 
+/// Like `fs::copy` (contents and permission bits), bounded as the module explains.
+fn copy_file(src: &Path, dst: &Path) -> Result<(), FsError> {
+    let from = open_without_blocking(OpenOptions::new().read(true), src, 0)?;
+    let meta = from.metadata()?;
+    if !meta.is_file() {
+        return Err(FsError::CopyUnsupportedType(src.to_path_buf()));
+    }
+    let limit = meta.len().saturating_add(COPY_GROWTH_MAX_BYTES);
+    let mode = meta.permissions().mode();
+    let mut to = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(dst)?;
+    let copied = io::copy(&mut (&from).take(limit), &mut to)?;
+    if copied == limit && yields_more(&from)? {
+        drop(to);
+        // Nothing useful is left: the destination was truncated when it was opened.
+        let _ = fs::remove_file(dst);
+        return Err(FsError::CopySourceUnbounded { path: src.to_path_buf(), size: meta.len(), limit: COPY_GROWTH_MAX_BYTES });
+    }
+    // An existing destination keeps its mode through open(2); fs::copy sets it too.
+    to.set_permissions(meta.permissions())?;
+    Ok(())
+}
+
+/// Whether `file` has data past the current offset. The probe is a whole page because
+/// some pseudo files (pagemap) refuse reads that are not a multiple of 8 bytes.
+fn yields_more(mut file: &File) -> io::Result<bool> {
+    let mut probe = [0u8; 4096];
+    loop {
+        match file.read(&mut probe) {
+            Ok(n) => return Ok(n > 0),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Merges into an existing destination directory, like `cp -r src/. dst`.
 fn copy_dir(src: &Path, dst: &Path) -> Result<(), FsError> {
+    // Opened first, so that an unreadable source leaves no empty destination behind.
+    let entries = fs::read_dir(src)?;
     match fs::create_dir(dst) {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dst.is_dir() => {}
         other => other?,
     }
-    for entry in fs::read_dir(src)? {
+    for entry in entries {
         let entry = entry?;
         copy_entry(&entry.path(), &dst.join(entry.file_name()), entry.file_type()?)?;
     }
@@ -138,6 +188,62 @@ mod tests {
         assert_eq!(e.code(), -32600);
         assert!(e.to_string().starts_with("fs/copy only supports regular files, directories and symlinks"));
         assert_eq!(cp(&d.path().join("nope"), &d.path().join("x"), true).unwrap_err().code(), -32004);
+    }
+
+    #[test]
+    fn endless_pseudo_file_is_cut_off_and_leaves_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let dst = d.path().join("pagemap");
+        let e = cp(Path::new("/proc/self/pagemap"), &dst, false).unwrap_err();
+        assert_eq!(e.code(), -32600);
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "fs/copy: `/proc/self/pagemap` yields more than its reported size (0 bytes) plus {COPY_GROWTH_MAX_BYTES} bytes; \
+                 pseudo files of unbounded length cannot be copied"
+            )
+        );
+        assert!(!dst.exists());
+    }
+
+    #[test]
+    fn source_swapped_for_a_fifo_after_inspection_does_not_hang() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let e = copy_file(&fifo, &d.path().join("x")).unwrap_err();
+        assert!(matches!(e, FsError::CopyUnsupportedType(_)), "{e}");
+        assert!(!d.path().join("x").exists());
+    }
+
+    #[test]
+    fn short_pseudo_file_is_copied_in_full() {
+        let d = tempfile::tempdir().unwrap();
+        cp(Path::new("/proc/self/status"), &d.path().join("status"), false).unwrap();
+        assert!(fs::read_to_string(d.path().join("status")).unwrap().contains("Pid:"));
+    }
+
+    #[test]
+    fn permissions_are_copied_onto_an_existing_destination() {
+        let d = tempfile::tempdir().unwrap();
+        let (src, dst) = (d.path().join("src"), d.path().join("dst"));
+        fs::write(&src, b"new").unwrap();
+        fs::set_permissions(&src, fs::Permissions::from_mode(0o751)).unwrap();
+        fs::write(&dst, b"old and longer").unwrap();
+        cp(&src, &dst, false).unwrap();
+        assert_eq!(fs::read(&dst).unwrap(), b"new");
+        assert_eq!(fs::metadata(&dst).unwrap().permissions().mode() & 0o777, 0o751);
+    }
+
+    #[test]
+    fn unreadable_source_directory_leaves_no_destination() {
+        let d = tempfile::tempdir().unwrap();
+        // Not a permission check (root ignores modes): a file where a directory is expected.
+        let src = d.path().join("file");
+        fs::write(&src, b"x").unwrap();
+        let e = copy_dir(&src, &d.path().join("dst")).unwrap_err();
+        assert_eq!(e.to_string(), "Not a directory (os error 20)");
+        assert!(!d.path().join("dst").exists());
     }
 
     #[test]

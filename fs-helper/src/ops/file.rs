@@ -165,7 +165,7 @@ fn nofollow_flag(follow: Option<bool>) -> libc::c_int {
 /// that reads and writes on what was opened behave normally. O_NOCTTY: a sandboxed
 /// helper is a session leader without a terminal, and opening one must not make it
 /// the helper's controlling terminal. (std adds O_CLOEXEC itself.)
-fn open_without_blocking(opts: &mut OpenOptions, path: &Path, extra_flags: libc::c_int) -> io::Result<File> {
+pub(crate) fn open_without_blocking(opts: &mut OpenOptions, path: &Path, extra_flags: libc::c_int) -> io::Result<File> {
     let file = opts.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | extra_flags).open(path)?;
     let flags = fcntl(file.as_raw_fd(), FcntlArg::F_GETFL)?;
     let flags = OFlag::from_bits_retain(flags) - OFlag::O_NONBLOCK;
