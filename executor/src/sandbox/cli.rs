@@ -8,7 +8,9 @@
 //!   --network                            leave the network enabled
 //!   --cwd DIR                            command and policy cwd (default: current dir)
 //!   --permissions JSON                   a full FileSystemSandboxContext instead of the above
-//!   --bwrap system                       launcher (the launcher branch adds `bundled`/`auto`)
+//!   --bwrap auto|system|bundled          launcher
+//!   --bwrap-path PATH                    this system bwrap
+//!   --sandbox-max-procs N                processes and threads the sandbox may hold (0: no limit)
 
 use std::ffi::OsString;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -17,7 +19,7 @@ use std::path::PathBuf;
 use super::policy::{builtin_context, FileSystemSandboxContext};
 use super::launcher::{BwrapMode, LauncherConfig};
 
-const USAGE: &str = "usage: executor sandbox [--policy read-only|workspace-write] [--writable DIR]... [--deny PATH]... [--network] [--cwd DIR] [--permissions JSON] [--bwrap auto|system|bundled] [--bwrap-path PATH] -- CMD [ARGS...]";
+const USAGE: &str = "usage: executor sandbox [--policy read-only|workspace-write] [--writable DIR]... [--deny PATH]... [--network] [--cwd DIR] [--permissions JSON] [--bwrap auto|system|bundled] [--bwrap-path PATH] [--sandbox-max-procs N] -- CMD [ARGS...]";
 
 pub fn main(args: Vec<OsString>) -> i32 {
     match run(args) {
@@ -70,6 +72,13 @@ fn run(args: Vec<OsString>) -> Result<i32, String> {
                 }
             }
             "--bwrap-path" => launcher.path_override = Some(PathBuf::from(value("--bwrap-path")?)),
+            "--sandbox-max-procs" => {
+                let n: u64 = value("--sandbox-max-procs")?
+                    .to_str()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| format!("--sandbox-max-procs takes a number (0: no limit)\n{USAGE}"))?;
+                launcher.max_procs = (n > 0).then_some(n);
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(0);

@@ -77,12 +77,24 @@ pub enum BwrapMode {
     Bundled,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LauncherConfig {
     pub mode: BwrapMode,
     /// `--bwrap-path`: use this system bwrap instead of searching PATH. An explicit path
     /// that is unusable is an error, never silently replaced by the bundled bwrap.
     pub path_override: Option<PathBuf>,
+    /// Most processes (and threads) one sandbox may hold; `None` for no limit.
+    pub max_procs: Option<u64>,
+}
+
+/// Default of `--sandbox-max-procs`: far above what a build or test run needs, far below
+/// what exhausts a host.
+pub const DEFAULT_MAX_PROCS: u64 = 4096;
+
+impl Default for LauncherConfig {
+    fn default() -> Self {
+        LauncherConfig { mode: BwrapMode::default(), path_override: None, max_procs: Some(DEFAULT_MAX_PROCS) }
+    }
 }
 
 /// Where a bundled launcher's bytes come from.
@@ -909,11 +921,20 @@ pub struct LauncherArgs {
     /// Use this system bwrap instead of searching PATH (no fallback if it is unusable).
     #[arg(long = "bwrap-path", value_name = "PATH")]
     pub path: Option<PathBuf>,
+    /// Most processes and threads one sandbox may hold (fork bombs fail there, not on the
+    /// host); 0 for no limit. Enforced through RLIMIT_NPROC counted in the sandbox's own
+    /// user namespace, which the kernel does not apply to root.
+    #[arg(long = "sandbox-max-procs", value_name = "N", default_value_t = DEFAULT_MAX_PROCS)]
+    pub max_procs: u64,
 }
 
 impl LauncherArgs {
     pub fn config(&self) -> LauncherConfig {
-        LauncherConfig { mode: self.mode, path_override: self.path.clone() }
+        LauncherConfig {
+            mode: self.mode,
+            path_override: self.path.clone(),
+            max_procs: (self.max_procs > 0).then_some(self.max_procs),
+        }
     }
 }
 
@@ -1191,9 +1212,9 @@ mod tests {
 
     #[test]
     fn config_conflict_and_explicit_path_do_not_fall_back() {
-        let c = LauncherConfig { mode: BwrapMode::Bundled, path_override: Some("/usr/bin/bwrap".into()) };
+        let c = LauncherConfig { mode: BwrapMode::Bundled, path_override: Some("/usr/bin/bwrap".into()), max_procs: None };
         assert!(matches!(select(&c), Err(LauncherError::ConfigConflict)));
-        let c = LauncherConfig { mode: BwrapMode::Auto, path_override: Some("/nonexistent/bwrap".into()) };
+        let c = LauncherConfig { mode: BwrapMode::Auto, path_override: Some("/nonexistent/bwrap".into()), max_procs: None };
         let e = select(&c).expect_err("explicit path that does not exist");
         assert!(e.to_string().contains("/nonexistent/bwrap"), "{e}");
     }

@@ -94,7 +94,7 @@ pub fn prepare(
         return Ok(Prepared { launch: LaunchSpec::direct(argv, arg0), sandboxed: false });
     }
     let launcher = launcher::select_for(config, command_cwd, &plan.writable_roots)?;
-    let launch = launch_for_plan(&launcher, &plan, command_cwd, argv, arg0, keep_fds)?;
+    let launch = launch_for_plan(&launcher, &plan, command_cwd, argv, arg0, keep_fds, config.max_procs)?;
     Ok(Prepared { launch, sandboxed: true })
 }
 
@@ -105,11 +105,13 @@ pub fn launch_for_plan(
     argv: &[String],
     arg0: Option<&str>,
     keep_fds: &[i32],
+    max_procs: Option<u64>,
 ) -> Result<LaunchSpec, SandboxError> {
     let exe = std::env::current_exe().map_err(SandboxError::CurrentExe)?;
     let exe = std::fs::canonicalize(&exe).map_err(SandboxError::CurrentExe)?;
     let cwd = std::fs::canonicalize(command_cwd).map_err(|e| SandboxError::io("cannot resolve command cwd", command_cwd, e))?;
-    let config = inner::InnerConfig::from_plan(plan, arg0, keep_fds, std::env::var_os(DEBUG_ENV).is_some());
+    let mut config = inner::InnerConfig::from_plan(plan, arg0, keep_fds, std::env::var_os(DEBUG_ENV).is_some());
+    config.max_procs = max_procs;
     let config = config.encode()?;
     let built = bwrap_args::build(launcher, plan, &exe, &cwd, &config, argv);
     Ok(LaunchSpec { program: launcher.exec_path.clone(), argv0: OsString::from("bwrap"), args: built.args })

@@ -9,8 +9,9 @@
 //!    executor's session keyring is never reachable;
 //! 4. Landlock mirroring the plan (best effort by ABI);
 //! 5. seccomp (DESIGN.md §4 layer 2);
-//! 6. every descriptor above stderr not handed over on purpose made close-on-exec;
-//! 7. fork the command, reap, forward signals, exit with the command's status.
+//! 6. RLIMIT_NPROC (`--sandbox-max-procs`), so a fork bomb fails inside;
+//! 7. every descriptor above stderr not handed over on purpose made close-on-exec;
+//! 8. fork the command, reap, forward signals, exit with the command's status.
 //!
 //! Invocation: `<exe> [--run-as-sandbox-inner] <config JSON> -- <argv...>`. The config
 //! is one argument (no temp files on the host); the user argv stays separate so that
@@ -50,6 +51,9 @@ pub struct InnerConfig {
     /// made close-on-exec before the command runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keep_fds: Vec<i32>,
+    /// RLIMIT_NPROC for everything in the sandbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_procs: Option<u64>,
 }
 
 impl InnerConfig {
@@ -61,6 +65,7 @@ impl InnerConfig {
             arg0: arg0.map(str::to_string),
             debug,
             keep_fds: keep_fds.to_vec(),
+            max_procs: None,
         }
     }
 
@@ -112,21 +117,38 @@ fn run(args: Vec<OsString>) -> Result<Never, String> {
         return Err(format!("PR_SET_NO_NEW_PRIVS failed: {}", std::io::Error::last_os_error()));
     }
     let keyring = caps::join_fresh_session_keyring();
+    if let Some(limit) = config.max_procs {
+        limit_processes(limit)?;
+    }
     let ll = landlock::apply(&config)?;
     let prep = pid1::Prepared::new(&argv, config.arg0.as_deref())?;
     pid1::become_reaper();
     seccomp::apply(config.net)?;
     if config.debug {
         eprintln!(
-            "executor-sandbox: capabilities: none; no_new_privs: 1; session keyring: {}; landlock: {}; seccomp: {}; pid: {}",
+            "executor-sandbox: capabilities: none; no_new_privs: 1; session keyring: {}; landlock: {}; seccomp: {}; process limit: {}; pid: {}",
             match keyring {
                 Ok(()) => "fresh".to_string(),
                 Err(e) => format!("not replaced ({e}), keyctl denied by seccomp"),
             },
             ll,
             if config.net { "filter (network enabled)" } else { "filter (network restricted)" },
+            config.max_procs.map(|n| n.to_string()).unwrap_or_else(|| "none".into()),
             std::process::id()
         );
     }
     pid1::run(prep)
+}
+
+/// RLIMIT_NPROC, soft and hard (raising it back needs a capability the sandbox lacks).
+/// Since Linux 5.14 the count is kept per user namespace, so this bounds the sandbox's
+/// own processes rather than every process of the user on the host; the kernel exempts
+/// host root from it.
+fn limit_processes(limit: u64) -> Result<(), String> {
+    let rlim = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+    // SAFETY: setrlimit reads one rlimit struct that lives for the call.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NPROC, &rlim) } != 0 {
+        return Err(format!("cannot limit processes to {limit}: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
 }
