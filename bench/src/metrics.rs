@@ -57,6 +57,8 @@ pub const METRICS: &[Metric] = &[
     m("sandboxed / bare-ws, p90", &["sandbox-true", "ratio_p90"], Ratio, Lower, None),
     m("fs/readFile 64 MiB direct, median", &["fs-read", "direct", "mib_per_s_median"], MibPerS, Higher, Some(400.0)),
     m("fs/readFile 64 MiB sandboxed, median", &["fs-read", "sandboxed", "mib_per_s_median"], MibPerS, Higher, Some(300.0)),
+    m("fs/readFile peak RSS growth, direct", &["fs-read", "direct", "memory", "server_peak_growth_kib"], Kib, Lower, None),
+    m("fs/readFile peak RSS growth, sandboxed", &["fs-read", "sandboxed", "memory", "server_peak_growth_kib"], Kib, Lower, None),
     m("fs/getMetadata sandboxed, p50", &["fs-meta", "sandboxed", "latency", "p50_ms"], Ms, Lower, Some(2.0)),
     m("fs/getMetadata sandboxed, p90", &["fs-meta", "sandboxed", "latency", "p90_ms"], Ms, Lower, None),
     m("fs/getMetadata direct, p50", &["fs-meta", "direct", "latency", "p50_ms"], Ms, Lower, None),

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, Semaphore};
 use crate::protocol::envelope::{error_line, response_line};
 use crate::protocol::types::{EnvironmentInfo, InitializeParams, InitializeResult};
 use crate::protocol::{decode_params, parse_line, Incoming, RequestId, RpcError};
-use crate::rpc::{self, Phase, RequestContext};
+use crate::rpc::{self, Answer, Phase, RequestContext};
 use crate::sandbox::launcher::LauncherConfig;
 use crate::session::{Outbound, Session, SessionRegistry};
 
@@ -127,7 +127,7 @@ impl Server {
                     Some(Inbound::Closed) | None => break CloseReason::PeerClosed,
                 },
             };
-            let handling = connection.handle_message(&line);
+            let handling = connection.handle_message(line);
             tokio::pin!(handling);
             let outcome = loop {
                 tokio::select! {
@@ -209,8 +209,12 @@ impl Connection {
         let _ = self.outbound.send(line).await;
     }
 
-    async fn handle_message(&mut self, line: &[u8]) -> Result<(), CloseReason> {
-        match parse_line(line) {
+    /// Takes the line by value: it is freed once parsed, so a large request (writeFile)
+    /// is not held twice while it is handled.
+    async fn handle_message(&mut self, line: Vec<u8>) -> Result<(), CloseReason> {
+        let parsed = parse_line(&line);
+        drop(line);
+        match parsed {
             Err(e) => {
                 let error =
                     RpcError::invalid_request(format!("failed to parse JSON-RPC message from {}: {e}", self.label));
@@ -253,11 +257,16 @@ impl Connection {
             }
         }
         if method == "initialize" {
-            let outcome = self.initialize(params);
+            let outcome = self.initialize(params).map(Answer::Result);
             self.answer(&id, outcome).await;
             return Ok(());
         }
-        let ctx = RequestContext { server: self.server.clone(), connection: self.id, phase: self.phase.clone() };
+        let ctx = RequestContext {
+            server: self.server.clone(),
+            connection: self.id,
+            phase: self.phase.clone(),
+            id: id.clone(),
+        };
         if rpc::runs_inline(&method) {
             let outcome = rpc::dispatch(ctx, &method, params).await;
             self.answer(&id, outcome).await;
@@ -273,7 +282,7 @@ impl Connection {
         Ok(())
     }
 
-    async fn answer(&self, id: &RequestId, outcome: Result<Value, RpcError>) {
+    async fn answer(&self, id: &RequestId, outcome: Result<Answer, RpcError>) {
         self.send(answer_line(id, outcome)).await;
     }
 
@@ -297,9 +306,10 @@ impl Connection {
     }
 }
 
-fn answer_line(id: &RequestId, outcome: Result<Value, RpcError>) -> Vec<u8> {
+fn answer_line(id: &RequestId, outcome: Result<Answer, RpcError>) -> Vec<u8> {
     match outcome {
-        Ok(result) => response_line(id, &result),
+        Ok(Answer::Result(result)) => response_line(id, &result),
+        Ok(Answer::Line(line)) => line,
         Err(error) => error_line(id, &error),
     }
 }

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{FsError, INVALID_REQUEST};
-use crate::ops::{self, Operation};
+use crate::ops::{self, Operation, READ_FILE_RESULT_HEAD, READ_FILE_RESULT_TAIL};
 use crate::protocol::{OpenParams, OpenResult};
 
 pub use crate::fd_pass::{recv_fd, send_fd};
@@ -50,8 +50,16 @@ impl Reply {
     }
 }
 
+/// The start of the ok reply to `fs/readFile`, up to its response object. The helper
+/// writes that reply by concatenation (base64 needs no escaping), and the executor
+/// recognises this prefix to pass the data on without parsing it.
+pub const READ_FILE_OK_HEAD: &[u8] = br#"{"status":"ok","payload":{"operation":"fs/readFile","response":"#;
+/// What follows the response object in an ok reply.
+pub const OK_TAIL: &[u8] = b"}}";
+
 /// Serves requests from `reader` until EOF, one reply line each on `writer`.
-/// Returns an error only when reading or writing fails.
+/// Returns an error only when reading or writing fails, or when a readFile fails after
+/// its reply has begun (see [`serve_read_file`]).
 pub fn serve<R: BufRead, W: Write>(mut reader: R, mut writer: W, fd_socket: Option<OwnedFd>) -> io::Result<()> {
     let sock = fd_socket.as_ref().map(|s| s.as_fd());
     loop {
@@ -62,25 +70,51 @@ pub fn serve<R: BufRead, W: Write>(mut reader: R, mut writer: W, fd_socket: Opti
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let reply = handle_line(line, sock);
-        serde_json::to_writer(&mut writer, &reply).map_err(io::Error::from)?;
-        writer.write_all(b"\n")?;
-        writer.flush()?;
+        match parse_request(line) {
+            Err(reply) => write_reply(&mut writer, &reply)?,
+            Ok(r) if r.operation == Operation::ReadFile => serve_read_file(r.params, &mut writer)?,
+            Ok(r) => write_reply(&mut writer, &handle_request(r.operation, r.params, sock))?,
+        }
     }
 }
 
 /// Takes the line by value so its buffer is freed before the operation runs: a
 /// large writeFile would otherwise hold the text twice.
-pub fn handle_line(line: Vec<u8>, fd_socket: Option<BorrowedFd<'_>>) -> Reply {
-    let request: Request = match serde_json::from_slice(&line) {
-        Ok(r) => r,
-        Err(e) => {
-            let message = format!("fs sandbox helper failed: {e}");
-            return Reply::Error { code: INVALID_REQUEST, message };
-        }
+fn parse_request(line: Vec<u8>) -> Result<Request, Reply> {
+    serde_json::from_slice(&line).map_err(|e| {
+        let message = format!("fs sandbox helper failed: {e}");
+        Reply::Error { code: INVALID_REQUEST, message }
+    })
+}
+
+fn write_reply(w: &mut impl Write, reply: &Reply) -> io::Result<()> {
+    serde_json::to_writer(&mut *w, reply).map_err(io::Error::from)?;
+    w.write_all(b"\n")?;
+    w.flush()
+}
+
+/// The ok reply is written by concatenation while the file is encoded, block by
+/// block, so the executor receives the start of the data while the rest is encoded.
+/// Errors known before the first byte (missing file, too large, ...) are ordinary
+/// error replies. One after the reply has begun (an I/O error mid-file, a file that
+/// grew past the cap) cannot become an error reply any more: the line is ended
+/// unfinished, which the executor treats as a broken helper, and the helper stops
+/// with the error on stderr.
+fn serve_read_file(params: Value, w: &mut impl Write) -> io::Result<()> {
+    let file = match ops::open_read_file(params) {
+        Ok(file) => file,
+        Err(e) => return write_reply(w, &Reply::from_error(&e)),
     };
-    drop(line);
-    handle_request(request.operation, request.params, fd_socket)
+    w.write_all(READ_FILE_OK_HEAD)?;
+    w.write_all(READ_FILE_RESULT_HEAD)?;
+    if let Err(e) = file.write_base64(w) {
+        let _ = w.write_all(b"\n").and_then(|()| w.flush());
+        return Err(io::Error::other(format!("fs/readFile failed after its reply had begun: {e}")));
+    }
+    w.write_all(READ_FILE_RESULT_TAIL)?;
+    w.write_all(OK_TAIL)?;
+    w.write_all(b"\n")?;
+    w.flush()
 }
 
 fn handle_request(op: Operation, params: Value, fd_socket: Option<BorrowedFd<'_>>) -> Reply {
@@ -171,6 +205,19 @@ mod tests {
         assert_eq!(line, r#"{"status":"error","payload":{"code":-32004,"message":"m"}}"#);
         let line = serde_json::to_string(&Reply::Ok { operation: "fs/remove", response: json!({}) }).unwrap();
         assert_eq!(line, r#"{"status":"ok","payload":{"operation":"fs/remove","response":{}}}"#);
+    }
+
+    #[test]
+    fn hand_built_read_file_reply_equals_the_serialised_one() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f");
+        std::fs::write(&f, b"hello").unwrap();
+        let mut out = Vec::new();
+        serve(Cursor::new(req("fs/readFile", json!({"path": path_to_uri(&f)}))), &mut out, None).unwrap();
+        let response = json!({"dataBase64": "aGVsbG8="});
+        let mut expected = serde_json::to_vec(&Reply::Ok { operation: "fs/readFile", response }).unwrap();
+        expected.push(b'\n');
+        assert_eq!(String::from_utf8(out).unwrap(), String::from_utf8(expected).unwrap());
     }
 
     #[test]

@@ -11,11 +11,13 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::sandbox::{uri, workspace_write, Scratch};
+use super::sandbox::{fs_params, run_fs_modes, write_file, Mode, Scratch};
 use crate::cli::Config;
 use crate::client::{parse_message, Message, Server};
 use crate::error::{Error, Result};
 use crate::fail;
+use crate::memory;
+use crate::procfs::read_mem;
 use crate::stats::{percentile, round3};
 
 const MIB: f64 = 1048576.0;
@@ -26,58 +28,66 @@ pub fn run(cfg: &Config) -> Result<Value> {
     // Not all zeros, so a wrong offset or a truncated read shows.
     let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
     let file = scratch.dir.join("data.bin");
-    std::fs::write(&file, &data).map_err(|e| Error(format!("cannot write {}: {e}", file.display())))?;
+    write_file(&file, &data)?;
     let small = scratch.dir.join("small.txt");
-    std::fs::write(&small, b"warm").map_err(|e| Error(format!("cannot write {}: {e}", small.display())))?;
-    let mut server = super::ready_server(cfg, cfg.timeout)?;
-    let mut out = serde_json::Map::new();
-    for (mode, sandbox) in [("direct", None), ("sandboxed", Some(workspace_write(&scratch.dir)))] {
-        let outcome = (|| -> Result<Value> {
-            let mut warm = None;
-            if let Some(sb) = &sandbox {
-                let params = json!({"path": uri(&small), "sandbox": sb});
-                let (took, body) = read_once(&mut server, params)?;
-                if body != b"warm" {
-                    fail!("warm-up read returned {} bytes, expected 4", body.len())
-                }
-                warm = Some(round3(took.as_secs_f64() * 1000.0));
+    write_file(&small, b"warm")?;
+    let server = super::ready_server(cfg, cfg.timeout)?;
+    let modes = [Mode::Direct, Mode::Sandboxed];
+    let mut out = run_fs_modes(server, &scratch, modes, |server, mode, sandbox| {
+        let mut warm = None;
+        if sandbox.is_some() {
+            let (took, body) = read_once(server, fs_params(&small, sandbox))?;
+            if body != b"warm" {
+                fail!("warm-up read returned {} bytes, expected 4", body.len())
             }
-            let mut rates = Vec::new();
-            for i in 0..cfg.read_runs {
-                let mut params = json!({"path": uri(&file)});
-                if let Some(sb) = &sandbox {
-                    params["sandbox"] = sb.clone();
-                }
-                let (took, body) = read_once(&mut server, params)?;
-                if body.len() != size {
-                    fail!("{mode} run {i}: decoded {} bytes, the file has {size}", body.len())
-                }
-                if body != data {
-                    fail!("{mode} run {i}: decoded bytes differ from the file")
-                }
-                rates.push(size as f64 / MIB / took.as_secs_f64());
+            warm = Some(round3(took.as_secs_f64() * 1000.0));
+        }
+        let rss_before = reset_peak_rss(server.pid());
+        let mut rates = Vec::new();
+        for i in 0..cfg.read_runs {
+            let (took, body) = read_once(server, fs_params(&file, sandbox))?;
+            if body.len() != size {
+                fail!("{} run {i}: decoded {} bytes, the file has {size}", mode.name(), body.len())
             }
-            let runs: Vec<f64> = rates.iter().map(|r| round3(*r)).collect();
-            rates.sort_by(f64::total_cmp);
-            Ok(json!({
-                "mib_per_s_median": round3(percentile(&rates, 50.0)),
-                "runs_mib_per_s": runs,
-                "helper_warmup_small_read_ms": warm,
-            }))
-        })();
-        match outcome {
-            Ok(v) => out.insert(mode.into(), v),
-            Err(e) => out.insert(mode.into(), json!({"error": e.0})),
-        };
-    }
-    server.shutdown();
-    let errors: Vec<String> =
-        out.iter().filter_map(|(k, v)| v.get("error").and_then(Value::as_str).map(|e| format!("{k}: {e}"))).collect();
-    if errors.len() == out.len() {
-        fail!("{}", errors.join("; "))
-    }
+            if body != data {
+                fail!("{} run {i}: decoded bytes differ from the file", mode.name())
+            }
+            rates.push(size as f64 / MIB / took.as_secs_f64());
+        }
+        let runs: Vec<f64> = rates.iter().map(|r| round3(*r)).collect();
+        rates.sort_by(f64::total_cmp);
+        let mut result = json!({
+            "mib_per_s_median": round3(percentile(&rates, 50.0)),
+            "runs_mib_per_s": runs,
+            "helper_warmup_small_read_ms": warm,
+        });
+        result["memory"] = peak_rss_report(server.pid(), rss_before);
+        Ok(result)
+    })?;
     out.insert("bytes".into(), json!(size));
     Ok(Value::Object(out))
+}
+
+/// Resets the peak RSS (`VmHWM`) of the process that was spawned (the server proper
+/// for a native binary) by writing 5 to its `clear_refs`, so the peak after the runs is
+/// theirs; returns its RSS now (KiB) and whether the reset worked.
+fn reset_peak_rss(pid: u32) -> (u64, bool) {
+    let reset = std::fs::write(format!("/proc/{pid}/clear_refs"), b"5").is_ok();
+    (read_mem(pid).map_or(0, |m| m.rss_kib), reset)
+}
+
+/// The spawned process's RSS before the runs and its peak during them (the growth is
+/// what reading held at most), plus the whole tree (a sandboxed server's helper is in
+/// it; its peak was not reset).
+fn peak_rss_report(pid: u32, (rss_before, reset): (u64, bool)) -> Value {
+    let hwm = read_mem(pid).map_or(0, |m| m.hwm_kib);
+    json!({
+        "server_rss_before_kib": rss_before,
+        "server_peak_kib": hwm,
+        "server_peak_growth_kib": hwm.saturating_sub(rss_before),
+        "peak_was_reset": reset,
+        "tree_after": memory::sample(pid).map(|t| t.to_json()).unwrap_or_else(|e| json!({"error": e.0})),
+    })
 }
 
 /// One `fs/readFile`: time to the full response line, then the decoded data.

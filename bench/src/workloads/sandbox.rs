@@ -12,6 +12,62 @@ use crate::client::Server;
 use crate::error::{Error, Result};
 use crate::fail;
 
+/// Where an fs workload runs a mode: on the server itself, or under the sandbox.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Direct,
+    Sandboxed,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Direct => "direct",
+            Mode::Sandboxed => "sandboxed",
+        }
+    }
+}
+
+/// The setup and bookkeeping shared by fs-read and fs-meta: runs `measure` for each of
+/// `modes` on one server, passing the workspace-write `sandbox` context of `scratch`
+/// for the sandboxed mode. A mode that fails is recorded as `{"error": ...}` and the
+/// other is still measured; the workload fails only if every mode did.
+pub fn run_fs_modes(
+    mut server: Server,
+    scratch: &Scratch,
+    modes: [Mode; 2],
+    mut measure: impl FnMut(&mut Server, Mode, Option<&Value>) -> Result<Value>,
+) -> Result<serde_json::Map<String, Value>> {
+    let sandbox = workspace_write(&scratch.dir);
+    let mut out = serde_json::Map::new();
+    for mode in modes {
+        let context = (mode == Mode::Sandboxed).then_some(&sandbox);
+        let outcome = measure(&mut server, mode, context).unwrap_or_else(|e| json!({"error": e.0}));
+        out.insert(mode.name().into(), outcome);
+    }
+    server.shutdown();
+    let errors: Vec<String> =
+        out.iter().filter_map(|(k, v)| v.get("error").and_then(Value::as_str).map(|e| format!("{k}: {e}"))).collect();
+    if errors.len() == out.len() {
+        fail!("{}", errors.join("; "))
+    }
+    Ok(out)
+}
+
+/// `fs/*` params for `path`, with the sandbox context if there is one.
+pub fn fs_params(path: &Path, sandbox: Option<&Value>) -> Value {
+    let mut params = json!({"path": uri(path)});
+    if let Some(sb) = sandbox {
+        params["sandbox"] = sb.clone();
+    }
+    params
+}
+
+/// Writes a workload's input file.
+pub fn write_file(path: &Path, data: &[u8]) -> Result<()> {
+    std::fs::write(path, data).map_err(|e| Error(format!("cannot write {}: {e}", path.display())))
+}
+
 /// A directory under /tmp, removed on drop.
 pub struct Scratch {
     pub dir: PathBuf,

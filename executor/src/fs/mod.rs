@@ -14,9 +14,10 @@ use fs_helper::protocol::{OpenParams, OpenResult};
 use fs_helper::FsError;
 use serde_json::{json, Value};
 
+use crate::protocol::envelope::{finish_response, response_head};
 use crate::protocol::types::{CloseParams, ReadBlockParams, WriteBlockParams};
-use crate::protocol::{decode_params, RpcError};
-use crate::rpc::RequestContext;
+use crate::protocol::{decode_params, RequestId, RpcError};
+use crate::rpc::{Answer, RequestContext};
 use crate::sandbox::FileSystemSandboxContext;
 
 const FAMILY: &str = "filesystem";
@@ -58,20 +59,29 @@ fn already_exists(id: &str) -> RpcError {
     RpcError::invalid_request(format!("file handle `{id}` already exists"))
 }
 
-/// Runs an `fs/*` method; `None` when `method` is not one.
-pub async fn dispatch(ctx: &RequestContext, method: &str, mut params: Value) -> Option<Result<Value, RpcError>> {
+const HANDLE_METHODS: [&str; 3] = ["fs/readBlock", "fs/writeBlock", "fs/close"];
+
+/// Whether `method` is served by [`dispatch`].
+pub fn is_fs_method(method: &str) -> bool {
+    HANDLE_METHODS.contains(&method) || Operation::from_name(method).is_some_and(is_rpc_method)
+}
+
+/// Runs an `fs/*` method (one for which [`is_fs_method`] holds).
+pub async fn dispatch(ctx: &RequestContext, method: &str, mut params: Value) -> Result<Answer, RpcError> {
     let outcome = match method {
         "fs/readBlock" => read_block(ctx, decode_params(params)).await,
         "fs/writeBlock" => write_block(ctx, decode_params(params)).await,
         "fs/close" => close(ctx, decode_params(params)),
         "fs/watchMissing" => watch::watch_missing(ctx, decode_params(params)).await,
         _ => {
-            let op = Operation::from_name(method).filter(|op| is_rpc_method(*op))?;
+            let Some(op) = Operation::from_name(method).filter(|op| is_rpc_method(*op)) else {
+                return Err(RpcError::method_not_found(method));
+            };
             let sandbox = take_sandbox(&mut params);
-            run(ctx, op, params, sandbox).await
+            return run(ctx, op, params, sandbox).await;
         }
     };
-    Some(outcome)
+    outcome.map(Answer::Result)
 }
 
 fn is_rpc_method(op: Operation) -> bool {
@@ -83,7 +93,7 @@ fn take_sandbox(params: &mut Value) -> Option<Value> {
     params.as_object_mut().and_then(|m| m.remove("sandbox")).filter(|s| !s.is_null())
 }
 
-async fn run(ctx: &RequestContext, op: Operation, params: Value, sandbox: Option<Value>) -> Result<Value, RpcError> {
+async fn run(ctx: &RequestContext, op: Operation, params: Value, sandbox: Option<Value>) -> Result<Answer, RpcError> {
     let session = match ctx.gate(FAMILY) {
         Ok(session) => session.clone(),
         Err(gate) => return Err(validate(op, params).err().unwrap_or(gate)),
@@ -95,15 +105,29 @@ async fn run(ctx: &RequestContext, op: Operation, params: Value, sandbox: Option
         let plan = sandboxed::plan(&policy, &server_cwd)?;
         if !plan.direct {
             if op == Operation::Open {
-                return open_sandboxed(ctx, &session.files, &policy, plan, &server_cwd, params).await;
+                return open_sandboxed(ctx, &session.files, &policy, plan, &server_cwd, params).await.map(Answer::Result);
             }
-            return server.fs_helpers.run(&server.config.launcher, &policy, plan, &server_cwd, op.name(), params).await;
+            let helper = sandboxed::HelperRequest { op, params, id: &ctx.id };
+            return server.fs_helpers.run(&server.config.launcher, &policy, plan, &server_cwd, helper).await;
         }
     }
-    if op == Operation::Open {
-        return open(&session.files, params).await;
+    match op {
+        Operation::Open => open(&session.files, params).await.map(Answer::Result),
+        Operation::ReadFile => read_file(ctx.id.clone(), params).await.map(Answer::Line),
+        _ => blocking(move || ops::execute_op(op, params)).await.map(Answer::Result),
     }
-    blocking(move || ops::execute_op(op, params)).await
+}
+
+/// The whole response line of an unsandboxed `fs/readFile`, the file encoded straight
+/// into it: the line is the only copy of the data the server holds.
+async fn read_file(id: RequestId, params: Value) -> Result<Vec<u8>, RpcError> {
+    blocking(move || {
+        let mut line = response_head(&id);
+        ops::read_file_json(params, &mut line)?;
+        finish_response(&mut line);
+        Ok(line)
+    })
+    .await
 }
 
 /// Decodes params only to report a params error ahead of the handshake gate (§17.4).

@@ -86,6 +86,22 @@ pub fn response_line(id: &RequestId, result: &Value) -> Vec<u8> {
     to_line(&Success { id, result })
 }
 
+/// The start of a success response whose result the handler appends itself, as JSON
+/// text: `{"id":<id>,"result":`. [`finish_response`] closes it. For results too large
+/// to pass through a `Value` (fs/readFile): the data is encoded straight into the line.
+pub fn response_head(id: &RequestId) -> Vec<u8> {
+    let mut line = br#"{"id":"#.to_vec();
+    // A RequestId is an integer or a string: serialising it cannot fail.
+    let _ = serde_json::to_writer(&mut line, id);
+    line.extend_from_slice(br#","result":"#);
+    line
+}
+
+/// Closes a line begun with [`response_head`] once the result has been appended.
+pub fn finish_response(line: &mut Vec<u8>) {
+    line.push(b'}');
+}
+
 /// Serialises an error response as one line (without the trailing newline).
 pub fn error_line(id: &RequestId, error: &RpcError) -> Vec<u8> {
     #[derive(Serialize)]
@@ -193,6 +209,16 @@ mod tests {
             &Output { process_id: id, seq: 42, stream: "stderr", chunk: "aGVsbG8K" },
         );
         assert_eq!(line, expected);
+    }
+
+    #[test]
+    fn hand_built_response_equals_the_serialised_one() {
+        for id in [RequestId::Integer(-7), RequestId::String("r\"1\\é".into())] {
+            let mut line = response_head(&id);
+            line.extend_from_slice(br#"{"dataBase64":"aGk="}"#);
+            finish_response(&mut line);
+            assert_eq!(line, response_line(&id, &serde_json::json!({"dataBase64": "aGk="})));
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::protocol::types::{NoParams, StatusResult};
-use crate::protocol::{decode_params, RpcError};
+use crate::protocol::{decode_params, RequestId, RpcError};
 use crate::server::Server;
 use crate::session::Session;
 
@@ -29,6 +29,17 @@ pub struct RequestContext {
     pub server: Arc<Server>,
     pub connection: u64,
     pub phase: Phase,
+    /// The request's id, for handlers that write their response line themselves.
+    pub id: RequestId,
+}
+
+/// A handler's success.
+pub enum Answer {
+    /// A result to be serialised into the response.
+    Result(Value),
+    /// The complete response line, built by the handler (see
+    /// [`crate::protocol::envelope::response_head`]).
+    Line(Vec<u8>),
 }
 
 impl RequestContext {
@@ -57,7 +68,14 @@ pub fn runs_inline(method: &str) -> bool {
 }
 
 /// Runs one request other than `initialize`.
-pub async fn dispatch(ctx: RequestContext, method: &str, params: Value) -> Result<Value, RpcError> {
+pub async fn dispatch(ctx: RequestContext, method: &str, params: Value) -> Result<Answer, RpcError> {
+    if crate::fs::is_fs_method(method) {
+        return crate::fs::dispatch(&ctx, method, params).await;
+    }
+    dispatch_value(ctx, method, params).await.map(Answer::Result)
+}
+
+async fn dispatch_value(ctx: RequestContext, method: &str, params: Value) -> Result<Value, RpcError> {
     match method {
         "environment/info" => {
             decode_params::<NoParams>(params)?;
@@ -74,9 +92,6 @@ pub async fn dispatch(ctx: RequestContext, method: &str, params: Value) -> Resul
         "process/write" => process::write(&ctx, decode_params(params)?),
         "process/signal" => process::signal(&ctx, decode_params(params)?).await,
         "process/terminate" => process::terminate(&ctx, decode_params(params)?),
-        _ => match crate::fs::dispatch(&ctx, method, params).await {
-            Some(outcome) => outcome,
-            None => Err(RpcError::method_not_found(method)),
-        },
+        _ => Err(RpcError::method_not_found(method)),
     }
 }

@@ -1,7 +1,9 @@
 //! NDJSON over stdin/stdout. A dedicated thread blocks on each of the two: reading whole
 //! lines, and writing queued lines with one flush per burst, so output never interleaves.
 
+use std::fs::File;
 use std::io::{self, BufRead, BufWriter, Read, Write};
+use std::os::fd::AsFd;
 use std::thread;
 
 use tokio::sync::{mpsc, oneshot};
@@ -25,9 +27,12 @@ pub fn start() -> io::Result<StdioTransport> {
     let (outbound, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
     let (done_tx, writer_done) = oneshot::channel();
     thread::Builder::new().name("stdio-reader".into()).spawn(move || read_lines(io::stdin().lock(), &in_tx))?;
+    // fd 1 itself rather than std's stdout, which is line-buffered and would scan every
+    // line (megabytes for a readFile response) for a newline before writing it.
+    let stdout = File::from(io::stdout().as_fd().try_clone_to_owned()?);
     thread::Builder::new().name("stdio-writer".into()).spawn(move || {
         // A failed write means the client is gone; the reader will see EOF as well.
-        let _ = write_lines(io::stdout().lock(), out_rx);
+        let _ = write_lines(stdout, out_rx);
         let _ = done_tx.send(());
     })?;
     Ok(StdioTransport { inbound, outbound, writer_done })

@@ -1,15 +1,16 @@
 //! Whole-file and block I/O: `fs/readFile`, `fs/writeFile`, `fs/open`,
 //! `fs/readBlock`, `fs/writeBlock`.
 //!
-//! Memory: readFile encodes straight from the file into the result string through a
-//! fixed buffer, and writeFile decodes the base64 text into the file through a fixed
-//! buffer, so neither holds a decoded copy of the whole file next to the encoded one.
+//! Memory: readFile encodes straight from the file into the caller's buffer (for the
+//! RPC and the helper: the outgoing message itself) through a fixed buffer, and
+//! writeFile decodes the base64 text into the file through a fixed buffer, so neither
+//! holds a decoded copy of the whole file next to the encoded one.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -32,45 +33,116 @@ const DECODE_BLOCK: usize = 4 * 64 * 1024;
 
 /// `fs/readFile`.
 pub fn read_file(p: &ReadFileParams) -> Result<ReadFileResult, FsError> {
-    let path = p.path.as_path();
-    reject_symlink_if_nofollow(path, p.follow_symlinks)?;
-    let mut opts = OpenOptions::new();
-    opts.read(true);
-    let file = open_without_blocking(&mut opts, path, nofollow_flag(p.follow_symlinks))?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(FsError::not_a_file(path));
-    }
-    if meta.len() > READ_FILE_MAX_BYTES {
-        return Err(too_large(path, meta.len()));
-    }
-    let data_base64 = encode_file(file, meta.len(), path)?;
+    let file = FileToRead::open(p)?;
+    let mut out = Vec::with_capacity(file.encoded_len());
+    file.append_base64(&mut out)?;
+    let data_base64 = String::from_utf8(out).map_err(|e| FsError::Io(io::Error::other(e)))?;
     Ok(ReadFileResult { data_base64 })
+}
+
+/// The text of a readFile result object up to the base64 data, and after it.
+pub const READ_FILE_RESULT_HEAD: &[u8] = br#"{"dataBase64":""#;
+pub const READ_FILE_RESULT_TAIL: &[u8] = br#""}"#;
+
+/// `fs/readFile`, appending its result object (`{"dataBase64":"..."}`, compact JSON) to
+/// `out`. Base64 needs no JSON escaping, so the file is encoded straight into the
+/// caller's message buffer: no intermediate string, no serializer scanning the data.
+/// On error `out` holds a partial result and is to be discarded.
+pub fn read_file_json(p: &ReadFileParams, out: &mut Vec<u8>) -> Result<(), FsError> {
+    let file = FileToRead::open(p)?;
+    out.reserve(READ_FILE_RESULT_HEAD.len() + file.encoded_len() + READ_FILE_RESULT_TAIL.len());
+    out.extend_from_slice(READ_FILE_RESULT_HEAD);
+    file.append_base64(out)?;
+    out.extend_from_slice(READ_FILE_RESULT_TAIL);
+    Ok(())
+}
+
+/// A regular file opened for `fs/readFile`, its reported size within the cap.
+pub struct FileToRead {
+    file: File,
+    size: u64,
+    path: PathBuf,
+}
+
+impl FileToRead {
+    pub fn open(p: &ReadFileParams) -> Result<Self, FsError> {
+        let path = p.path.as_path();
+        reject_symlink_if_nofollow(path, p.follow_symlinks)?;
+        let mut opts = OpenOptions::new();
+        opts.read(true);
+        let file = open_without_blocking(&mut opts, path, nofollow_flag(p.follow_symlinks))?;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(FsError::not_a_file(path));
+        }
+        if meta.len() > READ_FILE_MAX_BYTES {
+            return Err(too_large(path, meta.len()));
+        }
+        Ok(Self { file, size: meta.len(), path: path.to_path_buf() })
+    }
+
+    /// Base64 length of the size the file reported (only a presizing hint).
+    pub fn encoded_len(&self) -> usize {
+        encoded_len(self.size)
+    }
+
+    /// Appends the base64 of the whole file to `out`.
+    pub fn append_base64(self, out: &mut Vec<u8>) -> Result<(), FsError> {
+        self.encode_blocks(|block| append_base64(block, out))
+    }
+
+    /// Writes the base64 of the whole file to `w` block by block, so that a reader
+    /// receives the start while the rest is being encoded. An error may come after
+    /// part of the data was written.
+    pub fn write_base64(self, w: &mut impl Write) -> Result<(), FsError> {
+        let mut encoded = Vec::with_capacity(encoded_len(ENCODE_BLOCK as u64));
+        self.encode_blocks(|block| {
+            encoded.clear();
+            append_base64(block, &mut encoded)?;
+            w.write_all(&encoded).map_err(FsError::from)
+        })
+    }
+
+    /// Hands the file to `emit` in blocks of `ENCODE_BLOCK` bytes (the last one shorter).
+    /// The cap is enforced on what is actually read, because files such as those in
+    /// /proc report a size of 0 or grow meanwhile.
+    fn encode_blocks(self, mut emit: impl FnMut(&[u8]) -> Result<(), FsError>) -> Result<(), FsError> {
+        let mut reader = self.file.take(READ_FILE_MAX_BYTES + 1);
+        let mut buf = vec![0u8; ENCODE_BLOCK];
+        let mut total: u64 = 0;
+        loop {
+            let n = fill(&mut reader, &mut buf)?;
+            total += n as u64;
+            if total > READ_FILE_MAX_BYTES {
+                return Err(too_large(&self.path, total));
+            }
+            emit(&buf[..n])?;
+            if n < buf.len() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Base64 length of `size` bytes; 0 (no presizing) if that does not fit in memory.
+fn encoded_len(size: u64) -> usize {
+    usize::try_from(size).ok().and_then(|n| base64::encoded_len(n, true)).unwrap_or(0)
 }
 
 fn too_large(path: &Path, size: u64) -> FsError {
     FsError::TooLarge { op: "fs/readFile", path: path.to_path_buf(), size, limit: READ_FILE_MAX_BYTES }
 }
 
-/// The size hint only presizes the string; the cap is enforced on what is actually
-/// read, because files such as those in /proc report a size of 0 or grow meanwhile.
-fn encode_file(file: File, size_hint: u64, path: &Path) -> Result<String, FsError> {
-    let mut reader = file.take(READ_FILE_MAX_BYTES + 1);
-    let hint = usize::try_from(size_hint).unwrap_or(0);
-    let mut out = String::with_capacity(base64::encoded_len(hint, true).unwrap_or(0));
-    let mut buf = vec![0u8; ENCODE_BLOCK];
-    let mut total: u64 = 0;
-    loop {
-        let n = fill(&mut reader, &mut buf)?;
-        total += n as u64;
-        if total > READ_FILE_MAX_BYTES {
-            return Err(too_large(path, total));
-        }
-        STANDARD.encode_string(&buf[..n], &mut out);
-        if n < buf.len() {
-            return Ok(out);
-        }
-    }
+/// Encodes into the tail of `out` in place (the block-sized zeroing stays in cache),
+/// rather than through the engine's string sink, which copies and re-validates UTF-8.
+fn append_base64(data: &[u8], out: &mut Vec<u8>) -> Result<(), FsError> {
+    let start = out.len();
+    out.resize(start + encoded_len(data.len() as u64), 0);
+    let written = STANDARD
+        .encode_slice(data, &mut out[start..])
+        .map_err(|e| FsError::Io(io::Error::other(format!("base64 encoding failed: {e}"))))?;
+    out.truncate(start + written);
+    Ok(())
 }
 
 /// Reads until `buf` is full or EOF; returns the count. Partial reads must not reach
@@ -372,6 +444,25 @@ mod tests {
         let dst = d.path().join("copy");
         write_file(&wp(&dst, &encoded)).unwrap();
         assert!(std::fs::read(&dst).unwrap() == data);
+    }
+
+    #[test]
+    fn json_result_appends_to_what_is_there() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f");
+        let data: Vec<u8> = (0..2 * ENCODE_BLOCK + 1).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&f, &data).unwrap();
+        let mut out = b"prefix:".to_vec();
+        read_file_json(&rp(&f), &mut out).unwrap();
+        let expected = format!(r#"prefix:{{"dataBase64":"{}"}}"#, STANDARD.encode(&data));
+        assert!(out == expected.as_bytes());
+        let mut written = b"prefix:".to_vec();
+        written.extend_from_slice(READ_FILE_RESULT_HEAD);
+        FileToRead::open(&rp(&f)).unwrap().write_base64(&mut written).unwrap();
+        written.extend_from_slice(READ_FILE_RESULT_TAIL);
+        assert!(written == out);
+        let e = read_file_json(&rp(d.path()), &mut Vec::new()).unwrap_err();
+        assert_eq!(e.code(), -32600);
     }
 
     #[test]

@@ -15,8 +15,8 @@ use crate::protocol::Empty;
 pub use copy::copy;
 pub use dir::{read_directory, walk};
 pub use file::{
-    open_file, read_block, read_file, write_block, write_file, READ_BLOCK_MAX_BYTES, READ_FILE_MAX_BYTES,
-    WRITE_FILE_MAX_BYTES,
+    open_file, read_block, read_file, write_block, write_file, FileToRead, READ_BLOCK_MAX_BYTES,
+    READ_FILE_MAX_BYTES, READ_FILE_RESULT_HEAD, READ_FILE_RESULT_TAIL, WRITE_FILE_MAX_BYTES,
 };
 pub use meta::{canonicalize, create_directory, get_metadata, remove};
 
@@ -105,6 +105,17 @@ pub fn execute_op(op: Operation, params: Value) -> Result<Value, FsError> {
         }
         Operation::LoadDiscoveries | Operation::DiscoverV1 => Err(FsError::Unsupported(op.name().to_string())),
     }
+}
+
+/// `fs/readFile` on raw JSON params, its result appended to `out` as JSON text (see
+/// [`file::read_file_json`]).
+pub fn read_file_json(params: Value, out: &mut Vec<u8>) -> Result<(), FsError> {
+    file::read_file_json(&decode(params)?, out)
+}
+
+/// Opens the file of an `fs/readFile` on raw JSON params.
+pub fn open_read_file(params: Value) -> Result<FileToRead, FsError> {
+    FileToRead::open(&decode(params)?)
 }
 
 /// `null` params decode like `{}`, so a missing-field error names the field.

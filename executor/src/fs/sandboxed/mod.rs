@@ -1,7 +1,9 @@
 //! fs requests under a restricted profile: served by the executor binary running as the
 //! fs-helper inside the same bwrap + inner-stage sandbox a process would get (network
 //! always off, empty environment). Helpers stay warm, one per distinct resolved plan, so
-//! a request costs a round trip over a pipe rather than a sandbox start.
+//! a request costs a round trip over a pipe rather than a sandbox start. Replies are
+//! read by `reply` (an ok `fs/readFile` is spliced into the response unparsed), file
+//! descriptors handed over by `handoff`.
 //!
 //! The plan, not the policy text, is the key: every request is planned anew (as every
 //! process start is), so a protected name such as `.git` or a `none` path that appears
@@ -14,23 +16,28 @@
 //! block reads and writes then run in the executor on that descriptor, without the
 //! helper.
 
+mod handoff;
+mod reply;
+
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use fs_helper::helper::READ_FILE_OK_HEAD;
+use fs_helper::ops::Operation;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use crate::fds::InheritedFds;
-use crate::protocol::RpcError;
+use crate::protocol::envelope::response_head;
+use crate::protocol::{RequestId, RpcError};
+use crate::rpc::Answer;
 use crate::sync::lock;
 use crate::sandbox::launcher::{self, LauncherConfig};
 use crate::sandbox::policy::SandboxPlan;
@@ -45,13 +52,17 @@ pub const FD_SOCKET_ARG: &str = "--fd-socket";
 /// default); refusing before the helper runs keeps `replace` from truncating a file
 /// whose handle could not be passed back.
 pub const MAX_HANDOFF_ID_BYTES: usize = 4096;
-/// Reference text for an ok reply to `fs/open` without a descriptor.
-const NO_TRANSFER: &str = "fs sandbox helper did not transfer its opened file descriptor";
+use handoff::{discard_handoff, handoff_socketpair, take_handoff, NO_TRANSFER};
+use reply::{broken, parse_reply, read_rest, read_start, splice_read_file};
 
 /// Warm helpers kept at most; the least recently used one is stopped beyond this.
 const MAX_HELPERS: usize = 8;
 /// A helper unused this long is stopped.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Buffer for the helper's replies, and the pipe size asked for: a readFile reply is
+/// the whole file in base64, and the default 64 KiB pipe costs a context switch per
+/// 64 KiB.
+const REPLY_BUFFER: usize = 1024 * 1024;
 
 struct Helper {
     child: Child,
@@ -62,16 +73,25 @@ struct Helper {
     fd_socket: OwnedFd,
 }
 
-/// One request to a helper. `handoff`: the handleId an `fs/open` descriptor must carry.
+/// One operation for a helper.
+pub struct HelperRequest<'a> {
+    pub op: Operation,
+    pub params: Value,
+    /// The RPC request's id: an ok readFile reply becomes the response line directly.
+    pub id: &'a RequestId,
+}
+
+/// What is sent to a helper; `handoff`: the handleId an `fs/open` descriptor must carry.
 struct Request<'a> {
-    operation: &'a str,
+    op: Operation,
     params: Value,
+    id: Option<&'a RequestId>,
     handoff: Option<&'a str>,
 }
 
 /// A helper's ok answer, with the file it handed over for `fs/open`.
-struct Answer {
-    response: Value,
+struct Reply {
+    answer: Answer,
     file: Option<File>,
 }
 
@@ -102,18 +122,17 @@ fn sandbox_error(e: sandbox::SandboxError) -> RpcError {
 }
 
 impl HelperPool {
-    /// Runs `operation` with `params` inside a helper for `plan` (from [`plan`] for `ctx`).
+    /// Runs `request` inside a helper for `plan` (from [`plan`] for `ctx`).
     pub async fn run(
         &self,
         launcher: &LauncherConfig,
         ctx: &FileSystemSandboxContext,
         plan: SandboxPlan,
         server_cwd: &Path,
-        operation: &str,
-        params: Value,
-    ) -> Result<Value, RpcError> {
-        let request = Request { operation, params, handoff: None };
-        Ok(self.request(launcher, ctx, plan, server_cwd, request).await?.response)
+        request: HelperRequest<'_>,
+    ) -> Result<Answer, RpcError> {
+        let request = Request { op: request.op, params: request.params, id: Some(request.id), handoff: None };
+        Ok(self.request(launcher, ctx, plan, server_cwd, request).await?.answer)
     }
 
     /// `fs/open` (raw `params`, whose handleId is `handle_id`) inside a helper for
@@ -127,9 +146,9 @@ impl HelperPool {
         params: Value,
         handle_id: &str,
     ) -> Result<File, RpcError> {
-        let request = Request { operation: "fs/open", params, handoff: Some(handle_id) };
-        let answer = self.request(launcher, ctx, plan, server_cwd, request).await?;
-        answer.file.ok_or_else(|| RpcError::internal(NO_TRANSFER))
+        let request = Request { op: Operation::Open, params, id: None, handoff: Some(handle_id) };
+        let reply = self.request(launcher, ctx, plan, server_cwd, request).await?;
+        reply.file.ok_or_else(|| RpcError::internal(NO_TRANSFER))
     }
 
     async fn request(
@@ -139,7 +158,7 @@ impl HelperPool {
         mut plan: SandboxPlan,
         server_cwd: &Path,
         request: Request<'_>,
-    ) -> Result<Answer, RpcError> {
+    ) -> Result<Reply, RpcError> {
         // The helper never needs the network, whatever the client's profile allows.
         plan.network = false;
         let cwd: PathBuf = ctx.cwd.as_ref().map(|c| c.0.clone()).unwrap_or_else(|| server_cwd.to_path_buf());
@@ -215,84 +234,54 @@ fn spawn_helper(config: &LauncherConfig, plan: &SandboxPlan, cwd: &Path) -> Resu
     let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
         return Err(RpcError::internal("fs sandbox helper pipes were not created"));
     };
-    Ok(Helper { child, stdin, stdout: BufReader::new(stdout), fd_socket: ours })
+    enlarge_pipe(&stdout);
+    Ok(Helper { child, stdin, stdout: BufReader::with_capacity(REPLY_BUFFER, stdout), fd_socket: ours })
 }
 
-/// The hand-off pair: (our non-blocking end, the helper's blocking end), both
-/// close-on-exec here so no other child the executor starts inherits them.
-fn handoff_socketpair() -> nix::Result<(OwnedFd, OwnedFd)> {
-    let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?;
-    let flags = OFlag::from_bits_retain(fcntl(ours.as_raw_fd(), FcntlArg::F_GETFL)?);
-    fcntl(ours.as_raw_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
-    Ok((ours, theirs))
+/// Best effort: an unprivileged process may be refused a size above
+/// /proc/sys/fs/pipe-max-size; the default size then stays, which only costs speed.
+fn enlarge_pipe(stdout: &ChildStdout) {
+    let size = i32::try_from(REPLY_BUFFER).unwrap_or(i32::MAX);
+    let _ = nix::fcntl::fcntl(stdout.as_raw_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(size));
 }
 
 /// One request/reply. `Err` means the helper itself failed (it is then discarded);
 /// `Ok(Err(..))` is the operation's own error.
-async fn exchange(helper: &mut Helper, request: Request<'_>) -> Result<Result<Answer, RpcError>, RpcError> {
-    let Request { operation, params, handoff } = request;
-    let mut line = serde_json::to_vec(&json!({"operation": operation, "params": params}))
+async fn exchange(helper: &mut Helper, request: Request<'_>) -> Result<Result<Reply, RpcError>, RpcError> {
+    let Request { op, params, id, handoff } = request;
+    let mut line = serde_json::to_vec(&json!({"operation": op.name(), "params": params}))
         .map_err(|e| RpcError::internal(e.to_string()))?;
     line.push(b'\n');
-    let broken = |what: &str| RpcError::internal(format!("fs sandbox helper failed: {what}"));
     helper.stdin.write_all(&line).await.map_err(|e| broken(&e.to_string()))?;
     helper.stdin.flush().await.map_err(|e| broken(&e.to_string()))?;
-    let mut reply = String::new();
-    let n = helper.stdout.read_line(&mut reply).await.map_err(|e| broken(&e.to_string()))?;
-    if n == 0 {
+    drop(line);
+    let start = read_start(&mut helper.stdout, READ_FILE_OK_HEAD.len()).await?;
+    if start.is_empty() {
         let status = helper.child.try_wait().ok().flatten().map(|s| s.to_string()).unwrap_or_else(|| "running".into());
         return Err(broken(&format!("it exited ({status}); see the executor's stderr for its message")));
     }
-    let mut reply: Value = serde_json::from_str(&reply).map_err(|e| broken(&format!("unreadable reply: {e}")))?;
-    let payload = reply.get_mut("payload").map(Value::take).unwrap_or(Value::Null);
-    match reply.get("status").and_then(Value::as_str) {
-        Some("ok") => {
-            let file = handoff.map(|id| take_handoff(helper.fd_socket.as_fd(), id)).transpose()?;
-            Ok(Ok(Answer { response: payload.get("response").cloned().unwrap_or(Value::Null), file }))
+    if let (Operation::ReadFile, Some(id)) = (op, id) {
+        if start == READ_FILE_OK_HEAD {
+            // The data goes from the helper's pipe into the response line untouched.
+            let mut line = response_head(id);
+            let head_len = line.len();
+            read_rest(&mut helper.stdout, &mut line).await?;
+            let line = splice_read_file(line, head_len)?;
+            return Ok(Ok(Reply { answer: Answer::Line(line), file: None }));
         }
-        Some("error") => {
+    }
+    let mut reply = start;
+    read_rest(&mut helper.stdout, &mut reply).await?;
+    match parse_reply(&reply)? {
+        Ok(response) => {
+            let file = handoff.map(|handle| take_handoff(helper.fd_socket.as_fd(), handle)).transpose()?;
+            Ok(Ok(Reply { answer: Answer::Result(response), file }))
+        }
+        Err(e) => {
             if handoff.is_some() {
                 discard_handoff(helper.fd_socket.as_fd());
             }
-            let code = payload.get("code").and_then(Value::as_i64).unwrap_or(crate::protocol::error::INTERNAL_ERROR);
-            let message = payload.get("message").and_then(Value::as_str).unwrap_or("fs sandbox helper error");
-            Ok(Err(RpcError::new(code, message)))
-        }
-        _ => Err(broken("reply without a status")),
-    }
-}
-
-/// Receives the descriptor queued for the `fs/open` of `handle_id`. An `Err` means the
-/// helper broke the hand-off protocol (it is then discarded, so a stray message cannot
-/// be matched to a later open).
-fn take_handoff(sock: BorrowedFd<'_>, handle_id: &str) -> Result<File, RpcError> {
-    // send_fd sends an empty payload as one 0 byte.
-    let expected: &[u8] = if handle_id.is_empty() { &[0] } else { handle_id.as_bytes() };
-    // One byte more than expected, so a longer (truncated) message cannot match.
-    let mut buf = vec![0u8; expected.len() + 1];
-    let fd = match fs_helper::helper::recv_fd(sock, &mut buf) {
-        Ok((n, Some(fd))) if buf[..n] == *expected => fd,
-        Ok((_, Some(_))) => return Err(RpcError::internal("fs sandbox helper transferred a descriptor for another handle")),
-        Ok((_, None)) => return Err(RpcError::internal(NO_TRANSFER)),
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Err(RpcError::internal(NO_TRANSFER)),
-        Err(e) => return Err(RpcError::internal(format!("fs sandbox helper failed: cannot receive its descriptor: {e}"))),
-    };
-    // The helper already refuses anything else; checked again because this descriptor
-    // crosses from the sandbox into the executor.
-    let file = File::from(fd);
-    if !file.metadata().is_ok_and(|m| m.is_file()) {
-        return Err(RpcError::internal("fs sandbox helper transferred a descriptor that is not a regular file"));
-    }
-    Ok(file)
-}
-
-/// After a failed `fs/open`, drops anything queued anyway (nothing is expected).
-fn discard_handoff(sock: BorrowedFd<'_>) {
-    let mut buf = [0u8; 1];
-    while let Ok((n, fd)) = fs_helper::helper::recv_fd(sock, &mut buf) {
-        drop(fd);
-        if n == 0 {
-            break;
+            Ok(Err(e))
         }
     }
 }
@@ -300,16 +289,13 @@ fn discard_handoff(sock: BorrowedFd<'_>) {
 /// The helper process's entry point (`args`: what follows `--run-as-fs-helper`): serve
 /// requests on stdin/stdout until EOF.
 pub fn helper_main(args: &[OsString]) -> i32 {
-    let fd_socket = match fd_socket_from_args(args) {
-        Ok(sock) => sock,
-        Err(e) => {
-            eprintln!("fs sandbox helper failed: {e}");
-            return 1;
-        }
-    };
-    let stdin = std::io::stdin().lock();
-    let stdout = std::io::stdout().lock();
-    match fs_helper::helper::serve(stdin, stdout, fd_socket) {
+    let served = fd_socket_from_args(args).map_err(std::io::Error::other).and_then(|fd_socket| {
+        let (stdin, stdout) = raw_stdio()?;
+        let reader = std::io::BufReader::with_capacity(REPLY_BUFFER, stdin);
+        let writer = std::io::BufWriter::with_capacity(64 * 1024, stdout);
+        fs_helper::helper::serve(reader, writer, fd_socket)
+    });
+    match served {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("fs sandbox helper failed: {e}");
@@ -317,6 +303,15 @@ pub fn helper_main(args: &[OsString]) -> i32 {
         }
     }
 }
+
+/// Duplicates of fd 0 and 1 as plain files: std's stdout is line-buffered and scans
+/// every write for a newline, which for a readFile reply is the whole file in base64.
+fn raw_stdio() -> std::io::Result<(File, File)> {
+    let stdin = std::io::stdin().as_fd().try_clone_to_owned()?;
+    let stdout = std::io::stdout().as_fd().try_clone_to_owned()?;
+    Ok((stdin.into(), stdout.into()))
+}
+
 
 /// `[]` (no hand-off: `fs/open` is refused) or `["--fd-socket", N]`.
 fn fd_socket_from_args(args: &[OsString]) -> Result<Option<OwnedFd>, String> {
@@ -337,65 +332,12 @@ fn fd_socket_from_args(args: &[OsString]) -> Result<Option<OwnedFd>, String> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use fs_helper::helper::send_fd;
-    use std::io::Write;
     use std::os::fd::IntoRawFd;
-
-    fn pair() -> (OwnedFd, OwnedFd) {
-        handoff_socketpair().unwrap()
-    }
-
-    fn message(r: Result<File, RpcError>) -> String {
-        r.err().map(|e| e.message).unwrap_or_default()
-    }
-
-    #[test]
-    fn takes_the_descriptor_announced_for_the_handle() {
-        let (ours, theirs) = pair();
-        let mut f = tempfile::tempfile().unwrap();
-        f.write_all(b"abc").unwrap();
-        send_fd(theirs.as_fd(), f.as_fd(), b"h1").unwrap();
-        let got = take_handoff(ours.as_fd(), "h1").unwrap();
-        assert_eq!(got.metadata().unwrap().len(), 3);
-        send_fd(theirs.as_fd(), f.as_fd(), b"").unwrap();
-        assert!(take_handoff(ours.as_fd(), "").is_ok(), "an empty id travels as one 0 byte");
-    }
-
-    #[test]
-    fn refuses_a_missing_mismatched_or_irregular_handoff() {
-        let (ours, theirs) = pair();
-        // Nothing queued: answered at once (the socket is non-blocking), not waited for.
-        assert_eq!(message(take_handoff(ours.as_fd(), "h")), NO_TRANSFER);
-        let f = tempfile::tempfile().unwrap();
-        for sent in [&b"h2"[..], b"h", b"h1-longer"] {
-            send_fd(theirs.as_fd(), f.as_fd(), sent).unwrap();
-            let e = message(take_handoff(ours.as_fd(), "h1"));
-            assert_eq!(e, "fs sandbox helper transferred a descriptor for another handle", "{sent:?}");
-        }
-        let (r, _w) = nix::unistd::pipe().unwrap();
-        send_fd(theirs.as_fd(), r.as_fd(), b"h").unwrap();
-        assert_eq!(message(take_handoff(ours.as_fd(), "h")), "fs sandbox helper transferred a descriptor that is not a regular file");
-        nix::unistd::write(&theirs, b"h").unwrap();
-        assert_eq!(message(take_handoff(ours.as_fd(), "h")), NO_TRANSFER, "a message without a descriptor");
-        drop(theirs);
-        assert_eq!(message(take_handoff(ours.as_fd(), "h")), NO_TRANSFER, "the helper's end is closed");
-    }
-
-    #[test]
-    fn a_failed_open_leaves_nothing_queued() {
-        let (ours, theirs) = pair();
-        let f = tempfile::tempfile().unwrap();
-        send_fd(theirs.as_fd(), f.as_fd(), b"stale").unwrap();
-        send_fd(theirs.as_fd(), f.as_fd(), b"stale2").unwrap();
-        discard_handoff(ours.as_fd());
-        send_fd(theirs.as_fd(), f.as_fd(), b"next").unwrap();
-        assert!(take_handoff(ours.as_fd(), "next").is_ok(), "the next open is not matched with a stale message");
-    }
 
     #[test]
     fn helper_arguments() {
         assert!(fd_socket_from_args(&[]).unwrap().is_none());
-        let (_ours, theirs) = pair();
+        let (_ours, theirs) = handoff_socketpair().unwrap();
         let raw = theirs.into_raw_fd();
         let args = [OsString::from(FD_SOCKET_ARG), OsString::from(raw.to_string())];
         assert_eq!(fd_socket_from_args(&args).unwrap().map(|s| s.as_raw_fd()), Some(raw));

@@ -1,0 +1,130 @@
+//! Large files over stdio: fs/readFile responses larger than the 64 MiB inbound message
+//! limit, the server's memory while it sends one (the response line is its only copy of
+//! the data), the readFile size cap and fs/readBlock as the way past it, and a large
+//! fs/writeFile. Direct and under a restricted profile (fs-helper inside bwrap).
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use executor_tests::{b64, unb64, uri, Executor};
+use serde_json::{json, Value};
+
+const MIB: u64 = 1024 * 1024;
+/// fs-helper's READ_FILE_MAX_BYTES, as documented in the README.
+const READ_FILE_CAP: u64 = 512 * MIB;
+
+fn workspace_write(dir: &Path) -> Value {
+    json!({"permissions": {"type": "managed", "file_system": {"type": "restricted", "entries": [
+        {"path": {"type": "special", "value": {"kind": "root"}}, "access": "read"},
+        {"path": {"type": "path", "path": uri(dir)}, "access": "write"}]},
+        "network": "restricted"}, "windowsSandboxLevel": "disabled", "cwd": uri(dir)})
+}
+
+fn params(path: &Path, sandbox: &Option<Value>) -> Value {
+    let mut p = json!({"path": uri(path)});
+    if let Some(sb) = sandbox {
+        p["sandbox"] = sb.clone();
+    }
+    p
+}
+
+/// A sparse file of `size` bytes with `marker` written at its start and its end.
+fn sparse_file(path: &Path, size: u64, marker: &[u8]) {
+    let f = File::create(path).expect("create");
+    f.set_len(size).expect("set_len");
+    f.write_all_at(marker, 0).expect("write start");
+    f.write_all_at(marker, size - marker.len() as u64).expect("write end");
+}
+
+/// `VmRSS` and `VmHWM` of `pid`, in KiB.
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let field = |name: &str| -> u64 {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name}"));
+        line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("kB value")
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Reads an 80 MiB file (a ~107 MB response line, over the 64 MiB inbound limit) on a
+/// fresh server and checks the data and the growth of the server's peak RSS: one copy
+/// of the base64 (the line) plus a bounded amount, where the data passing through a
+/// JSON value and a serializer would need at least two.
+fn read_large_file(sandboxed: bool) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = std::fs::canonicalize(dir.path()).expect("canonical");
+    let file = root.join("large.bin");
+    let size = 80 * MIB;
+    sparse_file(&file, size, b"edge-marker");
+    let sandbox = sandboxed.then(|| workspace_write(&root));
+    let mut s = Executor::ready(&[]);
+    let pid = s.child.id();
+    if sandboxed {
+        // Starts the helper, so its start-up is not in the measured growth.
+        std::fs::write(root.join("small"), b"small").expect("write");
+        let small = s.call("fs/readFile", params(&root.join("small"), &sandbox));
+        assert_eq!(unb64(small["dataBase64"].as_str().expect("data")), b"small");
+    }
+    let (rss_before, _) = memory_kib(pid);
+    let result = s.call("fs/readFile", params(&file, &sandbox));
+    let (_, hwm_after) = memory_kib(pid);
+    let encoded = result["dataBase64"].as_str().expect("dataBase64");
+    assert_eq!(encoded.len() as u64, size.div_ceil(3) * 4);
+    let data = unb64(encoded);
+    assert_eq!(data.len() as u64, size);
+    assert!(data.starts_with(b"edge-marker") && data.ends_with(b"edge-marker"));
+    assert!(data[11..data.len() - 11].iter().all(|&b| b == 0), "the hole must read as zeros");
+    let growth = hwm_after.saturating_sub(rss_before);
+    let allowed = encoded.len() as u64 / 1024 + 24 * 1024;
+    assert!(growth <= allowed, "peak RSS grew by {growth} KiB for a {} KiB response; allowed {allowed} KiB", encoded.len() / 1024);
+}
+
+#[test]
+fn read_file_larger_than_a_message_holds_one_copy_direct() {
+    read_large_file(false);
+}
+
+#[test]
+fn read_file_larger_than_a_message_holds_one_copy_sandboxed() {
+    read_large_file(true);
+}
+
+#[test]
+fn read_file_over_the_cap_is_refused_and_read_block_reads_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = std::fs::canonicalize(dir.path()).expect("canonical");
+    let file = root.join("huge.bin");
+    let size = READ_FILE_CAP + 1;
+    sparse_file(&file, size, b"end");
+    let mut s = Executor::ready(&[]);
+    let expected =
+        format!("fs/readFile: file `{}` is {size} bytes, larger than the {READ_FILE_CAP}-byte limit", file.display());
+    for sandbox in [None, Some(workspace_write(&root))] {
+        let (code, message) = s.call_err("fs/readFile", params(&file, &sandbox));
+        assert_eq!((code, message.as_str()), (-32600, expected.as_str()));
+    }
+    s.call("fs/open", json!({"handleId": "big", "path": uri(&file)}));
+    let block = s.call("fs/readBlock", json!({"handleId": "big", "offset": size - 3, "len": 16}));
+    assert_eq!(block, json!({"chunk": b64(b"end"), "eof": true}));
+    let block = s.call("fs/readBlock", json!({"handleId": "big", "offset": 0, "len": 4}));
+    assert_eq!(block, json!({"chunk": b64(b"end\0"), "eof": false}));
+}
+
+/// A 40 MiB writeFile (a ~53 MB request line, under the 64 MiB limit) lands intact,
+/// directly and through the helper.
+#[test]
+fn large_write_file_direct_and_sandboxed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = std::fs::canonicalize(dir.path()).expect("canonical");
+    let data: Vec<u8> = (0..40 * MIB as usize).map(|i| (i % 251) as u8).collect();
+    let encoded = b64(&data);
+    let mut s = Executor::ready(&[]);
+    for (name, sandbox) in [("direct.bin", None), ("sandboxed.bin", Some(workspace_write(&root)))] {
+        let target = root.join(name);
+        let mut p = params(&target, &sandbox);
+        p["dataBase64"] = json!(encoded);
+        assert_eq!(s.call("fs/writeFile", p), json!({}));
+        assert!(std::fs::read(&target).expect("written") == data, "{name} differs");
+    }
+}
