@@ -19,6 +19,9 @@ pub fn mark_cloexec_from(first: RawFd, keep: &[RawFd]) -> io::Result<()> {
         if kept > start {
             mark_range(start, kept - 1)?;
         }
+        if kept == RawFd::MAX {
+            return Ok(());
+        }
         start = kept + 1;
     }
     mark_range(start, RawFd::MAX)
