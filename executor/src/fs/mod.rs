@@ -59,11 +59,12 @@ fn already_exists(id: &str) -> RpcError {
     RpcError::invalid_request(format!("file handle `{id}` already exists"))
 }
 
-const HANDLE_METHODS: [&str; 3] = ["fs/readBlock", "fs/writeBlock", "fs/close"];
+/// Methods served here that are not fs-helper operations.
+const EXECUTOR_ONLY_METHODS: [&str; 4] = ["fs/readBlock", "fs/writeBlock", "fs/close", "fs/watchMissing"];
 
 /// Whether `method` is served by [`dispatch`].
 pub fn is_fs_method(method: &str) -> bool {
-    HANDLE_METHODS.contains(&method) || Operation::from_name(method).is_some_and(is_rpc_method)
+    EXECUTOR_ONLY_METHODS.contains(&method) || Operation::from_name(method).is_some_and(is_rpc_method)
 }
 
 /// Runs an `fs/*` method (one for which [`is_fs_method`] holds).
