@@ -108,6 +108,11 @@ async fn run(ctx: &RequestContext, op: Operation, params: Value, sandbox: Option
             if op == Operation::Open {
                 return open_sandboxed(ctx, &session.files, &policy, plan, &server_cwd, params).await.map(Answer::Result);
             }
+            if op == Operation::ReadFile {
+                if let Some(read) = read_file_sandboxed(ctx, &policy, &plan, &server_cwd, &params).await {
+                    return read.map(Answer::Line);
+                }
+            }
             let helper = sandboxed::HelperRequest { op, params, id: &ctx.id };
             return server.fs_helpers.run(&server.config.launcher, &policy, plan, &server_cwd, helper).await;
         }
@@ -129,6 +134,47 @@ async fn read_file(id: RequestId, params: Value) -> Result<Vec<u8>, RpcError> {
         Ok(line)
     })
     .await
+}
+
+/// Handle id of the descriptor hand-off that serves a sandboxed `fs/readFile`.
+const READ_FILE_HANDOFF: &str = "fs/readFile";
+
+/// `fs/readFile` under a sandbox, served like a sandboxed `fs/open`: the helper opens the
+/// file inside the sandbox (so the profile decides) and hands the descriptor over; the
+/// executor then encodes it straight into the response line, as for a direct read, so
+/// the data crosses no pipe and no JSON parser. `None` for `followSymlinks: false`, whose
+/// checks only the helper's own readFile makes.
+async fn read_file_sandboxed(
+    ctx: &RequestContext,
+    policy: &FileSystemSandboxContext,
+    plan: &crate::sandbox::SandboxPlan,
+    server_cwd: &std::path::Path,
+    params: &Value,
+) -> Option<Result<Vec<u8>, RpcError>> {
+    let read: fs_helper::protocol::ReadFileParams = match decode_params(params.clone()) {
+        Ok(read) => read,
+        Err(e) => return Some(Err(e)),
+    };
+    if read.follow_symlinks == Some(false) {
+        return None;
+    }
+    let open = json!({"handleId": READ_FILE_HANDOFF, "path": params.get("path"), "mode": "read"});
+    let server = &ctx.server;
+    let opened = server.fs_helpers.open(&server.config.launcher, policy, plan.clone(), server_cwd, open, READ_FILE_HANDOFF).await;
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) => return Some(Err(e)),
+    };
+    let id = ctx.id.clone();
+    Some(
+        blocking(move || {
+            let mut line = response_head(&id);
+            ops::FileToRead::from_file(file, read.path.as_path())?.append_result(&mut line)?;
+            finish_response(&mut line);
+            Ok(line)
+        })
+        .await,
+    )
 }
 
 /// Decodes params only to report a params error ahead of the handshake gate (§17.4).

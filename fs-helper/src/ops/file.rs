@@ -49,12 +49,7 @@ pub const READ_FILE_RESULT_TAIL: &[u8] = br#""}"#;
 /// caller's message buffer: no intermediate string, no serializer scanning the data.
 /// On error `out` holds a partial result and is to be discarded.
 pub fn read_file_json(p: &ReadFileParams, out: &mut Vec<u8>) -> Result<(), FsError> {
-    let file = FileToRead::open(p)?;
-    out.reserve(READ_FILE_RESULT_HEAD.len() + file.encoded_len() + READ_FILE_RESULT_TAIL.len());
-    out.extend_from_slice(READ_FILE_RESULT_HEAD);
-    file.append_base64(out)?;
-    out.extend_from_slice(READ_FILE_RESULT_TAIL);
-    Ok(())
+    FileToRead::open(p)?.append_result(out)
 }
 
 /// A regular file opened for `fs/readFile`, its reported size within the cap.
@@ -71,6 +66,12 @@ impl FileToRead {
         let mut opts = OpenOptions::new();
         opts.read(true);
         let file = open_without_blocking(&mut opts, path, nofollow_flag(p.follow_symlinks))?;
+        Self::from_file(file, path)
+    }
+
+    /// A file opened elsewhere (by the sandboxed helper, handed over by descriptor),
+    /// checked as `open` checks it.
+    pub fn from_file(file: File, path: &Path) -> Result<Self, FsError> {
         let meta = file.metadata()?;
         if !meta.is_file() {
             return Err(FsError::not_a_file(path));
@@ -79,6 +80,15 @@ impl FileToRead {
             return Err(too_large(path, meta.len()));
         }
         Ok(Self { file, size: meta.len(), path: path.to_path_buf() })
+    }
+
+    /// The whole `{"dataBase64":"..."}` result appended to `out`.
+    pub fn append_result(self, out: &mut Vec<u8>) -> Result<(), FsError> {
+        out.reserve(READ_FILE_RESULT_HEAD.len() + self.encoded_len() + READ_FILE_RESULT_TAIL.len());
+        out.extend_from_slice(READ_FILE_RESULT_HEAD);
+        self.append_base64(out)?;
+        out.extend_from_slice(READ_FILE_RESULT_TAIL);
+        Ok(())
     }
 
     /// Base64 length of the size the file reported (only a presizing hint).
