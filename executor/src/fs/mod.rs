@@ -119,17 +119,20 @@ async fn run(ctx: &RequestContext, op: Operation, params: Value, sandbox: Option
     }
     match op {
         Operation::Open => open(&session.files, params).await.map(Answer::Result),
-        Operation::ReadFile => read_file(ctx.id.clone(), params).await.map(Answer::Line),
+        Operation::ReadFile => read_file_line(ctx.id.clone(), move || ops::open_read_file(params)).await.map(Answer::Line),
         _ => blocking(move || ops::execute_op(op, params)).await.map(Answer::Result),
     }
 }
 
-/// The whole response line of an unsandboxed `fs/readFile`, the file encoded straight
+/// The whole response line of an `fs/readFile`, the file `open` yields encoded straight
 /// into it: the line is the only copy of the data the server holds.
-async fn read_file(id: RequestId, params: Value) -> Result<Vec<u8>, RpcError> {
+async fn read_file_line(
+    id: RequestId,
+    open: impl FnOnce() -> Result<ops::FileToRead, FsError> + Send + 'static,
+) -> Result<Vec<u8>, RpcError> {
     blocking(move || {
         let mut line = response_head(&id);
-        ops::read_file_json(params, &mut line)?;
+        open()?.append_result(&mut line)?;
         finish_response(&mut line);
         Ok(line)
     })
@@ -165,16 +168,7 @@ async fn read_file_sandboxed(
         Ok(file) => file,
         Err(e) => return Some(Err(e)),
     };
-    let id = ctx.id.clone();
-    Some(
-        blocking(move || {
-            let mut line = response_head(&id);
-            ops::FileToRead::from_file(file, read.path.as_path())?.append_result(&mut line)?;
-            finish_response(&mut line);
-            Ok(line)
-        })
-        .await,
-    )
+    Some(read_file_line(ctx.id.clone(), move || ops::FileToRead::from_file(file, read.path.as_path())).await)
 }
 
 /// Decodes params only to report a params error ahead of the handshake gate (§17.4).

@@ -107,12 +107,6 @@ pub fn execute_op(op: Operation, params: Value) -> Result<Value, FsError> {
     }
 }
 
-/// `fs/readFile` on raw JSON params, its result appended to `out` as JSON text (see
-/// [`file::read_file_json`]).
-pub fn read_file_json(params: Value, out: &mut Vec<u8>) -> Result<(), FsError> {
-    file::read_file_json(&decode(params)?, out)
-}
-
 /// Opens the file of an `fs/readFile` on raw JSON params.
 pub fn open_read_file(params: Value) -> Result<FileToRead, FsError> {
     FileToRead::open(&decode(params)?)
