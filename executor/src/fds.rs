@@ -63,6 +63,17 @@ fn mark_listed(first: RawFd, last: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Asks for a pipe buffer of `size` bytes, best effort: an unprivileged process may be
+/// refused a size above /proc/sys/fs/pipe-max-size, and the default size then stays,
+/// which only costs wake-ups.
+pub fn enlarge_pipe(pipe: &impl AsRawFd, size: usize) {
+    let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
+    // SAFETY: F_SETPIPE_SZ with an integer argument on a descriptor the caller holds.
+    unsafe {
+        libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, size);
+    }
+}
+
 /// Descriptors a child inherits at the numbers they have here.
 ///
 /// They are not moved to fixed numbers on purpose: a `dup2` in `pre_exec` could land on

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::Stdio;
 
@@ -38,7 +37,7 @@ pub struct Spawned {
 }
 
 /// Pipes this large cut wake-ups when a child streams output quickly.
-const PIPE_SIZE: libc::c_int = 1024 * 1024;
+const PIPE_SIZE: usize = 1024 * 1024;
 
 pub fn spawn(spec: SpawnSpec) -> io::Result<Spawned> {
     let mut command = Command::new(&spec.program);
@@ -67,18 +66,10 @@ fn spawn_with_pipes(mut command: Command, pipe_stdin: bool) -> io::Result<Spawne
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(io::Error::other("child pipes were not created"));
     };
-    enlarge_pipe(stdout.as_raw_fd());
-    enlarge_pipe(stderr.as_raw_fd());
+    crate::fds::enlarge_pipe(&stdout, PIPE_SIZE);
+    crate::fds::enlarge_pipe(&stderr, PIPE_SIZE);
     let stdin = child.stdin.take();
     Ok(Spawned { child, streams: Streams::Pipes { stdout, stderr, stdin } })
-}
-
-fn enlarge_pipe(fd: libc::c_int) {
-    // SAFETY: F_SETPIPE_SZ on a pipe descriptor we own; failure (e.g. over the system's
-    // pipe-max-size) only leaves the default size, which is still correct.
-    unsafe {
-        libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_SIZE);
-    }
 }
 
 fn spawn_on_pty(mut command: Command) -> io::Result<Spawned> {

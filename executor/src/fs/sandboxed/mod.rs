@@ -22,7 +22,7 @@ mod reply;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -234,15 +234,8 @@ fn spawn_helper(config: &LauncherConfig, plan: &SandboxPlan, cwd: &Path) -> Resu
     let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
         return Err(RpcError::internal("fs sandbox helper pipes were not created"));
     };
-    enlarge_pipe(&stdout);
+    crate::fds::enlarge_pipe(&stdout, REPLY_BUFFER);
     Ok(Helper { child, stdin, stdout: BufReader::with_capacity(REPLY_BUFFER, stdout), fd_socket: ours })
-}
-
-/// Best effort: an unprivileged process may be refused a size above
-/// /proc/sys/fs/pipe-max-size; the default size then stays, which only costs speed.
-fn enlarge_pipe(stdout: &ChildStdout) {
-    let size = i32::try_from(REPLY_BUFFER).unwrap_or(i32::MAX);
-    let _ = nix::fcntl::fcntl(stdout.as_raw_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(size));
 }
 
 /// One request/reply. `Err` means the helper itself failed (it is then discarded);
@@ -332,7 +325,7 @@ fn fd_socket_from_args(args: &[OsString]) -> Result<Option<OwnedFd>, String> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use std::os::fd::IntoRawFd;
+    use std::os::fd::{AsRawFd, IntoRawFd};
 
     #[test]
     fn helper_arguments() {
