@@ -286,6 +286,15 @@ impl RunOutput {
     }
 }
 
+/// A `FileSystemSandboxContext` like Codex's workspace-write: the root readable, `ws`
+/// writable, network restricted.
+pub fn workspace_write_sandbox(ws: &std::path::Path) -> Value {
+    json!({"permissions": {"type": "managed", "file_system": {"type": "restricted", "entries": [
+        {"path": {"type": "special", "value": {"kind": "root"}}, "access": "read"},
+        {"path": {"type": "path", "path": uri(ws)}, "access": "write"}]}, "network": "restricted"},
+        "windowsSandboxLevel": "disabled"})
+}
+
 /// `process/start` params for `sh -c SCRIPT` in `/tmp` with a plain PATH.
 pub fn sh(script: &str) -> Value {
     json!({"argv": ["sh", "-c", script], "cwd": "file:///tmp", "env": {"PATH": "/usr/bin:/bin"}, "tty": false})

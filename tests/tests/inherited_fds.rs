@@ -11,7 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use executor_tests::{executor_bin, uri, Executor, RunOutput};
+use executor_tests::{executor_bin, uri, workspace_write_sandbox, Executor, RunOutput};
 use serde_json::{json, Value};
 
 const FD: i32 = 7;
@@ -61,10 +61,9 @@ fn probe_params(ws: &Path, sandbox: Option<Value>) -> Value {
 }
 
 fn workspace_write(ws: &Path) -> Value {
-    json!({"permissions": {"type": "managed", "file_system": {"type": "restricted", "entries": [
-        {"path": {"type": "special", "value": {"kind": "root"}}, "access": "read"},
-        {"path": {"type": "path", "path": uri(ws)}, "access": "write"}]},
-        "network": "restricted"}, "windowsSandboxLevel": "disabled", "cwd": uri(ws)})
+    let mut sandbox = workspace_write_sandbox(ws);
+    sandbox["cwd"] = json!(uri(ws));
+    sandbox
 }
 
 fn assert_closed(out: &RunOutput, what: &str) {

@@ -1,7 +1,7 @@
 //! Operator floor: `--require-sandbox` and `--default-sandbox`, and sandboxed
 //! `process/start` over the protocol (sandboxType, sandboxDenied, host state).
 
-use executor_tests::{sh, uri, Executor};
+use executor_tests::{sh, uri, workspace_write_sandbox, Executor};
 use serde_json::json;
 
 #[test]
@@ -48,10 +48,7 @@ fn sandboxed_start_reports_linux_seccomp_and_denials() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ws = std::fs::canonicalize(dir.path()).expect("canonical");
     let mut s = Executor::ready(&[]);
-    let sandbox = json!({"permissions": {"type": "managed", "file_system": {"type": "restricted", "entries": [
-        {"path": {"type": "special", "value": {"kind": "root"}}, "access": "read"},
-        {"path": {"type": "path", "path": uri(&ws)}, "access": "write"}]}, "network": "restricted"},
-        "windowsSandboxLevel": "disabled"});
+    let sandbox = workspace_write_sandbox(&ws);
     let params = json!({"processId": "s1", "argv": ["sh", "-c", "grep -E '^(Seccomp|NoNewPrivs|CapEff):' /proc/self/status; id -u"],
         "cwd": uri(&ws), "env": {"PATH": "/usr/bin:/bin"}, "tty": false, "sandbox": sandbox});
     assert_eq!(s.call("process/start", params)["sandboxType"], "linuxSeccomp");
@@ -83,10 +80,7 @@ fn interrupt_reaches_the_sandboxed_command_with(launcher: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let ws = std::fs::canonicalize(dir.path()).expect("canonical");
     let mut s = Executor::ready(&["--bwrap", launcher]);
-    let sandbox = json!({"permissions": {"type": "managed", "file_system": {"type": "restricted", "entries": [
-        {"path": {"type": "special", "value": {"kind": "root"}}, "access": "read"},
-        {"path": {"type": "path", "path": uri(&ws)}, "access": "write"}]}, "network": "restricted"},
-        "windowsSandboxLevel": "disabled"});
+    let sandbox = workspace_write_sandbox(&ws);
     let script = "trap 'echo got-int; exit 4' INT; echo ready; while :; do sleep 0.05; done";
     let params = json!({"processId": "int", "argv": ["sh", "-c", script], "cwd": uri(&ws),
         "env": {"PATH": "/usr/bin:/bin"}, "tty": false, "sandbox": sandbox});

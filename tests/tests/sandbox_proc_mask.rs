@@ -8,7 +8,7 @@
 
 use std::process::Command;
 
-use executor_tests::{executor_bin, uri, Executor, RunOutput};
+use executor_tests::{executor_bin, uri, workspace_write_sandbox, Executor, RunOutput};
 use serde_json::json;
 
 /// `sh -c SCRIPT` run in a private mount namespace whose /proc has a locked over-mount.
@@ -26,10 +26,7 @@ fn in_masked_host(script: &str, args: &[&str]) -> Command {
 const PROBE: &str = "ls -A /proc | wc -l; if [ -e /proc/1/environ ] || [ -e /proc/self/status ]; then echo visible; else echo masked; fi";
 
 fn probe(server: &mut Executor, ws: &std::path::Path, id: &str) -> RunOutput {
-    let sandbox = json!({"permissions": {"type": "managed", "file_system": {"type": "restricted", "entries": [
-        {"path": {"type": "special", "value": {"kind": "root"}}, "access": "read"},
-        {"path": {"type": "path", "path": uri(ws)}, "access": "write"}]}, "network": "restricted"},
-        "windowsSandboxLevel": "disabled"});
+    let sandbox = workspace_write_sandbox(ws);
     let params = json!({"processId": id, "argv": ["sh", "-c", PROBE], "cwd": uri(ws),
         "env": {"PATH": "/usr/bin:/bin"}, "tty": false, "sandbox": sandbox});
     assert_eq!(server.call("process/start", params)["sandboxType"], "linuxSeccomp");

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use executor_tests::unprivileged::{chown_tree, setpriv_args, test_user_ids, user_binary};
-use executor_tests::{executor_bin, uri, Executor, RunOutput};
+use executor_tests::{executor_bin, uri, workspace_write_sandbox, Executor, RunOutput};
 use serde_json::json;
 
 /// Forks up to 200 children that sleep, stopping at the first refusal.
@@ -97,10 +97,7 @@ fn a_fork_bomb_leaves_the_server_responsive() {
         .current_dir(&ws);
     let mut s = Executor::spawn(command);
     s.handshake();
-    let sandbox = json!({"permissions": {"type": "managed", "file_system": {"type": "restricted", "entries": [
-        {"path": {"type": "special", "value": {"kind": "root"}}, "access": "read"},
-        {"path": {"type": "path", "path": uri(&ws)}, "access": "write"}]}, "network": "restricted"},
-        "windowsSandboxLevel": "disabled"});
+    let sandbox = workspace_write_sandbox(&ws);
     let marker = format!("bomb-marker-{}", std::process::id());
     // Every process keeps forking copies of itself, retrying when refused (a refused
     // fork ends that shell; the top one execs so that it is not among them).
