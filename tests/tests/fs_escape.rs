@@ -511,23 +511,24 @@ fn proc_root_and_cwd_traversal(who: Who) {
     let listing = fx.direct_ok("fs/readDirectory", json!({"path": "file:///proc"}));
     assert!(names(&listing).contains(&pid.to_string()));
 
-    // In the sandbox /proc/self and /proc/1 are the sandbox's own processes, whose root
-    // is the sandbox's view: readable roots read, denied ones stay masked.
+    // In the sandbox /proc/self is the sandbox's own process, whose root is the sandbox's
+    // view: readable roots read, denied ones stay masked.
     // (readable, denied, not writable) paths reached through the sandbox's own /proc;
     // the helper's cwd is the workspace, so `cwd/..` is the tree's root (`%2F` keeps the
     // URI parser from removing that `..`).
     let through = |base: &str| (format!("{base}{o}/o.txt"), format!("{base}{s}/s.txt"), format!("{base}{o}/proc-w.txt"));
     let cwd = |rel: &str| format!("/proc/self/cwd%2F..%2F{rel}");
-    let cases = [
-        through("/proc/self/root"),
-        through("/proc/1/root"),
-        (cwd("outside/o.txt"), cwd("secret/s.txt"), cwd("outside/proc-w.txt")),
-    ];
+    let cases = [through("/proc/self/root"), (cwd("outside/o.txt"), cwd("secret/s.txt"), cwd("outside/proc-w.txt"))];
     for (readable, denied, target) in cases {
         assert_eq!(fx.read_sandboxed(&format!("file://{readable}")), Ok(b"outside\n".to_vec()), "{readable}");
         let leaked = fx.read_sandboxed(&format!("file://{denied}"));
         assert!(leaked.is_err(), "{denied}: {leaked:?}");
         fx.write_refused("fs/writeFile", write_uri(&format!("file://{target}"), b"x"));
+    }
+    // PID 1 is the inner stage. It is non-dumpable, so nothing in the sandbox can reach
+    // its descriptors, memory or root through /proc/1.
+    for path in [format!("/proc/1/root{o}/o.txt"), "/proc/1/environ".to_string()] {
+        assert_eq!(fx.refused("fs/readFile", json!({"path": format!("file://{path}")})), (-32600, DENIED.to_owned()), "{path}");
     }
     // The executor is not in the sandbox's PID namespace.
     let listing = fx.ok("fs/readDirectory", json!({"path": "file:///proc"}));
@@ -541,10 +542,8 @@ fn proc_root_and_cwd_traversal(who: Who) {
     let (code, _) = fx.refused("fs/writeFile", write_uri(&format!("file:///proc/{pid}/cwd/pw.txt"), b"x"));
     assert_eq!(code, -32004);
     // Environments inside carry nothing of the executor's.
-    for path in ["/proc/self/environ", "/proc/1/environ"] {
-        if let Ok(env) = fx.read_sandboxed(&format!("file://{path}")) {
-            assert!(!contains(&env, ENV_SECRET.as_bytes()), "{path} leaked the executor's environment");
-        }
+    if let Ok(env) = fx.read_sandboxed("file:///proc/self/environ") {
+        assert!(!contains(&env, ENV_SECRET.as_bytes()), "/proc/self/environ leaked the executor's environment");
     }
     assert_eq!(std::fs::read_dir(&secret).unwrap().count(), 1, "something was written into the executor's cwd");
     assert!(!out.join("proc-w.txt").exists());
@@ -586,10 +585,10 @@ fn protected_metadata(who: Who) {
     assert!(ws.join("git-like/hooks/pre-commit").is_file() && ws.join("sibling.txt").is_file());
 }
 
-/// docs/security-model.md "Missing protected metadata": a name that does not exist when a
-/// request is planned is not protected during that request. Every request is planned
-/// anew, so once it exists it is protected from the next request on, also when the
-/// sandbox's warm helper was started before it appeared.
+/// A protected name that does not exist in the workspace cannot be created by a request
+/// either (the inner stage's create guard answers EROFS), whatever the method; and a
+/// name that appears on the host after the warm helper started is protected from the
+/// next request on.
 fn missing_protected_metadata(who: Who) {
     let t = Tree::new();
     std::fs::create_dir_all(t.ws.join("staging/hooks")).unwrap();
@@ -608,16 +607,21 @@ fn missing_protected_metadata(who: Who) {
     fx.write_refused("fs/writeFile", write(&ws.join(".git/hooks/pre-commit"), b"evil"));
     assert_eq!(std::fs::read(ws.join(".git/config")).unwrap(), b"[core]\n");
 
-    // Pinned gap: one request may create a missing name, with contents.
-    fx.ok("fs/copy", copy(&ws.join("staging"), &ws.join(".agents"), true));
-    assert!(ws.join(".agents/hooks/pre-commit").is_file());
-    fx.ok("fs/createDirectory", json!({"path": uri(&ws.join(".codex/sub"))}));
-    assert!(ws.join(".codex/sub").is_dir());
-    // ... and from then on it is protected.
-    fx.write_refused("fs/writeFile", write(&ws.join(".agents/hooks/pre-commit"), b"evil"));
-    fx.write_refused("fs/writeFile", write(&ws.join(".codex/config.toml"), b"evil"));
-    assert_eq!(std::fs::read(ws.join(".agents/hooks/pre-commit")).unwrap(), b"#!/bin/sh\n");
-    assert!(!ws.join(".codex/config.toml").exists());
+    // Missing names: every way of creating one is refused and leaves nothing behind.
+    fx.write_refused("fs/copy", copy(&ws.join("staging"), &ws.join(".agents"), true));
+    fx.write_refused("fs/createDirectory", json!({"path": uri(&ws.join(".codex/sub"))}));
+    fx.write_refused("fs/createDirectory", json!({"path": uri(&ws.join(".hg"))}));
+    fx.write_refused("fs/writeFile", write(&ws.join(".aws"), b"[default]\n"));
+    fx.write_refused("fs/copy", copy(&ws.join("staging/hooks/pre-commit"), &ws.join(".svn"), false));
+    for name in [".agents", ".codex", ".hg", ".aws", ".svn"] {
+        assert!(std::fs::symlink_metadata(ws.join(name)).is_err(), "{name} was created");
+    }
+    // Controls: the same requests with other names work.
+    fx.ok("fs/copy", copy(&ws.join("staging"), &ws.join("agents"), true));
+    fx.ok("fs/createDirectory", json!({"path": uri(&ws.join("codex/sub"))}));
+    fx.ok("fs/writeFile", write(&ws.join("aws"), b"[default]\n"));
+    assert!(ws.join("agents/hooks/pre-commit").is_file() && ws.join("codex/sub").is_dir());
+    assert_eq!(std::fs::read(ws.join("aws")).unwrap(), b"[default]\n");
 }
 
 // ------------------------------------------------------------------------------------

@@ -95,22 +95,27 @@ fn the_inner_stage_closes_descriptors_by_itself() {
     let secret = secret_file(&ws);
     let run = |cmd: &[&str]| {
         let mut command = Command::new(executor_bin());
-        command.arg("sandbox").arg("--").args(cmd).current_dir(&ws).stdin(Stdio::null());
+        command.env("EXECUTOR_SANDBOX_DEBUG", "1").arg("sandbox").arg("--").args(cmd).current_dir(&ws).stdin(Stdio::null());
         let file = with_fd7(&mut command, &secret);
         let out = command.output().expect("run executor sandbox");
         drop(file);
         out
     };
     // Control: `executor sandbox` itself does not close descriptor 7 (it is not the
-    // server), so bwrap and the inner stage receive it; a direct descriptor walk of
-    // the inner stage shows it arrived. The command must not have it.
+    // server), so bwrap and the inner stage receive it: the inner stage's debug report
+    // lists it among those it made close-on-exec. The command must not have it.
     let out = run(&["sh", "-c", PROBE]);
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "closed\n");
-    let inner = run(&["sh", "-c", "readlink /proc/1/fd/7 || echo none"]);
-    assert_eq!(
-        String::from_utf8_lossy(&inner.stdout).trim(),
-        secret.to_string_lossy(),
-        "control: descriptor 7 reached the inner stage (PID 1), so the command's `closed` is the inner stage's doing"
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report = stderr.lines().find(|l| l.contains("made close-on-exec: ")).unwrap_or_default();
+    let listed = report.split("made close-on-exec: [").nth(1).and_then(|r| r.split(']').next()).unwrap_or_default();
+    assert!(
+        listed.split(", ").any(|fd| fd == "7"),
+        "control: descriptor 7 reached the inner stage, so the command's `closed` is the inner stage's doing: {stderr}"
     );
+    // The inner stage still holds it, but is not dumpable: the command cannot reopen it
+    // through /proc/1/fd.
+    let inner = run(&["sh", "-c", "cat /proc/1/fd/7 2>/dev/null || echo unreachable"]);
+    assert_eq!(String::from_utf8_lossy(&inner.stdout).trim(), "unreachable");
 }

@@ -373,14 +373,231 @@ both!(missing_metadata_leaves_no_host_litter, |sb| {
     assert!(!o.stdout.contains(".git"), "{o:?}");
 });
 
-// Known limit (see bwrap_args.rs docs): a protected name that does not exist cannot be
-// mounted over without creating it on the host, so it is not protected. Pinned so the
-// day it is closed this test is updated, and the gap stays visible.
-both!(missing_git_creation_is_a_documented_limit, |sb| {
+const MISSING: [&str; 6] = [".git", ".hg", ".svn", ".codex", ".agents", ".aws"];
+
+#[track_caller]
+fn assert_none_created(s: &Scratch) {
+    for name in MISSING {
+        assert!(
+            std::fs::symlink_metadata(s.ws.join(name)).is_err(),
+            "{name} was created on the host"
+        );
+    }
+}
+
+// A protected name that does not exist yet cannot be created by any call that makes a
+// directory entry (the create guard, inner/guard): each attack is refused with EROFS,
+// the same call with another name works, and the host is checked afterwards.
+both!(missing_protected_names_cannot_be_created, |sb| {
     let s = sb.scratch();
-    let o = sb.sh(&refs(&ro_ws(&s)), &s.ws, "mkdir .git && echo created");
-    assert_line(&o, "created");
-    assert!(s.ws.join(".git").is_dir());
+    std::fs::create_dir(s.ws.join("sub")).unwrap();
+    sb.own(&s.root);
+    let o = sb.sh(
+        &refs(&ro_ws(&s)),
+        &s.ws,
+        "try() { if \"$@\" 2>/dev/null; then echo \"$*:created\"; else echo \"$*:refused\"; fi; }; \
+         echo data > f; mkdir d; mkdir d2; \
+         try mkdir .git; try touch .codex; try sh -c 'echo x > .hg'; try ln -s elsewhere .svn; \
+         try ln f .aws; try mv d .agents; try mkfifo .git; \
+         try mkdir sub/../.git; try mkdir /proc/self/cwd/.codex; try mkdir \"$PWD/.hg\"; \
+         cd sub; try mkdir ../.aws; ln -s ../.git dangling; try sh -c 'echo x > dangling'; cd ..; \
+         try mkdir ok-dir; try touch ok-file; try ln -s elsewhere ok-link; try ln f ok-hard; try mv d2 ok-moved; \
+         try mkfifo ok-fifo; echo done",
+    );
+    assert_line(&o, "done");
+    for attack in [
+        "mkdir .git",
+        "touch .codex",
+        "sh -c echo x > .hg",
+        "ln -s elsewhere .svn",
+        "ln f .aws",
+        "mv d .agents",
+        "mkfifo .git",
+        "mkdir sub/../.git",
+        "mkdir /proc/self/cwd/.codex",
+        "sh -c echo x > dangling",
+        "mkdir ../.aws",
+    ] {
+        assert_line(&o, &format!("{attack}:refused"));
+    }
+    assert_line(&o, &format!("mkdir {}/.hg:refused", s.ws.display()));
+    assert_none_created(&s);
+    for control in [
+        "mkdir ok-dir",
+        "touch ok-file",
+        "ln -s elsewhere ok-link",
+        "ln f ok-hard",
+        "mv d2 ok-moved",
+        "mkfifo ok-fifo",
+    ] {
+        assert_line(&o, &format!("{control}:created"));
+    }
+    assert!(
+        s.ws.join("ok-dir").is_dir() && s.ws.join("ok-moved").is_dir() && s.ws.join("d").is_dir()
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.ws.join("ok-hard")).unwrap(),
+        "data\n"
+    );
+    assert_eq!(
+        std::fs::read_link(s.ws.join("sub/dangling")).unwrap(),
+        Path::new("../.git")
+    );
+
+    // The errno is the one a read-only mount gives.
+    let o = sb.sh(&refs(&ro_ws(&s)), &s.ws, "mkdir .git");
+    assert!(o.stderr.contains("Read-only file system"), "{o:?}");
+});
+
+// Through directory descriptors and every system call form, including `O_EXCL`, a
+// hard link of an O_TMPFILE file through /proc/self/fd (refused by the guard before the
+// kernel would answer EXDEV, as it does for that link to any name in this sandbox), and
+// RENAME_EXCHANGE.
+both!(missing_protected_names_via_descriptors, |sb| {
+    let s = sb.scratch();
+    sb.own(&s.root);
+    let code = r#"
+ws = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+os.chdir("/")
+res("mkdirat", lambda: os.mkdir(".git", dir_fd=ws))
+res("openat_excl", lambda: os.close(os.open(".codex", os.O_CREAT | os.O_EXCL | os.O_WRONLY, dir_fd=ws)))
+res("symlinkat", lambda: os.symlink("x", ".hg", dir_fd=ws))
+os.close(os.open("plain", os.O_CREAT | os.O_WRONLY, dir_fd=ws))
+res("renameat", lambda: os.rename("plain", ".svn", src_dir_fd=ws, dst_dir_fd=ws))
+res("linkat", lambda: os.link("plain", ".aws", src_dir_fd=ws, dst_dir_fd=ws))
+res("mknodat", lambda: os.mknod(".agents", 0o600 | 0o010000, dir_fd=ws))
+os.chdir(ws)
+tmp = os.open(".", os.O_TMPFILE | os.O_WRONLY, 0o600)
+os.write(tmp, b"tmpfile\n")
+res("link_tmpfile", lambda: os.link(f"/proc/self/fd/{tmp}", ".git", follow_symlinks=True))
+nr = 316 if os.uname().machine == "x86_64" else 276  # renameat2
+r = libc.syscall(ctypes.c_long(nr), ctypes.c_int(-100), b"plain", ctypes.c_int(-100), b".git", ctypes.c_uint(2))
+print("exchange:" + ("ok" if r == 0 else errno.errorcode[ctypes.get_errno()]))
+res("mkdirat_ok", lambda: os.mkdir("ok", dir_fd=ws))
+res("excl_ok", lambda: os.close(os.open("ok-excl", os.O_CREAT | os.O_EXCL | os.O_WRONLY, dir_fd=ws)))
+res("excl_again", lambda: os.close(os.open("ok-excl", os.O_CREAT | os.O_EXCL | os.O_WRONLY, dir_fd=ws)))
+"#;
+    let o = sb.py(&refs(&ro_ws(&s)), &s.ws, code);
+    for attack in [
+        "mkdirat",
+        "openat_excl",
+        "symlinkat",
+        "renameat",
+        "linkat",
+        "mknodat",
+        "link_tmpfile",
+        "exchange",
+    ] {
+        assert_line(&o, &format!("{attack}:EROFS"));
+    }
+    assert_line(&o, "mkdirat_ok:ok");
+    assert_line(&o, "excl_ok:ok");
+    assert_line(&o, "excl_again:EEXIST");
+    assert_none_created(&s);
+    assert!(s.ws.join("plain").is_file());
+});
+
+// The check copies the path once and the supervisor makes the call itself, so a second
+// thread flipping the path between a harmless name and `.git` never gets `.git`
+// created. The harmless name is created many times over: the race was run.
+both!(missing_protected_name_race, |sb| {
+    let s = sb.scratch();
+    sb.own(&s.root);
+    let code = r#"
+import threading
+buf = ctypes.create_string_buffer(b"xgit", 8)
+stop = False
+def flip():
+    while not stop:
+        ctypes.memmove(buf, b".git", 4)
+        ctypes.memmove(buf, b"xgit", 4)
+th = threading.Thread(target=flip); th.start()
+made = refused = 0
+for _ in range(20000):
+    if libc.mkdir(buf, 0o755) == 0:
+        made += 1
+        os.rmdir("xgit") if os.path.isdir("xgit") else None
+        if os.path.isdir(".git"):
+            print("ESCAPED"); break
+    elif ctypes.get_errno() == errno.EROFS:
+        refused += 1
+stop = True; th.join()
+print(f"made={made > 100} refused={refused > 100}")
+"#;
+    let o = sb.py(&refs(&ro_ws(&s)), &s.ws, code);
+    assert!(!o.stdout.contains("ESCAPED"), "{o:?}");
+    assert_line(&o, "made=True refused=True");
+    assert_none_created(&s);
+});
+
+// What the guard does on behalf of a command must be what the command's own call
+// would have done: umask, O_CLOEXEC, FIFOs that block until a reader comes, /dev/null
+// and /dev/stdout (a pipe of the sandbox's own: reopening the harness's root-owned
+// pipe is refused to an unprivileged user with or without the guard), relative paths from a subdirectory, a dangling link that creates its
+// target, and `set -C`.
+both!(create_guard_keeps_call_semantics, |sb| {
+    let s = sb.scratch();
+    sb.own(&s.root);
+    let o = sb.sh(
+        &refs(&ro_ws(&s)),
+        &s.ws,
+        "umask 027; mkdir m750; touch f640; umask 022; \
+         mkfifo p; cat p > from-fifo & echo through-fifo > p; wait; \
+         echo quiet > /dev/null; { echo to-stdout > /dev/stdout; } | cat; \
+         mkdir -p a/b; cd a/b; echo deep > ../x; ln -s ../made-by-link dl; echo via-link > dl; cd ../..; \
+         echo once > once; set -C; if echo twice > once 2>/dev/null; then echo clobbered; fi; echo done",
+    );
+    assert_line(&o, "done");
+    assert_line(&o, "to-stdout");
+    assert!(!has_line(&o, "clobbered"), "{o:?}");
+    let mode = |p: &str| {
+        std::fs::metadata(s.ws.join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("m750"), 0o750);
+    assert_eq!(mode("f640"), 0o640);
+    assert_eq!(
+        std::fs::read_to_string(s.ws.join("from-fifo")).unwrap(),
+        "through-fifo\n"
+    );
+    assert_eq!(std::fs::read_to_string(s.ws.join("a/x")).unwrap(), "deep\n");
+    assert_eq!(
+        std::fs::read_to_string(s.ws.join("a/made-by-link")).unwrap(),
+        "via-link\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.ws.join("once")).unwrap(),
+        "once\n"
+    );
+
+    let code = r#"
+import fcntl
+a = os.open("cx", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC)
+b = libc.open(b"nc", os.O_CREAT | os.O_WRONLY, 0o644)  # os.open always adds O_CLOEXEC
+print("cloexec", bool(fcntl.fcntl(a, fcntl.F_GETFD) & fcntl.FD_CLOEXEC), bool(fcntl.fcntl(b, fcntl.F_GETFD) & fcntl.FD_CLOEXEC))
+print("same-file", os.fstat(a).st_ino == os.stat("cx").st_ino)
+"#;
+    let o = sb.py(&refs(&ro_ws(&s)), &s.ws, code);
+    assert_line(&o, "cloexec True False");
+    assert_line(&o, "same-file True");
+
+    // The guard reports itself, and is off when nothing is missing.
+    let mut c = sb.base_cmd(&sb.exe());
+    c.env("EXECUTOR_SANDBOX_DEBUG", "1")
+        .args(["sandbox"])
+        .args(ro_ws(&s))
+        .arg("--cwd")
+        .arg(&s.ws)
+        .args(["--", "true"]);
+    let o = out(c.output().unwrap());
+    assert!(
+        o.stderr
+            .contains("create guard: on (6 missing protected names)"),
+        "{o:?}"
+    );
 });
 
 // ------------------------------------------------------------------------------------

@@ -21,10 +21,9 @@
 //! onto a name that exists. Inside a writable root that name is the host's directory
 //! entry, so any mount point bwrap creates there (`--tmpfs R/.git`) is created on the
 //! host, which is exactly the litter DESIGN.md §7 rules out (verified on 0.8.0: an
-//! empty `R/.git` appears on the host). No combination of bind/tmpfs mounts can make a
-//! name appear only inside the view while `R` itself stays the host's writable
-//! directory. Such names are therefore not mounted; the plan lists them in
-//! `unprotected_missing` (shown with `EXECUTOR_SANDBOX_DEBUG=1`).
+//! empty `R/.git` appears on the host). Such names are therefore not mounted; the plan
+//! lists them in `missing_protected`, and the inner stage's create guard
+//! (`inner/guard`) refuses every call that would create them.
 
 use std::ffi::{OsStr, OsString};
 use std::path::Path;

@@ -577,6 +577,19 @@ pub fn collect(config: &LauncherConfig) -> Report {
     }
 
     let sandbox_enforceable = smoke.as_ref().is_some_and(|s| s.ok);
+    let proc_masked = smoke.as_ref().is_some_and(|s| s.proc_masked);
+    let guard_kernel = super::inner::guard::kernel_supported();
+    let guard_enforced = sandbox_enforceable && guard_kernel && !proc_masked;
+    if sandbox_enforceable && !guard_enforced {
+        problems.push(Problem {
+            what: "missing protected names (.git, .codex, ...) in writable roots can be created: the create guard cannot run here".into(),
+            fix: if guard_kernel {
+                "let sandboxes mount their own /proc (in a container: run it without masked /proc paths, e.g. `--security-opt systempaths=unconfined`), or create the protected directories before running commands".into()
+            } else {
+                "upgrade to Linux 5.14 or newer, or create the protected directories before running commands".into()
+            },
+        });
+    }
     let layers = vec![
         Layer {
             name: "namespaces (bwrap)",
@@ -607,6 +620,15 @@ pub fn collect(config: &LauncherConfig) -> Report {
             name: "seccomp",
             enforced: sandbox_enforceable && seccomp.filters_available,
             detail: if seccomp.filters_available { "filters available".into() } else { "unavailable".into() },
+        },
+        Layer {
+            name: "create guard (missing protected names)",
+            enforced: guard_enforced,
+            detail: match (guard_kernel, proc_masked) {
+                (false, _) => super::inner::guard::KERNEL_NEEDED.into(),
+                (true, true) => "needs the sandbox's own /proc, which this host masks".into(),
+                (true, false) => "seccomp user notification".into(),
+            },
         },
     ];
     Report {

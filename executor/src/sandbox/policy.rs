@@ -11,9 +11,9 @@
 //! - protected metadata names (`.git`, `.hg`, `.svn`, `.codex`, `.agents`, `.aws`) that
 //!   exist inside a writable root are kept read-only. A protected path that is a symlink
 //!   makes the plan fail closed. Missing protected names are listed in
-//!   [`SandboxPlan::unprotected_missing`]: a mount-based sandbox cannot place a read-only
-//!   mount point at a name that does not exist in a host-backed writable directory
-//!   without creating that name on the host (see the module docs of `bwrap_args`);
+//!   [`SandboxPlan::missing_protected`]: no mount can cover a name that does not exist
+//!   in a host-backed writable directory without creating it on the host, so the inner
+//!   stage's create guard keeps them from being created (`inner/guard`);
 //! - `glob_pattern` entries are expanded by walking from the pattern's literal prefix,
 //!   at most `glob_scan_max_depth` levels deep (default [`DEFAULT_GLOB_DEPTH`]), visiting
 //!   at most [`GLOB_MAX_VISITED`] entries and accepting at most [`GLOB_MAX_MATCHES`]
@@ -266,7 +266,7 @@ pub struct SandboxPlan {
     pub writable_roots: Vec<PathBuf>,
     pub denied: Vec<PathBuf>,
     pub protected: Vec<PathBuf>,
-    pub unprotected_missing: Vec<PathBuf>,
+    pub missing_protected: Vec<PathBuf>,
     pub network: bool,
 }
 
@@ -280,7 +280,7 @@ impl SandboxPlan {
             writable_roots: Vec::new(),
             denied: Vec::new(),
             protected: Vec::new(),
-            unprotected_missing: Vec::new(),
+            missing_protected: Vec::new(),
             network: true,
         }
     }
@@ -409,7 +409,7 @@ pub fn resolve(ctx: &FileSystemSandboxContext, fallback_cwd: Option<&Path>) -> R
         writable_roots: Vec::new(),
         denied: Vec::new(),
         protected: Vec::new(),
-        unprotected_missing: Vec::new(),
+        missing_protected: Vec::new(),
         network: network_on,
     };
     match base_eff {
@@ -447,7 +447,7 @@ pub fn resolve(ctx: &FileSystemSandboxContext, fallback_cwd: Option<&Path>) -> R
                     plan.protected.push(p.clone());
                     eff.insert(p, Eff::Read);
                 }
-                Err(e) if is_missing(&e) => plan.unprotected_missing.push(p),
+                Err(e) if is_missing(&e) => plan.missing_protected.push(p),
                 Err(e) => return Err(SandboxError::io("cannot inspect protected path", p, e)),
             }
         }
@@ -714,7 +714,7 @@ mod tests {
         assert!(plan.ops.contains(&MountOp::ReadOnly(ws.join(".git"))));
         assert!(plan.ops.contains(&MountOp::MaskDir(ws.join("secret"))));
         assert!(plan.ops.contains(&MountOp::MaskFile(ws.join("key.txt"))));
-        assert!(plan.unprotected_missing.contains(&ws.join(".codex")));
+        assert!(plan.missing_protected.contains(&ws.join(".codex")));
         // parents first
         let wpos = plan.ops.iter().position(|o| o == &MountOp::Writable(ws.clone())).unwrap();
         let gpos = plan.ops.iter().position(|o| o == &MountOp::ReadOnly(ws.join(".git"))).unwrap();

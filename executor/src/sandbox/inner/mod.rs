@@ -11,13 +11,17 @@
 //! 5. seccomp (DESIGN.md §4 layer 2);
 //! 6. RLIMIT_NPROC (`--sandbox-max-procs`), so a fork bomb fails inside;
 //! 7. every descriptor above stderr not handed over on purpose made close-on-exec;
-//! 8. fork the command, reap, forward signals, exit with the command's status.
+//! 8. fork the command, reap, forward signals, exit with the command's status. When
+//!    protected names are missing in a writable root, the command (and everything it
+//!    starts) runs under the create guard (`guard`), whose supervisor is a thread of
+//!    this process.
 //!
 //! Invocation: `<exe> [--run-as-sandbox-inner] <config JSON> -- <argv...>`. The config
 //! is one argument (no temp files on the host); the user argv stays separate so that
 //! its size limit is the kernel's per-argument one, not shared with the config.
 
 mod caps;
+pub mod guard;
 mod landlock;
 mod pid1;
 mod seccomp;
@@ -54,6 +58,10 @@ pub struct InnerConfig {
     /// RLIMIT_NPROC for everything in the sandbox.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_procs: Option<u64>,
+    /// Protected paths missing in writable roots, kept from being created by the
+    /// create guard.
+    #[serde(default, with = "path_list", skip_serializing_if = "Vec::is_empty")]
+    pub guard: Vec<PathBuf>,
 }
 
 impl InnerConfig {
@@ -66,6 +74,7 @@ impl InnerConfig {
             debug,
             keep_fds: keep_fds.to_vec(),
             max_procs: None,
+            guard: plan.missing_protected.clone(),
         }
     }
 
@@ -110,7 +119,13 @@ fn run(args: Vec<OsString>) -> Result<Never, String> {
 
     // Whatever bwrap or the executor let through (bwrap's --info-fd, descriptors the
     // executor inherited) must not reach the command.
+    let inherited = if config.debug { open_descriptors_above_stderr(&config.keep_fds) } else { Vec::new() };
     crate::fds::mark_cloexec_from(3, &config.keep_fds).map_err(|e| format!("cannot close inherited descriptors: {e}"))?;
+    // This process keeps those descriptors (and later the create guard's listener) open;
+    // non-dumpable, nothing in the sandbox can reopen them through /proc/1/fd, read its
+    // memory or take them with pidfd_getfd. The command gets a dumpable mm at exec.
+    // SAFETY: prctl with integer arguments only; no memory is passed.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     caps::drop_all_and_verify()?;
     // SAFETY: prctl with integer arguments only; no memory is passed.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
@@ -121,12 +136,22 @@ fn run(args: Vec<OsString>) -> Result<Never, String> {
         limit_processes(limit)?;
     }
     let ll = landlock::apply(&config)?;
-    let prep = pid1::Prepared::new(&argv, config.arg0.as_deref())?;
+    let guard = guard::prepare(&config.guard);
+    let mut prep = pid1::Prepared::new(&argv, config.arg0.as_deref())?;
     pid1::become_reaper();
     seccomp::apply(config.net)?;
+    let guard_status = match guard {
+        Ok(Some(setup)) => {
+            prep.guard = Some(setup);
+            None
+        }
+        Ok(None) => Some("off (no protected name missing)".to_string()),
+        Err(e) => Some(format!("unavailable: {e}")),
+    };
+    prep.debug = config.debug;
     if config.debug {
         eprintln!(
-            "executor-sandbox: capabilities: none; no_new_privs: 1; session keyring: {}; landlock: {}; seccomp: {}; process limit: {}; pid: {}",
+            "executor-sandbox: capabilities: none; no_new_privs: 1; session keyring: {}; landlock: {}; seccomp: {}; process limit: {}; pid: {}; made close-on-exec: {:?}{}",
             match keyring {
                 Ok(()) => "fresh".to_string(),
                 Err(e) => format!("not replaced ({e}), keyctl denied by seccomp"),
@@ -134,10 +159,24 @@ fn run(args: Vec<OsString>) -> Result<Never, String> {
             ll,
             if config.net { "filter (network enabled)" } else { "filter (network restricted)" },
             config.max_procs.map(|n| n.to_string()).unwrap_or_else(|| "none".into()),
-            std::process::id()
+            std::process::id(),
+            inherited,
+            guard_status.map(|s| format!("; create guard: {s}")).unwrap_or_default()
         );
     }
     pid1::run(prep)
+}
+
+/// For the debug report: descriptors above stderr this stage received, except those
+/// handed over on purpose.
+fn open_descriptors_above_stderr(keep: &[i32]) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return Vec::new() };
+    let mut fds: Vec<i32> =
+        dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).filter(|fd| *fd > 2 && !keep.contains(fd)).collect();
+    fds.sort_unstable();
+    // The last one is the directory listing itself, closed by now.
+    fds.retain(|fd| nix::fcntl::fcntl(*fd, nix::fcntl::FcntlArg::F_GETFD).is_ok());
+    fds
 }
 
 /// RLIMIT_NPROC, soft and hard (raising it back needs a capability the sandbox lacks).
@@ -145,10 +184,16 @@ fn run(args: Vec<OsString>) -> Result<Never, String> {
 /// own processes rather than every process of the user on the host; the kernel exempts
 /// host root from it.
 fn limit_processes(limit: u64) -> Result<(), String> {
-    let rlim = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+    let rlim = libc::rlimit {
+        rlim_cur: limit,
+        rlim_max: limit,
+    };
     // SAFETY: setrlimit reads one rlimit struct that lives for the call.
     if unsafe { libc::setrlimit(libc::RLIMIT_NPROC, &rlim) } != 0 {
-        return Err(format!("cannot limit processes to {limit}: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "cannot limit processes to {limit}: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     Ok(())
 }

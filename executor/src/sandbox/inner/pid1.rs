@@ -32,6 +32,10 @@ pub struct Prepared {
     file: CString,
     argv: Vec<CString>,
     display: String,
+    /// The create guard, when there are protected names to keep from being created.
+    pub guard: Option<super::guard::Setup>,
+    /// Report the guard's state on stderr.
+    pub debug: bool,
 }
 
 impl Prepared {
@@ -47,7 +51,7 @@ impl Prepared {
         for a in &argv[1..] {
             args.push(cs(a.as_bytes())?);
         }
-        Ok(Prepared { file, argv: args, display: first.to_string_lossy().into_owned() })
+        Ok(Prepared { file, argv: args, display: first.to_string_lossy().into_owned(), guard: None, debug: false })
     }
 }
 
@@ -60,7 +64,7 @@ pub fn become_reaper() {
     }
 }
 
-pub fn run(prep: Prepared) -> ! {
+pub fn run(mut prep: Prepared) -> ! {
     let mut set = SigSet::empty();
     set.add(Signal::SIGCHLD);
     for s in FORWARDED {
@@ -80,6 +84,12 @@ pub fn run(prep: Prepared) -> ! {
     };
     // Both sides set the group, so a signal forwarded right away finds it.
     let _ = nix::unistd::setpgid(child, child);
+    if let Some(guard) = prep.guard.take() {
+        let status = guard.start_in_parent();
+        if prep.debug {
+            eprintln!("executor-sandbox: create guard: {status}");
+        }
+    }
 
     loop {
         let sig = match set.wait() {
@@ -113,6 +123,10 @@ fn exec_child(prep: &Prepared) -> ! {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    // Last, so that nothing before exec goes through the supervisor.
+    if let Some(guard) = &prep.guard {
+        guard.install_in_child();
+    }
     let mut ptrs: Vec<*const libc::c_char> = prep.argv.iter().map(|c| c.as_ptr()).collect();
     ptrs.push(std::ptr::null());
     // SAFETY: `file` and every argv entry are NUL-terminated C strings that outlive the

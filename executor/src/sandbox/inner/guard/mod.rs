@@ -1,0 +1,235 @@
+//! The create guard: keeps protected names (`.git`, `.codex`, ...) that do not exist
+//! yet in a writable root from being created, without writing anything on the host.
+//!
+//! A mount can only cover a name that exists, and a placeholder would have to be
+//! created in the host's directory, so the mount layer cannot do this. Instead every
+//! call that makes a directory entry is routed by a seccomp filter to a supervisor
+//! (seccomp user notification): a thread of the inner stage, which is itself outside
+//! that filter. The supervisor copies the path arguments once, resolves them itself,
+//! refuses a protected name in a guarded directory with EROFS (what a read-only mount
+//! would answer), and otherwise makes the call itself and hands back the result, an
+//! opened file included (`SECCOMP_ADDFD_FLAG_SEND`). It never lets the kernel re-read
+//! the path, so a second thread rewriting the path after the check gains nothing.
+//!
+//! Guarded directories are identified by device and inode, so every route to them
+//! (`..`, symlinks, `/proc/self/cwd`, another bind of the same directory) is covered.
+//!
+//! Requirements: Linux 5.14 (descriptor hand-back) and a `/proc` of the sandbox's PID
+//! namespace (the supervisor reads the caller's memory, cwd and umask there). Without
+//! them the guard is not installed and the debug line says so. The inner stage is
+//! non-dumpable, so no sandboxed process can take the listener descriptor.
+//!
+//! What the guard does not cover: an AF_UNIX socket bound to a protected name (allowed
+//! only with network enabled; a socket is not metadata git or an agent would read),
+//! and a process that made itself non-dumpable: its memory cannot be read, so its
+//! creating calls fail with EACCES.
+
+mod emulate;
+mod filter;
+mod sys;
+mod target;
+
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags};
+
+use emulate::Outcome;
+
+/// Protected names to keep from being created: `(device, inode)` of the directory
+/// (as seen inside the sandbox) and the name.
+pub struct Guard {
+    protected: Vec<(u64, u64, Vec<u8>)>,
+}
+
+impl Guard {
+    fn protects(&self, dev: u64, ino: u64, name: &[u8]) -> bool {
+        self.protected.iter().any(|(d, i, n)| *d == dev && *i == ino && n.as_slice() == name)
+    }
+}
+
+/// What the inner stage prepares before forking the command.
+pub struct Setup {
+    guard: Guard,
+    program: Vec<libc::sock_filter>,
+    parent_end: OwnedFd,
+    child_end: OwnedFd,
+}
+
+/// Prepares the guard for `missing` (protected paths absent when the plan was made).
+/// `Ok(None)`: nothing to guard. `Err`: the host cannot run the guard (the reason).
+pub fn prepare(missing: &[PathBuf]) -> Result<Option<Setup>, String> {
+    let mut protected = Vec::new();
+    for path in missing {
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            continue;
+        };
+        // A directory not visible in this view has nothing to guard.
+        let Ok(md) = std::fs::metadata(dir) else {
+            continue;
+        };
+        protected.push((
+            std::os::unix::fs::MetadataExt::dev(&md),
+            std::os::unix::fs::MetadataExt::ino(&md),
+            name.as_bytes().to_vec(),
+        ));
+    }
+    if protected.is_empty() {
+        return Ok(None);
+    }
+    if !kernel_supported() {
+        return Err(KERNEL_NEEDED.into());
+    }
+    if std::fs::metadata("/proc/self/mem").is_err() {
+        return Err("needs the sandbox's /proc, which this host does not allow".into());
+    }
+    let (parent_end, child_end) = socket::socketpair(
+        socket::AddressFamily::Unix,
+        socket::SockType::SeqPacket,
+        None,
+        socket::SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| format!("socketpair: {e}"))?;
+    Ok(Some(Setup { guard: Guard { protected }, program: filter::program(), parent_end, child_end }))
+}
+
+impl Setup {
+    /// In the forked child, before exec: install the filter and pass its listener to
+    /// the parent. The child keeps no copy of the listener. Only system calls and
+    /// allocation (the parent was single-threaded at fork).
+    pub fn install_in_child(&self) {
+        let result = sys::install_listener(&self.program);
+        let errno: i32 = match &result {
+            Ok(_) => 0,
+            Err(e) => *e,
+        };
+        let bytes = errno.to_ne_bytes();
+        let iov = [IoSlice::new(&bytes)];
+        let fds: Vec<RawFd> = result.iter().map(|fd| fd.as_raw_fd()).collect();
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+        let _ = socket::sendmsg::<()>(self.child_end.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), None);
+        drop(result);
+    }
+
+    /// In the parent after fork: receive the listener and start the supervisor.
+    /// Returns a one-line status for the debug report.
+    pub fn start_in_parent(self) -> String {
+        let Setup { guard, parent_end, child_end, .. } = self;
+        drop(child_end);
+        let listener = match receive_listener(parent_end.as_fd()) {
+            Ok(l) => l,
+            Err(e) => return format!("not installed ({e})"),
+        };
+        let count = guard.protected.len();
+        match std::thread::Builder::new().name("create-guard".into()).spawn(move || supervise(guard, listener)) {
+            Ok(_) => format!("on ({count} missing protected names)"),
+            Err(e) => format!("not started ({e})"),
+        }
+    }
+}
+
+fn receive_listener(sock: BorrowedFd<'_>) -> Result<OwnedFd, String> {
+    let mut bytes = [0u8; 4];
+    let mut iov = [IoSliceMut::new(&mut bytes)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = socket::recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
+        .map_err(|e| format!("recvmsg: {e}"))?;
+    let mut received = None;
+    for c in msg.cmsgs().map_err(|e| format!("cmsg: {e}"))? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for fd in fds {
+                // SAFETY: SCM_RIGHTS installed this descriptor in our table for us.
+                let owned = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+                received.get_or_insert(owned);
+            }
+        }
+    }
+    if msg.bytes == 0 {
+        return Err("the command exited before installing the filter".into());
+    }
+    let errno = i32::from_ne_bytes(bytes);
+    received.ok_or_else(|| format!("seccomp listener: {}", std::io::Error::from_raw_os_error(errno)))
+}
+
+pub const KERNEL_NEEDED: &str = "needs Linux 5.14 (seccomp descriptor hand-back)";
+
+/// Whether this kernel can run the guard (SECCOMP_ADDFD_FLAG_SEND).
+pub fn kernel_supported() -> bool {
+    kernel_at_least(5, 14)
+}
+
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let Ok(u) = nix::sys::utsname::uname() else {
+        return false;
+    };
+    let release = u.release().to_string_lossy().into_owned();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
+    let (Some(a), Some(b)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    (a, b) >= (major, minor)
+}
+
+/// The supervisor loop. Runs until the inner stage exits.
+fn supervise(guard: Guard, listener: OwnedFd) {
+    if sys::unshare_fs().is_err() {
+        // Without a private umask, emulated calls could not apply the caller's.
+        return refuse_all(listener);
+    }
+    let (Ok(root), Ok(proc_root)) = (sys::open_dir(c"/"), sys::open_dir(c"/proc")) else {
+        return refuse_all(listener);
+    };
+    let listener = Arc::new(listener);
+    let mut buf = vec![0u64; sys::notif_size().div_ceil(8)];
+    loop {
+        let n = match sys::recv(listener.as_fd(), &mut buf) {
+            Ok(n) => n,
+            Err(libc::EINTR) | Err(libc::ENOENT) => continue,
+            Err(_) => return,
+        };
+        let target = match target::Target::open(proc_root.as_fd(), n.pid) {
+            Ok(t) => t,
+            Err(e) => {
+                sys::reply(listener.as_fd(), n.id, Err(if e == libc::ENOENT { libc::ESRCH } else { libc::EACCES }));
+                continue;
+            }
+        };
+        if !sys::id_valid(listener.as_fd(), n.id) {
+            continue;
+        }
+        match emulate::handle(&guard, root.as_fd(), &target, &n) {
+            Outcome::Blocking(open) => {
+                let shared = Arc::clone(&listener);
+                let spawned = std::thread::Builder::new().spawn(move || answer(shared.as_fd(), n.id, open.finish()));
+                if spawned.is_err() {
+                    sys::reply(listener.as_fd(), n.id, Err(libc::EAGAIN));
+                }
+            }
+            outcome => answer(listener.as_fd(), n.id, outcome),
+        }
+    }
+}
+
+fn answer(listener: BorrowedFd<'_>, id: u64, outcome: Outcome) {
+    match outcome {
+        Outcome::Value(r) => sys::reply(listener, id, r),
+        Outcome::File { fd, cloexec } => {
+            if let Err(e) = sys::reply_with_fd(listener, id, fd.as_fd(), cloexec) {
+                sys::reply(listener, id, Err(e));
+            }
+        }
+        Outcome::Blocking(_) => sys::reply(listener, id, Err(libc::EIO)),
+    }
+}
+
+/// Fail closed: every guarded call fails rather than running unchecked.
+fn refuse_all(listener: OwnedFd) {
+    let mut buf = vec![0u64; sys::notif_size().div_ceil(8)];
+    while let Ok(n) = sys::recv(listener.as_fd(), &mut buf) {
+        sys::reply(listener.as_fd(), n.id, Err(libc::EACCES));
+    }
+}
