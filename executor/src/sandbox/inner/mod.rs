@@ -13,8 +13,8 @@
 //! 7. every descriptor above stderr not handed over on purpose made close-on-exec;
 //! 8. fork the command, reap, forward signals, exit with the command's status. When
 //!    protected names are missing in a writable root, the command (and everything it
-//!    starts) runs under the create guard (`guard`), whose supervisor is a thread of
-//!    this process.
+//!    starts) runs under the create guard (`guard`), served by this process's event
+//!    loop.
 //!
 //! Invocation: `<exe> [--run-as-sandbox-inner] <config JSON> -- <argv...>`. The config
 //! is one argument (no temp files on the host); the user argv stays separate so that

@@ -13,6 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
+use std::os::fd::AsFd;
 
 use crate::sandbox::EXIT_EXEC_DENIED;
 
@@ -84,33 +85,86 @@ pub fn run(mut prep: Prepared) -> ! {
     };
     // Both sides set the group, so a signal forwarded right away finds it.
     let _ = nix::unistd::setpgid(child, child);
-    if let Some(guard) = prep.guard.take() {
-        let status = guard.start_in_parent();
+    let supervisor = prep.guard.take().and_then(|guard| {
+        let started = guard.start_in_parent();
         if prep.debug {
-            eprintln!("executor-sandbox: create guard: {status}");
+            match &started {
+                Ok(s) => eprintln!("executor-sandbox: create guard: on ({} missing protected names)", s.names()),
+                Err(e) => eprintln!("executor-sandbox: create guard: not installed ({e})"),
+            }
+        }
+        started.ok()
+    });
+    match supervisor {
+        None => loop {
+            match set.wait() {
+                Ok(sig) => on_signal(sig, child),
+                Err(e) => fail(&format!("sigwait failed: {e}")),
+            }
+        },
+        Some(sup) => serve_with_guard(&set, child, sup),
+    }
+}
+
+/// The event loop when the create guard is on: signals (through a signalfd) and the
+/// guard's notifications, one thread.
+fn serve_with_guard(set: &SigSet, child: Pid, mut sup: super::guard::Supervisor) -> ! {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+    let sfd = match SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) {
+        Ok(fd) => fd,
+        Err(e) => fail(&format!("signalfd failed: {e}")),
+    };
+    let mut listening = true;
+    loop {
+        let (signals, notified) = {
+            let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+            if listening {
+                fds.push(PollFd::new(sup.fd(), PollFlags::POLLIN));
+            }
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => fail(&format!("poll failed: {e}")),
+            }
+            let ready = |f: &PollFd<'_>| f.revents().unwrap_or(PollFlags::empty());
+            let guard = fds.get(1).map(ready).unwrap_or(PollFlags::empty());
+            // POLLHUP: nothing runs under the filter any more.
+            if guard.contains(PollFlags::POLLHUP) && !guard.contains(PollFlags::POLLIN) {
+                listening = false;
+            }
+            (ready(&fds[0]).contains(PollFlags::POLLIN), guard.contains(PollFlags::POLLIN))
+        };
+        if notified {
+            sup.handle_one();
+        }
+        if signals {
+            while let Ok(Some(info)) = sfd.read_signal() {
+                if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
+                    on_signal(sig, child);
+                }
+            }
         }
     }
+}
 
-    loop {
-        let sig = match set.wait() {
-            Ok(s) => s,
-            Err(e) => fail(&format!("sigwait failed: {e}")),
-        };
-        if sig != Signal::SIGCHLD {
-            if nix::sys::signal::killpg(child, sig).is_err() {
-                let _ = nix::sys::signal::kill(child, sig);
-            }
-            continue;
+/// Forwards a signal to the command's group, or reaps on SIGCHLD and exits with the
+/// command's status once it is gone.
+fn on_signal(sig: Signal, child: Pid) {
+    if sig != Signal::SIGCHLD {
+        if nix::sys::signal::killpg(child, sig).is_err() {
+            let _ = nix::sys::signal::kill(child, sig);
         }
-        loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) if pid == child => std::process::exit(code),
-                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => std::process::exit(128 + sig as i32),
-                Ok(WaitStatus::StillAlive) => break,
-                Ok(_) => continue,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => break, // ECHILD: nothing left to reap
-            }
+        return;
+    }
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == child => std::process::exit(code),
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => std::process::exit(128 + sig as i32),
+            Ok(WaitStatus::StillAlive) => break,
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break, // ECHILD: nothing left to reap
         }
     }
 }

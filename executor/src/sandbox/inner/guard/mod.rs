@@ -4,8 +4,9 @@
 //! A mount can only cover a name that exists, and a placeholder would have to be
 //! created in the host's directory, so the mount layer cannot do this. Instead every
 //! call that makes a directory entry is routed by a seccomp filter to a supervisor
-//! (seccomp user notification): a thread of the inner stage, which is itself outside
-//! that filter. The supervisor copies the path arguments once, resolves them itself,
+//! (seccomp user notification): the inner stage's PID 1, which is itself outside that
+//! filter and serves the notifications from the same event loop that reaps and
+//! forwards signals. The supervisor copies the path arguments once, resolves them itself,
 //! refuses a protected name in a guarded directory with EROFS (what a read-only mount
 //! would answer), and otherwise makes the call itself and hands back the result, an
 //! opened file included (`SECCOMP_ADDFD_FLAG_SEND`). It never lets the kernel re-read
@@ -115,19 +116,74 @@ impl Setup {
         drop(result);
     }
 
-    /// In the parent after fork: receive the listener and start the supervisor.
-    /// Returns a one-line status for the debug report.
-    pub fn start_in_parent(self) -> String {
+    /// In the parent after fork: receive the listener. The supervisor then runs in
+    /// PID 1's own event loop (no extra thread on the start path).
+    pub fn start_in_parent(self) -> Result<Supervisor, String> {
         let Setup { guard, parent_end, child_end, .. } = self;
         drop(child_end);
-        let listener = match receive_listener(parent_end.as_fd()) {
-            Ok(l) => l,
-            Err(e) => return format!("not installed ({e})"),
+        let listener = receive_listener(parent_end.as_fd())?;
+        let (root, proc_root) = match (sys::open_dir(c"/"), sys::open_dir(c"/proc")) {
+            (Ok(r), Ok(p)) => (r, p),
+            (Err(e), _) | (_, Err(e)) => {
+                // Fail closed: every guarded call fails rather than running unchecked.
+                let _ = std::thread::Builder::new().spawn(move || refuse_all(listener));
+                return Err(format!("cannot open / or /proc: {}", std::io::Error::from_raw_os_error(e)));
+            }
         };
-        let count = guard.protected.len();
-        match std::thread::Builder::new().name("create-guard".into()).spawn(move || supervise(guard, listener)) {
-            Ok(_) => format!("on ({count} missing protected names)"),
-            Err(e) => format!("not started ({e})"),
+        let buf = vec![0u64; sys::notif_size().div_ceil(8)];
+        Ok(Supervisor { guard: Arc::new(guard), listener: Arc::new(listener), root, proc_root, buf })
+    }
+}
+
+/// The supervisor: answers the guard's notifications one at a time, from PID 1's
+/// event loop. PID 1 is single-threaded and its umask is its own (the command forked
+/// off with a copy), so it can take on each caller's umask for a call.
+pub struct Supervisor {
+    guard: Arc<Guard>,
+    listener: Arc<OwnedFd>,
+    root: OwnedFd,
+    proc_root: OwnedFd,
+    buf: Vec<u64>,
+}
+
+impl Supervisor {
+    /// The descriptor to poll for readability.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+
+    /// Number of protected names, for the debug report.
+    pub fn names(&self) -> usize {
+        self.guard.protected.len()
+    }
+
+    /// Receives and answers one notification (call when `fd()` is readable).
+    pub fn handle_one(&mut self) {
+        let n = match sys::recv(self.listener.as_fd(), &mut self.buf) {
+            Ok(n) => n,
+            Err(_) => return, // interrupted, or the caller died before we got to it
+        };
+        let target = match target::Target::open(self.proc_root.as_fd(), n.pid) {
+            Ok(t) => t,
+            Err(e) => {
+                sys::reply(self.listener.as_fd(), n.id, Err(if e == libc::ENOENT { libc::ESRCH } else { libc::EACCES }));
+                return;
+            }
+        };
+        if !sys::id_valid(self.listener.as_fd(), n.id) {
+            return;
+        }
+        match emulate::handle(&self.guard, self.root.as_fd(), &target, &n) {
+            Outcome::Blocking(open) => {
+                // A FIFO open waits for its peer: on a thread of its own, so the
+                // rest of the sandbox is not held up.
+                let shared = Arc::clone(&self.listener);
+                let spawned = std::thread::Builder::new().spawn(move || answer(shared.as_fd(), n.id, open.finish()));
+                if spawned.is_err() {
+                    sys::reply(self.listener.as_fd(), n.id, Err(libc::EAGAIN));
+                }
+            }
+            outcome => answer(self.listener.as_fd(), n.id, outcome),
         }
     }
 }
@@ -174,46 +230,6 @@ fn kernel_at_least(major: u32, minor: u32) -> bool {
     (a, b) >= (major, minor)
 }
 
-/// The supervisor loop. Runs until the inner stage exits.
-fn supervise(guard: Guard, listener: OwnedFd) {
-    if sys::unshare_fs().is_err() {
-        // Without a private umask, emulated calls could not apply the caller's.
-        return refuse_all(listener);
-    }
-    let (Ok(root), Ok(proc_root)) = (sys::open_dir(c"/"), sys::open_dir(c"/proc")) else {
-        return refuse_all(listener);
-    };
-    let listener = Arc::new(listener);
-    let mut buf = vec![0u64; sys::notif_size().div_ceil(8)];
-    loop {
-        let n = match sys::recv(listener.as_fd(), &mut buf) {
-            Ok(n) => n,
-            Err(libc::EINTR) | Err(libc::ENOENT) => continue,
-            Err(_) => return,
-        };
-        let target = match target::Target::open(proc_root.as_fd(), n.pid) {
-            Ok(t) => t,
-            Err(e) => {
-                sys::reply(listener.as_fd(), n.id, Err(if e == libc::ENOENT { libc::ESRCH } else { libc::EACCES }));
-                continue;
-            }
-        };
-        if !sys::id_valid(listener.as_fd(), n.id) {
-            continue;
-        }
-        match emulate::handle(&guard, root.as_fd(), &target, &n) {
-            Outcome::Blocking(open) => {
-                let shared = Arc::clone(&listener);
-                let spawned = std::thread::Builder::new().spawn(move || answer(shared.as_fd(), n.id, open.finish()));
-                if spawned.is_err() {
-                    sys::reply(listener.as_fd(), n.id, Err(libc::EAGAIN));
-                }
-            }
-            outcome => answer(listener.as_fd(), n.id, outcome),
-        }
-    }
-}
-
 fn answer(listener: BorrowedFd<'_>, id: u64, outcome: Outcome) {
     match outcome {
         Outcome::Value(r) => sys::reply(listener, id, r),
@@ -226,7 +242,7 @@ fn answer(listener: BorrowedFd<'_>, id: u64, outcome: Outcome) {
     }
 }
 
-/// Fail closed: every guarded call fails rather than running unchecked.
+/// Answers every notification with EACCES.
 fn refuse_all(listener: OwnedFd) {
     let mut buf = vec![0u64; sys::notif_size().div_ceil(8)];
     while let Ok(n) = sys::recv(listener.as_fd(), &mut buf) {
