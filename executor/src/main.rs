@@ -242,9 +242,18 @@ async fn serve_stdio(config: ServerConfig) -> ExitCode {
 /// Cheap, truthful facts about the sandbox for `environment/info` (the full, slower
 /// check with a test run is `executor doctor`).
 fn sandbox_facts(config: &ServerConfig) -> serde_json::Value {
+    let mut layers = vec!["bwrap namespaces and mounts", "capabilities dropped", "no_new_privs", "landlock", "seccomp"];
+    let guard_kernel = executor::sandbox::inner::guard::kernel_supported();
+    if guard_kernel {
+        layers.push("create guard (missing protected names)");
+    }
     serde_json::json!({
         "sandbox": {
-            "layers": ["bwrap namespaces and mounts", "capabilities dropped", "no_new_privs", "landlock", "seccomp"],
+            "layers": layers,
+            "createGuard": {
+                "kernelSupported": guard_kernel,
+                "needs": "Linux 5.14 and a /proc of the sandbox's own (executor doctor checks both)",
+            },
             "landlockAbi": executor::sandbox::doctor::landlock_abi(),
             "bwrap": format!("{:?}", config.launcher.mode).to_lowercase(),
             "bwrapPath": config.launcher.path_override,

@@ -71,4 +71,29 @@ fn doctor_reports_the_masked_proc() {
         .unwrap_or_else(|e| panic!("doctor --json: {e}: {}", String::from_utf8_lossy(&out.stdout)));
     assert_eq!(report["smoke_test"]["proc_masked"], true, "{report:#}");
     assert_eq!(report["smoke_test"]["ok"], true, "{report:#}");
+    // Without a /proc of its own the create guard cannot read callers: reported, with a fix.
+    let guard = guard_layer(&report);
+    assert_eq!(guard["enforced"], false, "{report:#}");
+    assert!(guard["detail"].as_str().unwrap_or("").contains("/proc"), "{guard}");
+    let problems = report["verdict"]["problems"].to_string();
+    assert!(problems.contains("create guard cannot run here"), "{problems}");
+}
+
+/// The same host without the mask: the guard is reported enforced and no problem is listed.
+#[test]
+fn doctor_reports_the_create_guard_on_a_normal_host() {
+    let out = std::process::Command::new(executor_bin()).args(["doctor", "--json"]).output().expect("run doctor");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("doctor --json: {e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(report["smoke_test"]["proc_masked"], false, "{report:#}");
+    assert_eq!(guard_layer(&report)["enforced"], true, "{report:#}");
+    assert!(!report["verdict"]["problems"].to_string().contains("create guard"), "{report:#}");
+}
+
+fn guard_layer(report: &serde_json::Value) -> serde_json::Value {
+    let layers = report["verdict"]["layers"].as_array().cloned().unwrap_or_default();
+    layers
+        .into_iter()
+        .find(|l| l["name"].as_str().is_some_and(|n| n.starts_with("create guard")))
+        .unwrap_or_else(|| panic!("no create guard layer in {report:#}"))
 }
