@@ -530,6 +530,30 @@ print(f"made={made > 100} refused={refused > 100}")
     assert_none_created(&s);
 });
 
+// The supervisor is PID 1, an ancestor of every sandboxed process, and may open its own
+// memory and descriptors. A creating open through another process's /proc entry would
+// run with those rights: refused. The caller's own entries work as they would for it.
+both!(create_guard_does_not_lend_pid1_rights, |sb| {
+    let s = sb.scratch();
+    sb.own(&s.root);
+    let code = r#"
+res("pid1_mem", lambda: os.close(os.open("/proc/1/mem", os.O_RDWR | os.O_CREAT)))
+res("pid1_fd", lambda: os.close(os.open("/proc/1/fd/0", os.O_RDONLY | os.O_CREAT)))
+res("pid1_fd_dir", lambda: os.mkdir("/proc/1/cwd/x"))
+res("own_mem", lambda: os.close(os.open("/proc/self/mem", os.O_RDWR | os.O_CREAT)))
+res("plain_pid1_mem", lambda: os.close(os.open("/proc/1/mem", os.O_RDWR)))
+"#;
+    let o = sb.py(&refs(&ro_ws(&s)), &s.ws, code);
+    assert_line(&o, "pid1_mem:EACCES");
+    assert_line(&o, "pid1_fd:EACCES");
+    assert_line(&o, "pid1_fd_dir:EACCES");
+    assert_line(&o, "own_mem:ok");
+    // Control: without O_CREAT the kernel checks the caller itself, and PID 1 is not
+    // dumpable.
+    assert_line(&o, "plain_pid1_mem:EACCES");
+    assert!(!s.ws.join("x").exists());
+});
+
 // What the guard does on behalf of a command must be what the command's own call
 // would have done: umask, O_CLOEXEC, FIFOs that block until a reader comes, /dev/null
 // and /dev/stdout (a pipe of the sandbox's own: reopening the harness's root-owned

@@ -213,6 +213,9 @@ fn open(ctx: &Ctx<'_>, dirfd: i32, path: &[u8], flags: i32, mode: u32) -> Result
         ctx.allow(&p)?;
         let name = cstr(&p.last)?;
         if sys::is_procfs(p.parent.as_fd()) {
+            if !ctx.target.owns(p.parent.as_fd()) {
+                return Err(libc::EACCES);
+            }
             // Nothing can be created in /proc; its links (`/proc/<tid>/fd/1` behind
             // `/dev/stdout`) are jumps the kernel must make, and may reach a pipe.
             return Ok(Outcome::Blocking(BlockingOpen { parent: p.parent, last: p.last, flags, mode, umask }));

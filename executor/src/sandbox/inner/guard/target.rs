@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::ffi::CString;
 use std::fs::File;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 
 use super::sys::{self, Errno};
@@ -124,7 +124,12 @@ impl Target {
                     continue;
                 }
                 // /proc/<pid>/{cwd,root,fd/N,...} are not text links: let the kernel
-                // jump through them.
+                // jump through them, but only the caller's own. The supervisor is PID 1
+                // (every process's ancestor) and would be allowed into others',
+                // its own descriptors included, where the caller would not.
+                if !self.owns(cur.as_fd()) {
+                    return Err(libc::EACCES);
+                }
                 cur = sys::openat(cur.as_fd(), &name, libc::O_PATH, 0)?;
                 continue;
             }
@@ -155,6 +160,20 @@ impl Target {
         }
         let path = format!("dev/pts/{}", (major - 136) * 256 + minor);
         sys::openat(root, &cstr(path.as_bytes())?, (flags & !(libc::O_CREAT | libc::O_EXCL)) | libc::O_NOFOLLOW, 0)
+    }
+
+    /// Whether procfs directory `dir` is outside every `/proc/<pid>`, or inside the
+    /// caller's own (its process or one of its threads). Only then may the supervisor
+    /// open through it for the caller: everything under another pid is reached with
+    /// the rights of PID 1, an ancestor of all, rather than the caller's.
+    pub fn owns(&self, dir: BorrowedFd<'_>) -> bool {
+        let Ok(path) = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd())) else { return false };
+        let Some(rest) = path.to_str().and_then(|p| p.strip_prefix("/proc")) else { return false };
+        let pid = rest.trim_start_matches('/').split('/').next().unwrap_or("");
+        if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+            return true; // /proc itself, /proc/sys/..., /proc/sysrq-trigger, ...
+        }
+        pid == self.tid.to_string() || std::path::Path::new(&format!("/proc/{pid}/task/{}", self.tid)).exists()
     }
 
     fn is_proc_root(&self, fd: BorrowedFd<'_>) -> bool {
