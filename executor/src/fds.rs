@@ -45,11 +45,21 @@ fn mark_range(first: RawFd, last: RawFd) -> io::Result<()> {
     }
 }
 
+/// The descriptors of this process from `first` upwards, ascending, as `/proc/self/fd`
+/// lists them (without the one the listing itself used).
+pub fn open_from(first: RawFd) -> io::Result<Vec<RawFd>> {
+    let dir = std::fs::read_dir("/proc/self/fd")?;
+    let mut fds: Vec<RawFd> =
+        dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).filter(|fd| *fd >= first).collect();
+    fds.sort_unstable();
+    // The listing's own descriptor is closed by now.
+    // SAFETY: F_GETFD on a descriptor number only reads its flags.
+    fds.retain(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0);
+    Ok(fds)
+}
+
 fn mark_listed(first: RawFd, last: RawFd) -> io::Result<()> {
-    let open: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|fd| (first..=last).contains(fd))
-        .collect();
+    let open: Vec<RawFd> = open_from(first)?.into_iter().filter(|fd| *fd <= last).collect();
     for fd in open {
         // SAFETY: F_GETFD/F_SETFD on a descriptor number only change its flags; a number
         // that closed meanwhile (the directory's own) just fails with EBADF.

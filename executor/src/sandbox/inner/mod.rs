@@ -170,12 +170,8 @@ fn run(args: Vec<OsString>) -> Result<Never, String> {
 /// For the debug report: descriptors above stderr this stage received, except those
 /// handed over on purpose.
 fn open_descriptors_above_stderr(keep: &[i32]) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return Vec::new() };
-    let mut fds: Vec<i32> =
-        dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).filter(|fd| *fd > 2 && !keep.contains(fd)).collect();
-    fds.sort_unstable();
-    // The last one is the directory listing itself, closed by now.
-    fds.retain(|fd| nix::fcntl::fcntl(*fd, nix::fcntl::FcntlArg::F_GETFD).is_ok());
+    let mut fds = crate::fds::open_from(3).unwrap_or_default();
+    fds.retain(|fd| !keep.contains(fd));
     fds
 }
 

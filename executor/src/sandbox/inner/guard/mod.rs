@@ -30,13 +30,13 @@ mod filter;
 mod sys;
 mod target;
 
-use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags};
+use fs_helper::fd_pass;
+use nix::sys::socket::{self, MsgFlags};
 
 use emulate::Outcome;
 
@@ -102,18 +102,13 @@ impl Setup {
     /// the parent. The child keeps no copy of the listener. Only system calls and
     /// allocation (the parent was single-threaded at fork).
     pub fn install_in_child(&self) {
-        let result = sys::install_listener(&self.program);
-        let errno: i32 = match &result {
-            Ok(_) => 0,
-            Err(e) => *e,
+        // The message is the errno (0 on success), with the listener attached.
+        let _ = match sys::install_listener(&self.program) {
+            Ok(listener) => fd_pass::send_fd(self.child_end.as_fd(), listener.as_fd(), &0i32.to_ne_bytes()),
+            Err(errno) => socket::send(self.child_end.as_raw_fd(), &errno.to_ne_bytes(), MsgFlags::MSG_NOSIGNAL)
+                .map(drop)
+                .map_err(std::io::Error::from),
         };
-        let bytes = errno.to_ne_bytes();
-        let iov = [IoSlice::new(&bytes)];
-        let fds: Vec<RawFd> = result.iter().map(|fd| fd.as_raw_fd()).collect();
-        let cmsg = [ControlMessage::ScmRights(&fds)];
-        let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
-        let _ = socket::sendmsg::<()>(self.child_end.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), None);
-        drop(result);
     }
 
     /// In the parent after fork: receive the listener. The supervisor then runs in
@@ -131,7 +126,7 @@ impl Setup {
             }
         };
         let buf = vec![0u64; sys::notif_size().div_ceil(8)];
-        Ok(Supervisor { guard: Arc::new(guard), listener: Arc::new(listener), root, proc_root, buf })
+        Ok(Supervisor { guard, listener: Arc::new(listener), root, proc_root, buf })
     }
 }
 
@@ -139,7 +134,7 @@ impl Setup {
 /// event loop. PID 1 is single-threaded and its umask is its own (the command forked
 /// off with a copy), so it can take on each caller's umask for a call.
 pub struct Supervisor {
-    guard: Arc<Guard>,
+    guard: Guard,
     listener: Arc<OwnedFd>,
     root: OwnedFd,
     proc_root: OwnedFd,
@@ -190,25 +185,12 @@ impl Supervisor {
 
 fn receive_listener(sock: BorrowedFd<'_>) -> Result<OwnedFd, String> {
     let mut bytes = [0u8; 4];
-    let mut iov = [IoSliceMut::new(&mut bytes)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = socket::recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-        .map_err(|e| format!("recvmsg: {e}"))?;
-    let mut received = None;
-    for c in msg.cmsgs().map_err(|e| format!("cmsg: {e}"))? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            for fd in fds {
-                // SAFETY: SCM_RIGHTS installed this descriptor in our table for us.
-                let owned = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-                received.get_or_insert(owned);
-            }
-        }
-    }
-    if msg.bytes == 0 {
+    let (len, listener) = fd_pass::recv_fd(sock, &mut bytes).map_err(|e| format!("recvmsg: {e}"))?;
+    if len == 0 {
         return Err("the command exited before installing the filter".into());
     }
     let errno = i32::from_ne_bytes(bytes);
-    received.ok_or_else(|| format!("seccomp listener: {}", std::io::Error::from_raw_os_error(errno)))
+    listener.ok_or_else(|| format!("seccomp listener: {}", std::io::Error::from_raw_os_error(errno)))
 }
 
 pub const KERNEL_NEEDED: &str = "needs Linux 5.14 (seccomp descriptor hand-back)";

@@ -60,11 +60,16 @@ impl Target {
         Err(libc::ENAMETOOLONG)
     }
 
-    pub fn umask(&self) -> Result<u32, Errno> {
-        let status = File::from(sys::openat(self.proc_dir.as_fd(), c"status", libc::O_RDONLY, 0)?);
+    fn read_text(&self, name: &std::ffi::CStr) -> Result<String, Errno> {
+        let file = File::from(sys::openat(self.proc_dir.as_fd(), name, libc::O_RDONLY, 0)?);
         let mut text = String::new();
-        std::io::Read::read_to_string(&mut &status, &mut text).map_err(|_| libc::EIO)?;
-        text.lines()
+        std::io::Read::read_to_string(&mut &file, &mut text).map_err(|_| libc::EIO)?;
+        Ok(text)
+    }
+
+    pub fn umask(&self) -> Result<u32, Errno> {
+        self.read_text(c"status")?
+            .lines()
             .find_map(|l| l.strip_prefix("Umask:"))
             .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
             .ok_or(libc::EIO)
@@ -147,9 +152,7 @@ impl Target {
     /// `/dev/tty` means the caller's controlling terminal, which the supervisor does
     /// not share: open the process's pseudo-terminal instead.
     pub fn controlling_tty(&self, root: BorrowedFd<'_>, flags: i32) -> Result<OwnedFd, Errno> {
-        let stat = File::from(sys::openat(self.proc_dir.as_fd(), c"stat", libc::O_RDONLY, 0)?);
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut &stat, &mut text).map_err(|_| libc::EIO)?;
+        let text = self.read_text(c"stat")?;
         // Field 7 (tty_nr) counts from after the parenthesised command name.
         let after = text.rsplit_once(')').map(|(_, r)| r).ok_or(libc::EIO)?;
         let tty_nr: u64 = after.split_whitespace().nth(4).and_then(|v| v.parse().ok()).ok_or(libc::EIO)?;
