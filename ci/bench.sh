@@ -23,8 +23,10 @@ ref_version=0.169.0
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/executor-bench
 ref_dir=$cache/codex
 out=${BENCH_OUT:-$target/bench/$(date -u +%Y%m%dT%H%M%SZ)}
-bench=$target/release/exec-bench
-executor=$target/release/executor
+# .cargo/config.toml builds for the host tuple explicitly: binaries are under target/<host-tuple>/.
+host=$(rustc -vV | sed -n 's/^host: //p')
+bench=$target/$host/release/exec-bench
+executor=$target/$host/release/executor
 
 note() { printf '\n== %s\n' "$*" >&2; }
 mkdir -p "$out"

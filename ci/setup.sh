@@ -29,9 +29,16 @@ if ! have cargo; then
 fi
 if ! have cargo; then
     cat >&2 <<'MSG'
-ci/setup.sh: no Rust toolchain found. Install one (Rust 1.88 or newer), for example with
+ci/setup.sh: no Rust toolchain found. Install one (Rust 1.91 or newer), for example with
 rustup: https://rustup.rs, then run this command again.
 MSG
+    exit 1
+fi
+# .cargo/config.toml builds for `host-tuple`, which cargo understands from 1.91 on; an older
+# cargo fails later with a confusing "target not found".
+cargo_minor=$(cargo --version | sed -n 's/^cargo 1\.\([0-9]*\)\..*/\1/p')
+if [ -n "$cargo_minor" ] && [ "$cargo_minor" -lt 91 ]; then
+    echo "ci/setup.sh: $(cargo --version) is too old: Rust 1.91 or newer is needed (rustup update)" >&2
     exit 1
 fi
 

@@ -220,7 +220,7 @@ fn parse_bench(args: &[String]) -> Result<Command> {
 fn check(cfg: &mut Config) -> Result<()> {
     let needs_server = cfg.only.iter().any(|w| w.needs_server());
     if needs_server && cfg.server.argv.is_empty() {
-        fail!("give the server command after `--` (e.g. -- ./target/release/executor --listen stdio)")
+        fail!("give the server command after `--` (e.g. -- ./target/x86_64-unknown-linux-gnu/release/executor --listen stdio)")
     }
     if cfg.label.is_empty() {
         cfg.label = match cfg.server.argv.first() {

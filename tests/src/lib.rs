@@ -20,20 +20,23 @@ pub mod ws_load;
 /// Long enough for a loaded 2-core CI machine; only reached when something is broken.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The executor binary under test: `$EXECUTOR_BIN`, or the workspace's target directory.
+/// The executor binary under test: `$EXECUTOR_BIN`, or the one cargo built into the same
+/// profile directory as the running test (`target/<host-tuple>/<profile>/`; integration
+/// tests run from its `deps/`).
 pub fn executor_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("EXECUTOR_BIN") {
         return PathBuf::from(path);
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
-    for profile in ["debug", "release"] {
-        let candidate = target.join(profile).join("executor");
+    let me = std::env::current_exe().unwrap_or_else(|e| panic!("cannot locate the running test binary: {e}"));
+    let mut searched = Vec::new();
+    for dir in me.ancestors().skip(1).take(2) {
+        let candidate = dir.join("executor");
         if candidate.is_file() {
             return candidate;
         }
+        searched.push(dir.display().to_string());
     }
-    panic!("executor binary not found under {}: run `cargo build -p executor` first", target.display());
+    panic!("executor binary not found in {}: run `cargo build -p executor` first (or set EXECUTOR_BIN)", searched.join(" or "));
 }
 
 pub fn b64(data: &[u8]) -> String {
