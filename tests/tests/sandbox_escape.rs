@@ -129,7 +129,12 @@ impl Sb {
 
     /// `executor sandbox OPTS --cwd CWD -- ARGV`
     fn sandbox(&self, opts: &[&str], cwd: &Path, argv: &[&str]) -> Out {
-        let mut c = self.base_cmd(&self.exe());
+        self.sandbox_with(&self.exe(), opts, cwd, argv)
+    }
+
+    /// The same with another copy of the executor binary.
+    fn sandbox_with(&self, exe: &Path, opts: &[&str], cwd: &Path, argv: &[&str]) -> Out {
+        let mut c = self.base_cmd(exe);
         c.arg("sandbox");
         if let Ok(b) = std::env::var("EXECUTOR_TEST_BWRAP") {
             c.args(["--bwrap", &b]);
@@ -302,6 +307,47 @@ both!(writes_outside_writable_roots, |sb| {
     assert!(s.outside.join("secret.txt").exists(), "{o:?}");
     // control
     assert_eq!(std::fs::read_to_string(s.ws.join("control")).unwrap(), "x\n");
+});
+
+// The inner stage's binary, where it is seen inside, can be neither changed nor replaced:
+// outside the writable roots the read-only root covers it (the executor adds no mount
+// then), inside a writable root the executor binds it read-only over the writable view.
+// Judged by the host file afterwards. (Writes alone would fail with ETXTBSY while it
+// runs; the rename is what only the mount stops.)
+both!(inner_stage_binary_cannot_be_replaced, |sb| {
+    let s = sb.scratch();
+    let inside = s.ws.join("bin").join("executor");
+    std::fs::create_dir(s.ws.join("bin")).unwrap();
+    std::fs::copy(sb.exe(), &inside).unwrap();
+    sb.own(&s.root);
+    let attack = |exe: &Path| {
+        format!(
+            "E='{e}'; \
+             (printf x >> \"$E\") 2>/dev/null && echo append:ok || echo append:denied; \
+             cp /bin/true \"$E\" 2>/dev/null && echo overwrite:ok || echo overwrite:denied; \
+             mv \"$E\" \"$E.moved\" 2>/dev/null && echo rename:ok || echo rename:denied; \
+             chmod 700 \"$E\" 2>/dev/null && echo chmod:ok || echo chmod:denied; \
+             rm -f \"$E\" 2>/dev/null; [ -e \"$E\" ] && echo unlink:denied || echo unlink:ok; \
+             echo x > bin/control && echo control:ok",
+            e = exe.display()
+        )
+    };
+    let o_ = ro_ws(&s);
+    for exe in [sb.exe(), inside.clone()] {
+        let before = std::fs::metadata(&exe).unwrap();
+        let o = sb.sandbox_with(&exe, &refs(&o_), &s.ws, &["/bin/sh", "-c", &attack(&exe)]);
+        for line in ["append:denied", "overwrite:denied", "rename:denied", "chmod:denied", "unlink:denied", "control:ok"] {
+            assert_line(&o, line);
+        }
+        let after = std::fs::metadata(&exe).unwrap_or_else(|e| panic!("{} gone: {e}\n{o:?}", exe.display()));
+        assert_eq!(
+            (before.ino(), before.len(), before.mtime(), before.mtime_nsec(), before.mode()),
+            (after.ino(), after.len(), after.mtime(), after.mtime_nsec(), after.mode()),
+            "{} changed: {o:?}",
+            exe.display()
+        );
+        assert!(!Path::new(&format!("{}.moved", exe.display())).exists(), "{o:?}");
+    }
 });
 
 // DESIGN.md §5: a hard link that already exists inside a writable root and points

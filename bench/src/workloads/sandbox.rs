@@ -117,9 +117,10 @@ pub fn workspace_write(dir: &Path) -> Value {
 
 /// Bare bwrap with the mounts and namespaces executor/src/sandbox/bwrap_args.rs builds
 /// for the workspace-write policy above on bwrap 0.8 (`--as-pid-1` supported; no
-/// protected names exist in the fresh scratch dir, so none are mounted). Left out: the
-/// read-only bind of the executor binary, `--cap-add CAP_SETPCAP` and the executor's
-/// inner stage (the sandboxed run pays for those; the bare one does not).
+/// protected names exist in the fresh scratch dir, so none are mounted; the executor
+/// binary is seen through the read-only root, so it is not bound either). Left out:
+/// `--info-fd`, `--cap-add CAP_SETPCAP` and the executor's inner stage (the sandboxed run
+/// pays for those; the bare one does not).
 pub fn bare_args(scratch: &Path) -> Vec<String> {
     let s = scratch.display().to_string();
     let mut a: Vec<String> = [

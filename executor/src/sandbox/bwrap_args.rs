@@ -4,8 +4,10 @@
 //! session/lifetime flags, namespaces, the filesystem view (base, then the plan's mount
 //! operations parents-first, then deferred `--remount-ro` of masks so carve-outs below a
 //! mask can still be created), `/dev`, `/proc` with the kernel interfaces re-bound
-//! read-only (or an empty read-only tmpfs where the host refuses a new procfs), the executor binary bound read-only, `--cap-drop ALL --cap-add
-//! CAP_SETPCAP`, `--chdir`, and the executor as inner stage.
+//! read-only (or an empty read-only tmpfs where the host refuses a new procfs), the
+//! executor binary bound read-only (unless the read-only root already shows it and no
+//! mount covers it), `--cap-drop ALL --cap-add CAP_SETPCAP`, `--chdir`, and the executor
+//! as inner stage.
 //!
 //! Why `CAP_SETPCAP` survives bwrap: locking the securebits needs it. The inner stage
 //! locks them, empties the bounding, ambient, inheritable, permitted and effective sets,
@@ -121,8 +123,12 @@ pub fn build(
     if plan.base == Base::WritableRoot {
         p2(&mut a, "--ro-bind-try", "/sys".as_ref(), "/sys".as_ref());
     }
-    // The inner stage must be readable and must not be replaceable from inside.
-    p2(&mut a, "--ro-bind", exe.as_os_str(), exe.as_os_str());
+    // The inner stage must be readable and must not be replaceable from inside. Under a
+    // read-only root that no mount touches it already is; a bind there would only add a
+    // mount to every start.
+    if !visible_read_only(plan, exe) {
+        p2(&mut a, "--ro-bind", exe.as_os_str(), exe.as_os_str());
+    }
 
     for f in ["--cap-drop", "ALL", "--cap-add", "CAP_SETPCAP"] {
         a.push(f.into());
@@ -140,4 +146,22 @@ pub fn build(
     a.push("--".into());
     a.extend(argv.iter().map(OsString::from));
     BwrapArgs { args: a }
+}
+
+/// Mount points bwrap replaces after the root bind, whatever the plan.
+const REPLACED_MOUNTS: &[&str] = &["/dev", "/proc"];
+
+/// True when `exe` (canonical) is seen read-only through `--ro-bind / /` alone: no mount of
+/// the plan, and none bwrap adds, covers it.
+fn visible_read_only(plan: &SandboxPlan, exe: &Path) -> bool {
+    if plan.base != Base::ReadOnlyRoot || REPLACED_MOUNTS.iter().any(|m| exe.starts_with(m)) {
+        return false;
+    }
+    !plan.ops.iter().any(|op| {
+        let p = match op {
+            MountOp::ReadOnly(p) | MountOp::Writable(p) | MountOp::MaskDir(p) | MountOp::MaskFile(p) => p,
+            MountOp::Symlink { link, .. } => link,
+        };
+        exe.starts_with(p)
+    })
 }

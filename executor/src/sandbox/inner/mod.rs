@@ -20,6 +20,7 @@
 //! is one argument (no temp files on the host); the user argv stays separate so that
 //! its size limit is the kernel's per-argument one, not shared with the config.
 
+mod bpf;
 mod caps;
 pub mod guard;
 mod landlock;

@@ -10,26 +10,9 @@
 
 use libc::sock_filter;
 
-#[cfg(target_arch = "x86_64")]
-const AUDIT_ARCH: u32 = 0xC000_003E; // AUDIT_ARCH_X86_64
-#[cfg(target_arch = "aarch64")]
-const AUDIT_ARCH: u32 = 0xC000_00B7; // AUDIT_ARCH_AARCH64
-
-const LD_W_ABS: u16 = 0x20;
-const JEQ_K: u16 = 0x15;
-const JSET_K: u16 = 0x45;
-const RET_K: u16 = 0x06;
-
-const OFF_NR: u32 = 0;
-const OFF_ARCH: u32 = 4;
-/// Low 32 bits of argument `i` (both supported architectures are little-endian).
-const fn off_arg(i: u32) -> u32 {
-    16 + 8 * i
-}
-
-const RET_ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
-const RET_NOTIFY: u32 = libc::SECCOMP_RET_USER_NOTIF;
-const RET_ENOSYS: u32 = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+use crate::sandbox::inner::bpf::{
+    jump, off_arg, stmt, AUDIT_ARCH, JEQ_K, JSET_K, LD_W_ABS, OFF_ARCH, OFF_NR, RET_ALLOW, RET_ENOSYS, RET_K, RET_NOTIFY,
+};
 
 /// Calls that always go to the supervisor.
 #[cfg(target_arch = "x86_64")]
@@ -56,14 +39,6 @@ const ALWAYS: &[i64] =
 const WITH_CREAT: &[(i64, u32)] = &[(libc::SYS_openat, 2), (libc::SYS_open, 1)];
 #[cfg(target_arch = "aarch64")]
 const WITH_CREAT: &[(i64, u32)] = &[(libc::SYS_openat, 2)];
-
-fn stmt(code: u16, k: u32) -> sock_filter {
-    sock_filter { code, jt: 0, jf: 0, k }
-}
-fn jump(code: u16, k: u32, jt: usize, jf: usize) -> sock_filter {
-    // Offsets are small by construction (a few dozen instructions).
-    sock_filter { code, jt: jt as u8, jf: jf as u8, k }
-}
 
 pub fn program() -> Vec<sock_filter> {
     let mut p =
@@ -107,31 +82,7 @@ pub fn program() -> Vec<sock_filter> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    /// A tiny interpreter for the subset of classic BPF the program uses.
-    fn run(p: &[sock_filter], arch: u32, nr: i64, args: [u64; 6]) -> u32 {
-        let mut data = [0u8; 64];
-        data[0..4].copy_from_slice(&(nr as u32).to_le_bytes());
-        data[4..8].copy_from_slice(&arch.to_le_bytes());
-        for (i, a) in args.iter().enumerate() {
-            data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_le_bytes());
-        }
-        let (mut pc, mut acc) = (0usize, 0u32);
-        loop {
-            let ins = p[pc];
-            match ins.code {
-                LD_W_ABS => {
-                    let k = ins.k as usize;
-                    acc = u32::from_le_bytes(data[k..k + 4].try_into().unwrap());
-                    pc += 1;
-                }
-                JEQ_K => pc += 1 + if acc == ins.k { ins.jt as usize } else { ins.jf as usize },
-                JSET_K => pc += 1 + if acc & ins.k != 0 { ins.jt as usize } else { ins.jf as usize },
-                RET_K => return ins.k,
-                c => panic!("unexpected opcode {c:#x}"),
-            }
-        }
-    }
+    use crate::sandbox::inner::bpf::run;
 
     #[test]
     fn routes_creating_calls_to_the_supervisor() {
