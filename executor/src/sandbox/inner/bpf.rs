@@ -11,6 +11,7 @@ pub const AUDIT_ARCH: u32 = 0xC000_00B7; // AUDIT_ARCH_AARCH64
 pub const LD_W_ABS: u16 = 0x20;
 pub const JEQ_K: u16 = 0x15;
 pub const JSET_K: u16 = 0x45;
+pub const JGE_K: u16 = 0x35;
 pub const RET_K: u16 = 0x06;
 
 /// Offsets in `struct seccomp_data`.
@@ -43,7 +44,6 @@ pub fn jump(code: u16, k: u32, jt: usize, jf: usize) -> sock_filter {
 pub fn run(p: &[sock_filter], arch: u32, nr: i64, args: [u64; 6]) -> u32 {
     const JA: u16 = 0x05;
     const JGT_K: u16 = 0x25;
-    const JGE_K: u16 = 0x35;
     const AND_K: u16 = 0x54;
     let mut data = [0u8; 64];
     data[0..4].copy_from_slice(&(nr as u32).to_le_bytes());

@@ -6,8 +6,6 @@
 //! as uid 0 grants nothing (NOROOT), setuid transitions keep the sets empty
 //! (NO_SETUID_FIXUP), ambient raising is impossible, and the bits are locked.
 
-use ::caps::{errors::CapsError, CapSet};
-
 const SECBIT_NOROOT: libc::c_ulong = 1 << 0;
 const SECBIT_NOROOT_LOCKED: libc::c_ulong = 1 << 1;
 const SECBIT_NO_SETUID_FIXUP: libc::c_ulong = 1 << 2;
@@ -30,28 +28,38 @@ pub fn drop_all_and_verify() -> Result<(), String> {
     if unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits, 0, 0, 0) } != 0 {
         return Err(format!("cannot lock securebits: {}", std::io::Error::last_os_error()));
     }
-    // Bounding set: every index the kernel may know, not just the ones the caps crate
-    // names; EINVAL marks the end of the kernel's range.
+    // Bounding set: every index the kernel may know, not just the ones libc names; EINVAL
+    // marks the end of the kernel's range. Only what is in it is dropped: each drop
+    // commits a new set of credentials, and bwrap left at most CAP_SETPCAP there.
     for cap in 0..64 {
         // SAFETY: prctl with integer arguments only.
-        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
+        let present = unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) };
+        if present < 0 {
             let err = std::io::Error::last_os_error();
             if err.raw_os_error() == Some(libc::EINVAL) {
                 break;
             }
+            return Err(format!("cannot read capability {cap} of the bounding set: {err}"));
+        }
+        // SAFETY: prctl with integer arguments only.
+        if present == 1 && unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
+            let err = std::io::Error::last_os_error();
             return Err(format!("cannot drop capability {cap} from the bounding set: {err}"));
         }
     }
-    let clear = |set: CapSet| ::caps::clear(None, set).map_err(|e: CapsError| format!("cannot clear {set:?} capabilities: {e}"));
-    clear(CapSet::Ambient)?;
-    clear(CapSet::Inheritable)?;
-    clear(CapSet::Effective)?;
-    clear(CapSet::Permitted)?;
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0) } != 0 {
+        return Err(format!("cannot clear ambient capabilities: {}", std::io::Error::last_os_error()));
+    }
+    // Effective, permitted and inheritable emptied in one call (the bounding set above
+    // needed CAP_SETPCAP, so this comes last).
+    capset_empty()?;
     verify_no_capabilities()
 }
 
 /// Ask the kernel directly (capget and prctl, not /proc, which a sandbox may not have);
-/// any bit left in any set is a refusal.
+/// any bit left in any set is a refusal. The ambient set needs no check of its own: the
+/// kernel keeps it a subset of permitted and inheritable, both checked empty here.
 pub fn verify_no_capabilities() -> Result<(), String> {
     let [low, high] = capget()?;
     for (name, bits) in [
@@ -69,10 +77,8 @@ pub fn verify_no_capabilities() -> Result<(), String> {
         if bounding < 0 {
             break; // EINVAL: past the kernel's last capability
         }
-        // SAFETY: prctl with integer arguments only.
-        let ambient = unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_IS_SET as libc::c_ulong, cap as libc::c_ulong, 0, 0) };
-        if bounding != 0 || ambient > 0 {
-            return Err(format!("sandbox retained capability {cap} (bounding {bounding}, ambient {ambient})"));
+        if bounding != 0 {
+            return Err(format!("sandbox retained capability {cap} in the bounding set"));
         }
     }
     Ok(())
@@ -93,6 +99,18 @@ struct CapData {
 }
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// Empties the calling thread's effective, permitted and inheritable sets.
+fn capset_empty() -> Result<(), String> {
+    let mut header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+    let data = [CapData::default(); 2];
+    // SAFETY: capset reads one header and two data words, exactly what we pass.
+    let r = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr()) };
+    if r != 0 {
+        return Err(format!("cannot clear capabilities: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
 
 /// The calling thread's capability sets, all 64 bits (version 3 uses two words).
 fn capget() -> Result<[CapData; 2], String> {
