@@ -236,8 +236,15 @@ async fn serve_stdio(config: ServerConfig) -> ExitCode {
     for session in server.sessions.all() {
         server.sessions.remove(&session.id);
     }
+    // What was answered before the end (an `initialize` right before EOF, say) is still
+    // in the writer's queue: let it reach stdout. The writer is done once every sender
+    // is gone; a request still running gets this long, not an unbounded wait.
+    let _ = tokio::time::timeout(FLUSH_AT_EXIT, stdio.writer_done).await;
     ExitCode::from(code as u8)
 }
+
+/// Longest the stdio server waits at exit for queued answers to be written.
+const FLUSH_AT_EXIT: Duration = Duration::from_millis(500);
 
 /// Cheap, truthful facts about the sandbox for `environment/info` (the full, slower
 /// check with a test run is `executor doctor`).

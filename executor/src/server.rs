@@ -131,6 +131,9 @@ impl Server {
             tokio::pin!(handling);
             let outcome = loop {
                 tokio::select! {
+                    // The message first: one that is answered at once (`initialize` just
+                    // before EOF) is answered even when the close is already queued.
+                    biased;
                     outcome = &mut handling => break Some(outcome),
                     next = inbound.recv(), if read_ahead.is_none() => match next {
                         Some(Inbound::Message(line)) => read_ahead = Some(line),
