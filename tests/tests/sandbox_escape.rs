@@ -19,6 +19,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use executor_tests::executor_bin;
 use executor_tests::unprivileged::{chown_tree, setpriv_args, test_user_ids, user_binary};
 
 const PY: &str = "/usr/bin/python3";
@@ -26,17 +27,6 @@ const PY: &str = "/usr/bin/python3";
 // ------------------------------------------------------------------------------------
 // Local harness (the unprivileged user: executor_tests::unprivileged).
 // ------------------------------------------------------------------------------------
-
-fn built_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("EXECUTOR_BIN") {
-        return PathBuf::from(p);
-    }
-    let me = std::env::current_exe().unwrap();
-    let profile_dir = me.parent().and_then(Path::parent).unwrap();
-    let bin = profile_dir.join("executor");
-    assert!(bin.is_file(), "executor binary not found at {} (run `cargo build -p executor` first, or set EXECUTOR_BIN)", bin.display());
-    bin
-}
 
 struct Out {
     code: i32,
@@ -121,9 +111,9 @@ impl Sb {
 
     fn exe(&self) -> PathBuf {
         if self.is_root() {
-            built_binary()
+            executor_bin()
         } else {
-            user_binary(&built_binary()).clone()
+            user_binary(&executor_bin()).clone()
         }
     }
 

@@ -151,10 +151,7 @@ fn a_line_just_under_the_cap_is_processed() {
 /// before the server exits: with the close seen first, the answer to `initialize` used to
 /// be dropped about every other run, so a few dozen runs show the difference.
 #[test]
-#[allow(clippy::unwrap_used)] // test code: a panic is the failure report
 fn requests_before_eof_are_answered() {
-    use std::io::{Read, Write};
-    use std::process::{Command, Stdio};
     let input = concat!(
         r#"{"id":1,"method":"initialize","params":{"clientName":"eof-test"}}"#,
         "\n",
@@ -164,20 +161,16 @@ fn requests_before_eof_are_answered() {
         "\n",
     );
     for run in 0..40 {
-        let mut child = Command::new(executor_tests::executor_bin())
-            .args(["--listen", "stdio"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(input.as_bytes()).unwrap();
-        drop(stdin);
-        let mut out = String::new();
-        child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-        assert!(child.wait().unwrap().success());
-        let ids: Vec<Value> = out.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter_map(|m| m.get("id").cloned()).collect();
-        assert_eq!(ids, vec![json!(1), json!(2)], "run {run}: {out}");
+        let mut server = Executor::start(&[]);
+        server.send_raw(input.as_bytes());
+        server.close_stdin();
+        assert!(server.stdout_closed(), "run {run}: stdout still open");
+        assert!(server.wait_exit().success(), "run {run}");
+        let has_id = |id: i64| move |m: &Value| m.get("id") == Some(&json!(id));
+        for id in [1, 2] {
+            assert!(server.try_next_matching(&has_id(id), std::time::Duration::ZERO).is_some(), "run {run}: no answer to {id}");
+        }
+        let extra = server.try_next_matching(&|m| m.get("id").is_some(), std::time::Duration::ZERO);
+        assert!(extra.is_none(), "run {run}: unexpected {extra:?}");
     }
 }

@@ -6,18 +6,7 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The executor binary: `$EXECUTOR_BIN`, else `<target>/<profile>/executor` next to
-/// this test's `deps/` directory (built by `cargo build -p executor` / `cargo test`).
-pub fn executor_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("EXECUTOR_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
-    let bin = profile_dir.join("executor");
-    assert!(bin.is_file(), "{} missing: run `cargo build -p executor` first (or set EXECUTOR_BIN)", bin.display());
-    bin
-}
+pub use executor_tests::executor_bin;
 
 fn chain_trusted(d: &Path) -> bool {
     d.ancestors().all(|a| std::fs::metadata(a).map(|m| m.uid() == 0 && m.mode() & 0o022 == 0).unwrap_or(false))
