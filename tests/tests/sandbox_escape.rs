@@ -655,7 +655,7 @@ print("same-file", os.fstat(a).st_ino == os.stat("cx").st_ino)
     let o = out(c.output().unwrap());
     assert!(
         o.stderr
-            .contains("create guard: on (6 missing protected names)"),
+            .contains("create guard: on (6 missing protected names, 0 pinned directories)"),
         "{o:?}"
     );
 });

@@ -27,6 +27,14 @@ pub enum SandboxError {
     #[error("cannot enforce sandbox read-only path {0}: it is a symlink inside a writable root")]
     ProtectedPathIsSymlink(PathBuf),
 
+    /// A grant would follow a link that a sandboxed command could have made (it lies
+    /// inside a writable root): following it could hand out any host directory.
+    #[error(
+        "sandbox path {path} passes through the symlink {link}, which lies inside the writable root {root}: \
+         a sandboxed command may have planted it, so it is not followed"
+    )]
+    SymlinkInWritableRoot { path: PathBuf, link: PathBuf, root: PathBuf },
+
     #[error("{context} {path}: {source}")]
     Io {
         context: &'static str,
@@ -56,6 +64,7 @@ impl SandboxError {
                 | SandboxError::EmptyArgv
                 | SandboxError::InvalidPolicy(_)
                 | SandboxError::GlobTooBroad { .. }
+                | SandboxError::SymlinkInWritableRoot { .. }
         )
     }
 

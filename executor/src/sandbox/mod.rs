@@ -15,7 +15,9 @@ pub mod error;
 pub mod host_errors;
 pub mod inner;
 pub mod launcher;
+pub mod plan_identity;
 pub mod policy;
+pub mod trusted_path;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

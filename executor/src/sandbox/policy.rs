@@ -2,9 +2,11 @@
 //! into a concrete plan of host paths.
 //!
 //! Resolution rules:
-//! - every path is canonicalised (symlinks resolved) before it is used: the bundled
+//! - every path is resolved to a symlink-free path before it is used (the bundled
 //!   bubblewrap 0.12 refuses symlink mount destinations, and a canonical path is what
-//!   the kernel will actually check;
+//!   the kernel will actually check), except that a grant never follows a symlink that
+//!   lies inside a writable root of this plan or of an earlier one: such a plan is
+//!   refused ([`super::trusted_path`]);
 //! - the most specific path wins; on equal specificity `none`/`deny` beats `write`
 //!   beats `read`;
 //! - entries whose path does not exist are skipped (nothing to mount, nothing to hide);
@@ -29,6 +31,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::SandboxError;
+use super::trusted_path::{self, Follow, Resolved, WritableHistory};
 
 /// Metadata directories kept read-only inside every writable root.
 pub const PROTECTED_NAMES: &[&str] = &[".git", ".hg", ".svn", ".codex", ".agents", ".aws"];
@@ -267,6 +270,10 @@ pub struct SandboxPlan {
     pub denied: Vec<PathBuf>,
     pub protected: Vec<PathBuf>,
     pub missing_protected: Vec<PathBuf>,
+    /// Directories inside a writable root on the way down to a denied path (and the
+    /// denied path itself): the create guard refuses to rename them, so a command cannot
+    /// move a denied directory out from under the path the policy names.
+    pub pinned: Vec<PathBuf>,
     pub network: bool,
 }
 
@@ -281,6 +288,7 @@ impl SandboxPlan {
             denied: Vec::new(),
             protected: Vec::new(),
             missing_protected: Vec::new(),
+            pinned: Vec::new(),
             network: true,
         }
     }
@@ -368,19 +376,13 @@ pub fn resolve(ctx: &FileSystemSandboxContext, fallback_cwd: Option<&Path>) -> R
         }
     }
 
-    // Canonicalise; missing paths are skipped.
+    // Resolve without following links a sandbox could have planted; missing paths are
+    // skipped.
     let mut map: BTreeMap<PathBuf, Access> = BTreeMap::new();
     let mut top_symlinks: Vec<MountOp> = Vec::new();
-    for (orig, access) in requested {
-        if !orig.is_absolute() {
-            return Err(SandboxError::InvalidPolicy(format!("path is not absolute: {}", orig.display())));
-        }
-        let canon = match std::fs::canonicalize(&orig) {
-            Ok(c) => c,
-            Err(e) if is_missing(&e) => continue,
-            Err(e) => return Err(SandboxError::io("cannot resolve sandbox path", orig, e)),
-        };
-        if canon != orig && orig.parent() == Some(Path::new("/")) && access != Access::None && access != Access::Deny {
+    for (orig, access, canon) in resolve_requested(requested)? {
+        let hides = matches!(access, Access::None | Access::Deny);
+        if canon != orig && orig.parent() == Some(Path::new("/")) && !hides {
             if let Ok(target) = std::fs::read_link(&orig) {
                 top_symlinks.push(MountOp::Symlink { target, link: orig.clone() });
             }
@@ -410,6 +412,7 @@ pub fn resolve(ctx: &FileSystemSandboxContext, fallback_cwd: Option<&Path>) -> R
         denied: Vec::new(),
         protected: Vec::new(),
         missing_protected: Vec::new(),
+        pinned: Vec::new(),
         network: network_on,
     };
     match base_eff {
@@ -483,7 +486,54 @@ pub fn resolve(ctx: &FileSystemSandboxContext, fallback_cwd: Option<&Path>) -> R
         };
         plan.ops.push(op);
     }
+    plan.pinned = pinned_ancestors(&plan.denied, &plan.writable_roots);
+    WritableHistory::global().record(&plan.writable_roots);
     Ok(plan)
+}
+
+/// Every directory strictly below a writable root on the way to a denied path, and the
+/// denied path: renaming any of them from inside would take the denied content to a
+/// path the policy does not name.
+fn pinned_ancestors(denied: &[PathBuf], writable: &[PathBuf]) -> Vec<PathBuf> {
+    let mut pinned: Vec<PathBuf> = Vec::new();
+    for d in denied {
+        let Some(root) = writable.iter().filter(|w| d.starts_with(w) && d != *w).max_by_key(|w| depth(w)) else {
+            continue;
+        };
+        for a in d.ancestors().take_while(|a| a != root) {
+            if !pinned.iter().any(|p| p == a) {
+                pinned.push(a.to_path_buf());
+            }
+        }
+    }
+    pinned
+}
+
+/// Each requested path with its resolution (see `trusted_path`); missing ones dropped.
+/// Writable entries are resolved first, shallowest first, so that every link is judged
+/// against the writable roots of this plan as well as those of earlier plans.
+fn resolve_requested(requested: Vec<(PathBuf, Access)>) -> Result<Vec<(PathBuf, Access, PathBuf)>, SandboxError> {
+    if let Some((orig, _)) = requested.iter().find(|(p, _)| !p.is_absolute()) {
+        return Err(SandboxError::InvalidPolicy(format!("path is not absolute: {}", orig.display())));
+    }
+    let mut untrusted = WritableHistory::global().snapshot();
+    let mut writes: Vec<&PathBuf> = requested.iter().filter(|(_, a)| *a == Access::Write).map(|(p, _)| p).collect();
+    writes.sort_by_key(|p| depth(p));
+    for path in writes {
+        if let Resolved::Path(canon) = trusted_path::resolve(path, &untrusted, Follow::TrustedOnly)? {
+            if canon.as_os_str() != "/" {
+                untrusted.insert(canon);
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(requested.len());
+    for (orig, access) in requested {
+        let follow = if matches!(access, Access::None | Access::Deny) { Follow::Any } else { Follow::TrustedOnly };
+        if let Resolved::Path(canon) = trusted_path::resolve(&orig, &untrusted, follow)? {
+            out.push((orig, access, canon));
+        }
+    }
+    Ok(out)
 }
 
 fn is_missing(e: &std::io::Error) -> bool {

@@ -55,6 +55,21 @@ impl Operation {
         serde_json::from_value(Value::String(name.to_string())).ok()
     }
 
+    /// Whether running the operation twice has the effect of running it once, and none
+    /// on the files.
+    pub fn is_read_only(self) -> bool {
+        matches!(
+            self,
+            Operation::ReadFile
+                | Operation::GetMetadata
+                | Operation::Canonicalize
+                | Operation::ReadDirectory
+                | Operation::Walk
+                | Operation::LoadDiscoveries
+                | Operation::DiscoverV1
+        )
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Operation::LoadDiscoveries => "capabilities/loadDiscoveries",

@@ -40,6 +40,7 @@ use crate::protocol::{RequestId, RpcError};
 use crate::rpc::Answer;
 use crate::sync::lock;
 use crate::sandbox::launcher::{self, LauncherConfig};
+use crate::sandbox::plan_identity::PlanIdentity;
 use crate::sandbox::policy::SandboxPlan;
 use crate::sandbox::{self, FileSystemSandboxContext};
 
@@ -65,6 +66,9 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const REPLY_BUFFER: usize = 1024 * 1024;
 
 struct Helper {
+    /// The host as the helper's mounts and Landlock rules were made from; taken before
+    /// it started, so a change during the start shows as well.
+    view: PlanIdentity,
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
@@ -87,6 +91,15 @@ struct Request<'a> {
     params: Value,
     id: Option<&'a RequestId>,
     handoff: Option<&'a str>,
+    /// Changes no file: safe to send again.
+    idempotent: bool,
+}
+
+impl Request<'_> {
+    /// The same request, to send once more.
+    fn again(&self) -> Self {
+        Request { params: self.params.clone(), ..*self }
+    }
 }
 
 /// A helper's ok answer, with the file it handed over for `fs/open`.
@@ -131,7 +144,8 @@ impl HelperPool {
         server_cwd: &Path,
         request: HelperRequest<'_>,
     ) -> Result<Answer, RpcError> {
-        let request = Request { op: request.op, params: request.params, id: Some(request.id), handoff: None };
+        let idempotent = request.op.is_read_only();
+        let request = Request { op: request.op, params: request.params, id: Some(request.id), handoff: None, idempotent };
         Ok(self.request(launcher, ctx, plan, server_cwd, request).await?.answer)
     }
 
@@ -146,7 +160,9 @@ impl HelperPool {
         params: Value,
         handle_id: &str,
     ) -> Result<File, RpcError> {
-        let request = Request { op: Operation::Open, params, id: None, handoff: Some(handle_id) };
+        // `read` is the default mode; `replace` truncates.
+        let idempotent = matches!(params.get("mode").and_then(Value::as_str), None | Some("read"));
+        let request = Request { op: Operation::Open, params, id: None, handoff: Some(handle_id), idempotent };
         let reply = self.request(launcher, ctx, plan, server_cwd, request).await?;
         reply.file.ok_or_else(|| RpcError::internal(NO_TRANSFER))
     }
@@ -165,18 +181,23 @@ impl HelperPool {
         let key = format!("{cwd:?}\n{plan:?}");
         let slot = self.slot(&key);
         let mut guard = slot.lock().await;
-        if guard.is_none() {
-            *guard = Some(spawn_helper(launcher, &plan, &cwd)?);
-        }
-        let Some(helper) = guard.as_mut() else { return Err(RpcError::internal("fs sandbox helper is not running")) };
-        match exchange(helper, request).await {
-            Ok(reply) => reply,
-            Err(failure) => {
-                // A helper that broke the protocol is not reused.
-                if let Some(mut dead) = guard.take() {
-                    let _ = dead.child.start_kill();
-                }
-                Err(failure)
+        // A read whose view changed under it is answered again by a fresh helper; a
+        // change that keeps coming is reported rather than chased.
+        let (op, idempotent) = (request.op, request.idempotent);
+        let mut spare = idempotent.then(|| request.again());
+        let mut current = request;
+        loop {
+            let helper = fresh_helper(&mut guard, launcher, &plan, &cwd)?;
+            let outcome = exchange(helper, current).await;
+            let changed = helper.view.changed_in(&PlanIdentity::of(&plan, &cwd));
+            if outcome.is_err() || changed.is_some() {
+                retire(&mut guard);
+            }
+            let reply = outcome?;
+            let Some(path) = changed else { return reply };
+            match spare.take() {
+                Some(next) => current = next,
+                None => return Err(changed_during(op, idempotent, &path)),
             }
         }
     }
@@ -199,7 +220,45 @@ impl HelperPool {
     }
 }
 
-fn spawn_helper(config: &LauncherConfig, plan: &SandboxPlan, cwd: &Path) -> Result<Helper, RpcError> {
+/// The slot's helper, started anew unless the host still matches the view it was made
+/// from (the check is a few `statx` calls).
+fn fresh_helper<'g>(
+    slot: &'g mut Option<Helper>,
+    launcher: &LauncherConfig,
+    plan: &SandboxPlan,
+    cwd: &Path,
+) -> Result<&'g mut Helper, RpcError> {
+    let now = PlanIdentity::of(plan, cwd);
+    if let Some(helper) = slot.as_ref() {
+        if let Some(path) = helper.view.changed_in(&now) {
+            tracing::debug!(path = %path.display(), "fs sandbox helper retired: the host changed a path of its plan");
+            retire(slot);
+        }
+    }
+    if slot.is_none() {
+        *slot = Some(spawn_helper(launcher, plan, cwd, now)?);
+    }
+    slot.as_mut().ok_or_else(|| RpcError::internal("fs sandbox helper is not running"))
+}
+
+fn retire(slot: &mut Option<Helper>) {
+    if let Some(mut old) = slot.take() {
+        let _ = old.child.start_kill();
+    }
+}
+
+/// The host changed `path` while a request that changes files ran: it may have been
+/// carried out in the old view, so it is not reported as done.
+fn changed_during(op: Operation, idempotent: bool, path: &Path) -> RpcError {
+    let effect = if idempotent { "its answer was discarded" } else { "it may or may not have taken effect" };
+    RpcError::internal(format!(
+        "{} was interrupted: {} was replaced on the host while the request ran, so {effect}; retry the request",
+        op.name(),
+        path.display()
+    ))
+}
+
+fn spawn_helper(config: &LauncherConfig, plan: &SandboxPlan, cwd: &Path, view: PlanIdentity) -> Result<Helper, RpcError> {
     let exe = std::env::current_exe()
         .and_then(std::fs::canonicalize)
         .map_err(|e| RpcError::internal(format!("cannot locate the executor binary: {e}")))?;
@@ -235,13 +294,13 @@ fn spawn_helper(config: &LauncherConfig, plan: &SandboxPlan, cwd: &Path) -> Resu
         return Err(RpcError::internal("fs sandbox helper pipes were not created"));
     };
     crate::fds::enlarge_pipe(&stdout, REPLY_BUFFER);
-    Ok(Helper { child, stdin, stdout: BufReader::with_capacity(REPLY_BUFFER, stdout), fd_socket: ours })
+    Ok(Helper { view, child, stdin, stdout: BufReader::with_capacity(REPLY_BUFFER, stdout), fd_socket: ours })
 }
 
 /// One request/reply. `Err` means the helper itself failed (it is then discarded);
 /// `Ok(Err(..))` is the operation's own error.
 async fn exchange(helper: &mut Helper, request: Request<'_>) -> Result<Result<Reply, RpcError>, RpcError> {
-    let Request { op, params, id, handoff } = request;
+    let Request { op, params, id, handoff, .. } = request;
     let mut line = serde_json::to_vec(&json!({"operation": op.name(), "params": params}))
         .map_err(|e| RpcError::internal(e.to_string()))?;
     line.push(b'\n');

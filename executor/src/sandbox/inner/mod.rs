@@ -63,6 +63,10 @@ pub struct InnerConfig {
     /// create guard.
     #[serde(default, with = "path_list", skip_serializing_if = "Vec::is_empty")]
     pub guard: Vec<PathBuf>,
+    /// Directories the create guard refuses to rename (ancestors of denied paths inside
+    /// writable roots).
+    #[serde(default, with = "path_list", skip_serializing_if = "Vec::is_empty")]
+    pub pinned: Vec<PathBuf>,
 }
 
 impl InnerConfig {
@@ -76,6 +80,7 @@ impl InnerConfig {
             keep_fds: keep_fds.to_vec(),
             max_procs: None,
             guard: plan.missing_protected.clone(),
+            pinned: plan.pinned.clone(),
         }
     }
 
@@ -137,7 +142,7 @@ fn run(args: Vec<OsString>) -> Result<Never, String> {
         limit_processes(limit)?;
     }
     let ll = landlock::apply(&config)?;
-    let guard = guard::prepare(&config.guard);
+    let guard = guard::prepare(&config.guard, &config.pinned);
     let mut prep = pid1::Prepared::new(&argv, config.arg0.as_deref())?;
     pid1::become_reaper();
     seccomp::apply(config.net)?;
@@ -146,7 +151,7 @@ fn run(args: Vec<OsString>) -> Result<Never, String> {
             prep.guard = Some(setup);
             None
         }
-        Ok(None) => Some("off (no protected name missing)".to_string()),
+        Ok(None) => Some("off (no protected name missing, no denied path to pin)".to_string()),
         Err(e) => Some(format!("unavailable: {e}")),
     };
     prep.debug = config.debug;

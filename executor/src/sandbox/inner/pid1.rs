@@ -89,7 +89,10 @@ pub fn run(mut prep: Prepared) -> ! {
         let started = guard.start_in_parent();
         if prep.debug {
             match &started {
-                Ok(s) => eprintln!("executor-sandbox: create guard: on ({} missing protected names)", s.names()),
+                Ok(s) => {
+                    let (names, pinned) = s.counts();
+                    eprintln!("executor-sandbox: create guard: on ({names} missing protected names, {pinned} pinned directories)")
+                }
                 Err(e) => eprintln!("executor-sandbox: create guard: not installed ({e})"),
             }
         }

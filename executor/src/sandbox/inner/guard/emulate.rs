@@ -129,6 +129,18 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// Refuses to move (or replace) a pinned directory: an ancestor of a denied path
+    /// would take the denied content with it to a path the policy does not name.
+    fn movable(&self, p: &Place) -> Result<(), Errno> {
+        let Ok(st) = sys::lstatat(p.parent.as_fd(), &cstr(&p.last)?) else {
+            return Ok(()); // nothing there: the kernel gives the answer
+        };
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR && self.guard.pins(st.st_dev, st.st_ino) {
+            return Err(libc::EPERM);
+        }
+        Ok(())
+    }
+
     fn path_arg(&self, addr: u64) -> Result<Vec<u8>, Errno> {
         self.target.read_path(addr)
     }
@@ -192,6 +204,8 @@ fn run(ctx: &Ctx<'_>, call: Call) -> Result<Outcome, Errno> {
             let from = ctx.place(old_dirfd, &ctx.path_arg(old)?, &mut links)?;
             let to = ctx.place(new_dirfd, &ctx.path_arg(new)?, &mut links)?;
             ctx.allow(&to)?;
+            ctx.movable(&from)?;
+            ctx.movable(&to)?;
             if flags & libc::RENAME_EXCHANGE != 0 {
                 ctx.allow(&from)?;
             }

@@ -44,11 +44,17 @@ use emulate::Outcome;
 /// (as seen inside the sandbox) and the name.
 pub struct Guard {
     protected: Vec<(u64, u64, Vec<u8>)>,
+    /// `(device, inode)` of directories that must not be renamed.
+    pinned: Vec<(u64, u64)>,
 }
 
 impl Guard {
     fn protects(&self, dev: u64, ino: u64, name: &[u8]) -> bool {
         self.protected.iter().any(|(d, i, n)| *d == dev && *i == ino && n.as_slice() == name)
+    }
+
+    fn pins(&self, dev: u64, ino: u64) -> bool {
+        self.pinned.contains(&(dev, ino))
     }
 }
 
@@ -60,9 +66,15 @@ pub struct Setup {
     child_end: OwnedFd,
 }
 
-/// Prepares the guard for `missing` (protected paths absent when the plan was made).
+/// Prepares the guard for `missing` (protected paths absent when the plan was made) and
+/// `pinned` (directories not to be renamed).
 /// `Ok(None)`: nothing to guard. `Err`: the host cannot run the guard (the reason).
-pub fn prepare(missing: &[PathBuf]) -> Result<Option<Setup>, String> {
+pub fn prepare(missing: &[PathBuf], pinned: &[PathBuf]) -> Result<Option<Setup>, String> {
+    let pinned: Vec<(u64, u64)> = pinned
+        .iter()
+        .filter_map(|p| std::fs::symlink_metadata(p).ok())
+        .map(|md| (std::os::unix::fs::MetadataExt::dev(&md), std::os::unix::fs::MetadataExt::ino(&md)))
+        .collect();
     let mut protected = Vec::new();
     for path in missing {
         let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
@@ -78,7 +90,7 @@ pub fn prepare(missing: &[PathBuf]) -> Result<Option<Setup>, String> {
             name.as_bytes().to_vec(),
         ));
     }
-    if protected.is_empty() {
+    if protected.is_empty() && pinned.is_empty() {
         return Ok(None);
     }
     if !kernel_supported() {
@@ -94,7 +106,7 @@ pub fn prepare(missing: &[PathBuf]) -> Result<Option<Setup>, String> {
         socket::SockFlag::SOCK_CLOEXEC,
     )
     .map_err(|e| format!("socketpair: {e}"))?;
-    Ok(Some(Setup { guard: Guard { protected }, program: filter::program(), parent_end, child_end }))
+    Ok(Some(Setup { guard: Guard { protected, pinned }, program: filter::program(), parent_end, child_end }))
 }
 
 impl Setup {
@@ -147,9 +159,9 @@ impl Supervisor {
         self.listener.as_fd()
     }
 
-    /// Number of protected names, for the debug report.
-    pub fn names(&self) -> usize {
-        self.guard.protected.len()
+    /// Number of protected names and of pinned directories, for the debug report.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.guard.protected.len(), self.guard.pinned.len())
     }
 
     /// Receives and answers one notification (call when `fd()` is readable).
