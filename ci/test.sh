@@ -11,5 +11,5 @@ cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
 # 0.8.0, without --argv0) and the bundled bwrap run from its verified memfd.
 for launcher in system bundled; do
     echo "== sandbox escape suites with --bwrap $launcher" >&2
-    EXECUTOR_TEST_BWRAP=$launcher cargo test --locked -p executor-tests --test sandbox_escape --test fs_escape
+    EXECUTOR_TEST_BWRAP=$launcher cargo test --locked -p executor-tests --test sandbox_escape --test fs_escape --test fs_fresh_view --test cross_sandbox
 done

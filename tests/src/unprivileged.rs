@@ -67,3 +67,25 @@ pub fn chown_tree((uid, gid): (u32, u32), path: &Path) {
         .unwrap_or_else(|e| panic!("cannot run chown: {e}"));
     assert!(status.success(), "chown of {} failed", path.display());
 }
+
+/// `executor --listen stdio` run as root (`None`) or as `(uid, gid)`, in `cwd`, with a
+/// plain PATH, `env`, and the launcher named by `$EXECUTOR_TEST_BWRAP` (when set), after
+/// the handshake.
+pub fn serve_stdio_as(user: Option<(u32, u32)>, cwd: &Path, env: &[(&str, &str)]) -> crate::Executor {
+    let mut command = match user {
+        None => Command::new(crate::executor_bin()),
+        Some(ids) => {
+            let mut c = Command::new("setpriv");
+            c.args(setpriv_args(ids)).arg(user_binary(&crate::executor_bin()));
+            c
+        }
+    };
+    command.args(["--listen", "stdio"]);
+    if let Ok(launcher) = std::env::var("EXECUTOR_TEST_BWRAP") {
+        command.args(["--bwrap", &launcher]);
+    }
+    command.env_clear().env("PATH", "/usr/local/bin:/usr/bin:/bin").envs(env.iter().copied()).current_dir(cwd);
+    let mut server = crate::Executor::spawn(command);
+    server.handshake();
+    server
+}

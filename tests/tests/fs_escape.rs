@@ -22,12 +22,11 @@ use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use executor_tests::unprivileged::{chown_tree, setpriv_args, test_user_ids, user_binary};
-use executor_tests::{b64, error_of, executor_bin, unb64, uri, Executor};
+use executor_tests::unprivileged::{chown_tree, serve_stdio_as, test_user_ids};
+use executor_tests::{b64, error_of, unb64, uri, Executor};
 use serde_json::{json, Value};
 
 /// In the executor's environment; must never come back from a sandboxed request.
@@ -104,25 +103,7 @@ impl Tree {
         if let Some(ids) = who.0 {
             chown_tree(ids, &self.root);
         }
-        let mut command = match who.0 {
-            None => Command::new(executor_bin()),
-            Some(ids) => {
-                let mut c = Command::new("setpriv");
-                c.args(setpriv_args(ids)).arg(user_binary(&executor_bin()));
-                c
-            }
-        };
-        command.args(["--listen", "stdio"]);
-        if let Ok(launcher) = std::env::var("EXECUTOR_TEST_BWRAP") {
-            command.args(["--bwrap", &launcher]);
-        }
-        command
-            .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .env("EXECUTOR_TEST_SECRET_TOKEN", ENV_SECRET)
-            .current_dir(&self.secret);
-        let mut server = Executor::spawn(command);
-        server.handshake();
+        let server = serve_stdio_as(who.0, &self.secret, &[("EXECUTOR_TEST_SECRET_TOKEN", ENV_SECRET)]);
         Fx { t: self, who, s: server }
     }
 }
