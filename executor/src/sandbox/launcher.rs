@@ -8,6 +8,12 @@
 //!   every `select` so a later `chmod o+w` is noticed;
 //! * the bundled launcher (sealed memfd or resource file) is built once per process.
 //!
+//! None of these caches maps a policy to kernel state: they hold which binary builds a
+//! sandbox, keyed by that binary's identity, and every mount, mask and Landlock rule is
+//! made per launch from a plan resolved for that request. `proc_mountable` only decides
+//! between a fresh `/proc` and an empty one (never the host's), so a stale answer can
+//! narrow a sandbox, not widen it.
+//!
 //! Order for `--bwrap auto`: a trusted system bwrap from PATH that advertises `--perms`
 //! and `--as-pid-1` (with or without `--argv0`), else the bundled one. Per request,
 //! `is_usable_for` rejects a system bwrap under the command's cwd or a writable root;

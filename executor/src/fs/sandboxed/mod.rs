@@ -10,6 +10,11 @@
 //! on the host after a helper started gets a helper whose mounts cover it, instead of
 //! being served by a helper whose view predates it.
 //!
+//! The plan is not enough: a helper's mounts hold on to the directories that were at
+//! the plan's paths when it started. Each helper carries the [`PlanIdentity`] it was
+//! made from; before and after every request the host is compared with it, and a helper
+//! whose view no longer matches is retired (docs/security-model.md "Fresh view").
+//!
 //! `fs/open` is opened by the helper, inside the sandbox, so the policy at open time
 //! bounds the descriptor; the helper passes it back over a `SOCK_SEQPACKET` pair (its
 //! end inherited at the number it has in the executor, named by `--fd-socket N`) and
