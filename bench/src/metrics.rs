@@ -61,6 +61,7 @@ pub const METRICS: &[Metric] = &[
     m("fs/readFile peak RSS growth, sandboxed", &["fs-read", "sandboxed", "memory", "server_peak_growth_kib"], Kib, Lower, None),
     m("fs/getMetadata sandboxed, p50", &["fs-meta", "sandboxed", "latency", "p50_ms"], Ms, Lower, Some(2.0)),
     m("fs/getMetadata sandboxed, p90", &["fs-meta", "sandboxed", "latency", "p90_ms"], Ms, Lower, None),
+    m("fs/getMetadata sandboxed, first after a host change, p50", &["fs-meta", "sandboxed", "after_change", "latency", "p50_ms"], Ms, Lower, None),
     m("fs/getMetadata direct, p50", &["fs-meta", "direct", "latency", "p50_ms"], Ms, Lower, None),
     Metric { serverless: true, ..m("bare bwrap `true`, p50", &["bare-bwrap", "spawn_to_exit", "p50_ms"], Ms, Lower, None) },
     Metric { serverless: true, ..m("bare bwrap `true`, p90", &["bare-bwrap", "spawn_to_exit", "p90_ms"], Ms, Lower, None) },
