@@ -439,8 +439,12 @@ pub fn resolve(ctx: &FileSystemSandboxContext, fallback_cwd: Option<&Path>) -> R
                 Ok(md) => {
                     if md.is_file() {
                         // A `.git` file points at the real git dir ("gitdir: X"); keep
-                        // that read-only as well when it exists.
-                        if let Some(gitdir) = gitdir_pointer(&p) {
+                        // that read-only as well when it exists. Only where it would
+                        // otherwise be writable: the file lies in a writable root, so
+                        // a sandboxed command may have written it, and a pointer must
+                        // never make a hidden directory readable.
+                        let pointed = gitdir_pointer(&p).filter(|g| inherited_access(&eff, g, base_eff) == Eff::Write);
+                        if let Some(gitdir) = pointed {
                             if let std::collections::btree_map::Entry::Vacant(slot) = eff.entry(gitdir.clone()) {
                                 plan.protected.push(gitdir);
                                 slot.insert(Eff::Read);
@@ -787,6 +791,33 @@ mod tests {
         );
         let plan = resolve(&ctx(&json).unwrap(), None).unwrap();
         assert_eq!(plan.ops, vec![MountOp::MaskDir(p)]);
+    }
+
+    #[test]
+    fn gitdir_pointer_never_makes_a_hidden_dir_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let (ws, hidden, real_git) = (root.join("ws"), root.join("hidden"), root.join("ws/real-git"));
+        std::fs::create_dir_all(&hidden).unwrap();
+        std::fs::create_dir_all(&real_git).unwrap();
+        let write = |p: &Path| FileSystemEntry {
+            path: EntryPath::Path { path: FileUri::from_path(p) },
+            access: Access::Write,
+            missing_path_behavior: None,
+        };
+        let mut c = builtin_context(false, &ws, &[], &[], false);
+        // No root entry: only the workspace exists in the sandbox.
+        if let PermissionProfile::Managed { file_system: FileSystemPolicy::Restricted { entries, .. }, .. } = &mut c.permissions {
+            *entries = vec![write(&ws)];
+        }
+        std::fs::write(ws.join(".git"), format!("gitdir: {}\n", hidden.display())).unwrap();
+        let plan = resolve(&c, None).unwrap();
+        assert!(!plan.readable_roots.contains(&hidden), "{plan:?}");
+        assert!(!plan.ops.contains(&MountOp::ReadOnly(hidden.clone())));
+        // A pointer inside the writable root is kept read-only.
+        std::fs::write(ws.join(".git"), "gitdir: real-git\n").unwrap();
+        let plan = resolve(&c, None).unwrap();
+        assert!(plan.ops.contains(&MountOp::ReadOnly(real_git)), "{plan:?}");
     }
 
     #[test]
