@@ -29,6 +29,13 @@
 //!   allow without running it again; with the search that costs a handful of
 //!   instructions per number instead of a walk of the whole chain, which made installing
 //!   the filter the slowest step of the inner stage.
+//!
+//! Why not seccompiler or libseccomp alone: seccompiler 0.5 has neither a
+//! user-notification action (the create guard) nor more than one action per filter, and
+//! tests listed numbers linearly; libseccomp is a C library, which the static-pie build
+//! would have to link and audit as well. The head and the guard's program are small
+//! enough to assemble by hand (`bpf::Assembler`, labels and checked offsets), and
+//! seccompiler still compiles the argument rules.
 
 use std::collections::BTreeMap;
 
@@ -38,7 +45,7 @@ use seccompiler::{
     SeccompRule, TargetArch,
 };
 
-use super::bpf::{AUDIT_ARCH, JEQ_K, JGE_K, LD_W_ABS, OFF_ARCH, OFF_NR, RET_ALLOW, RET_ENOSYS, RET_K};
+use super::bpf::{Assembler, Target, AUDIT_ARCH, JEQ_K, JGE_K, LD_W_ABS, OFF_ARCH, OFF_NR, RET_ALLOW, RET_ENOSYS, RET_K};
 #[cfg(target_arch = "x86_64")]
 use super::bpf::JSET_K;
 
@@ -118,89 +125,43 @@ fn compile(rules: BTreeMap<i64, Vec<SeccompRule>>, errno: i32) -> Result<BpfProg
     BpfProgram::try_from(filter).map_err(|e| format!("seccomp compile: {e}"))
 }
 
-/// Where a jump of the head goes.
-#[derive(Clone, Copy)]
-enum To {
-    Next,
-    At(usize),
-    /// The `ret ENOSYS` that ends the head.
-    Enosys,
-    /// seccompiler's program, right after the head.
-    Rules,
-}
-
-/// The head, with symbolic jump targets until `finish`.
-#[derive(Default)]
-struct Head {
-    code: Vec<(u16, u32, To, To)>,
-}
-
-impl Head {
-    fn stmt(&mut self, code: u16, k: u32) {
-        self.code.push((code, k, To::Next, To::Next));
-    }
-    fn jump(&mut self, code: u16, k: u32, jt: To, jf: To) -> usize {
-        self.code.push((code, k, jt, jf));
-        self.code.len() - 1
-    }
-
-    /// Calls whose number (in the accumulator) is in `listed` (sorted) go to the rules;
-    /// every other one is allowed.
-    fn search(&mut self, listed: &[u32]) {
-        if listed.len() <= 4 {
-            for &nr in listed {
-                self.jump(JEQ_K, nr, To::Rules, To::Next);
-            }
-            self.stmt(RET_K, RET_ALLOW);
-            return;
+/// Calls whose number (in the accumulator) is in `listed` (sorted) go to the rules
+/// (just past the head); every other one is allowed.
+fn search(a: &mut Assembler, listed: &[u32]) {
+    if listed.len() <= 4 {
+        for &nr in listed {
+            a.jump(JEQ_K, nr, Target::End, Target::Next);
         }
-        let (low, high) = listed.split_at(listed.len() / 2);
-        let split = self.jump(JGE_K, high[0], To::Next, To::Next);
-        self.search(low);
-        self.code[split].2 = To::At(self.code.len());
-        self.search(high);
+        a.stmt(RET_K, RET_ALLOW);
+        return;
     }
-
-    /// Appends `ret ENOSYS` and resolves the jumps; seccompiler's program goes right after.
-    fn finish(mut self) -> Result<Vec<sock_filter>, String> {
-        self.stmt(RET_K, RET_ENOSYS);
-        let enosys = self.code.len() - 1;
-        let rules = self.code.len();
-        let offset = |from: usize, to: To| -> Result<u8, String> {
-            let target = match to {
-                To::Next => from + 1,
-                To::At(i) => i,
-                To::Enosys => enosys,
-                To::Rules => rules,
-            };
-            target
-                .checked_sub(from + 1)
-                .and_then(|d| u8::try_from(d).ok())
-                .ok_or_else(|| format!("seccomp head: jump from {from} to {target} out of range"))
-        };
-        let mut out = Vec::with_capacity(self.code.len());
-        for (i, &(code, k, jt, jf)) in self.code.iter().enumerate() {
-            out.push(sock_filter { code, jt: offset(i, jt)?, jf: offset(i, jf)?, k });
-        }
-        Ok(out)
-    }
+    let (low, high) = listed.split_at(listed.len() / 2);
+    let upper = a.label();
+    a.jump(JGE_K, high[0], Target::Label(upper), Target::Next);
+    search(a, low);
+    a.place(upper);
+    search(a, high);
 }
 
 /// x32 numbers (x86_64) and `clone3` fail with ENOSYS, numbers in `listed` go on to the
 /// rules, every other call of the native architecture is allowed. A foreign
-/// architecture goes to the rules, whose own check kills it.
+/// architecture goes to the rules, whose own check kills it. The head ends in its
+/// `ret ENOSYS`; seccompiler's program goes right after it.
 fn head(listed: &[u32]) -> Result<Vec<sock_filter>, String> {
     #[cfg(target_arch = "x86_64")]
     const X32_SYSCALL_BIT: u32 = 0x4000_0000;
-    let mut h = Head::default();
-    h.stmt(LD_W_ABS, OFF_ARCH);
-    h.jump(JEQ_K, AUDIT_ARCH, To::Next, To::Rules);
-    h.stmt(LD_W_ABS, OFF_NR);
+    let mut a = Assembler::default();
+    let enosys = a.label();
+    a.stmt(LD_W_ABS, OFF_ARCH);
+    a.jump(JEQ_K, AUDIT_ARCH, Target::Next, Target::End);
+    a.stmt(LD_W_ABS, OFF_NR);
     #[cfg(target_arch = "x86_64")]
-    h.jump(JSET_K, X32_SYSCALL_BIT, To::Enosys, To::Next);
-    h.jump(JEQ_K, libc::SYS_clone3 as u32, To::Enosys, To::Next);
-    h.search(listed);
-    h.finish()
+    a.jump(JSET_K, X32_SYSCALL_BIT, Target::Label(enosys), Target::Next);
+    a.jump(JEQ_K, libc::SYS_clone3 as u32, Target::Label(enosys), Target::Next);
+    search(&mut a, listed);
+    a.place(enosys);
+    a.stmt(RET_K, RET_ENOSYS);
+    a.finish()
 }
 
 /// The whole filter for `network`: the head, then seccompiler's EPERM rules.

@@ -11,7 +11,8 @@
 use libc::sock_filter;
 
 use crate::sandbox::inner::bpf::{
-    jump, off_arg, stmt, AUDIT_ARCH, JEQ_K, JSET_K, LD_W_ABS, OFF_ARCH, OFF_NR, RET_ALLOW, RET_ENOSYS, RET_K, RET_NOTIFY,
+    off_arg, Assembler, Label, Target, AUDIT_ARCH, JEQ_K, JSET_K, LD_W_ABS, OFF_ARCH, OFF_NR, RET_ALLOW, RET_ENOSYS, RET_K,
+    RET_NOTIFY,
 };
 
 /// Calls that always go to the supervisor.
@@ -40,42 +41,37 @@ const WITH_CREAT: &[(i64, u32)] = &[(libc::SYS_openat, 2), (libc::SYS_open, 1)];
 #[cfg(target_arch = "aarch64")]
 const WITH_CREAT: &[(i64, u32)] = &[(libc::SYS_openat, 2)];
 
-pub fn program() -> Vec<sock_filter> {
-    let mut p =
-        vec![stmt(LD_W_ABS, OFF_ARCH), jump(JEQ_K, AUDIT_ARCH, 1, 0), stmt(RET_K, RET_ALLOW), stmt(LD_W_ABS, OFF_NR)];
-    // Layout after the comparisons: `ret allow`, one 4-instruction block per
-    // WITH_CREAT entry, `ret ENOSYS`, `ret notify`.
-    let compares = ALWAYS.len() + WITH_CREAT.len() + 1;
-    let first_cmp = p.len();
-    let allow_at = first_cmp + compares;
-    let creat_block_at = |i: usize| allow_at + 1 + 4 * i;
-    let enosys_at = creat_block_at(WITH_CREAT.len());
-    let notify_at = enosys_at + 1;
-
-    let cmp = |p: &mut Vec<sock_filter>, nr: i64, target: usize| {
-        let here = p.len();
-        p.push(jump(JEQ_K, nr as u32, target - here - 1, 0));
-    };
+pub fn program() -> Result<Vec<sock_filter>, String> {
+    let mut a = Assembler::default();
+    let (allow, notify, enosys) = (a.label(), a.label(), a.label());
+    let creat_blocks: Vec<Label> = WITH_CREAT.iter().map(|_| a.label()).collect();
+    a.stmt(LD_W_ABS, OFF_ARCH);
+    a.jump(JEQ_K, AUDIT_ARCH, Target::Next, Target::Label(allow));
+    a.stmt(LD_W_ABS, OFF_NR);
     for &nr in ALWAYS {
-        cmp(&mut p, nr, notify_at);
+        a.jump(JEQ_K, nr as u32, Target::Label(notify), Target::Next);
     }
-    for (i, &(nr, _)) in WITH_CREAT.iter().enumerate() {
-        cmp(&mut p, nr, creat_block_at(i));
+    for (&(nr, _), &block) in WITH_CREAT.iter().zip(&creat_blocks) {
+        a.jump(JEQ_K, nr as u32, Target::Label(block), Target::Next);
     }
-    cmp(&mut p, libc::SYS_openat2, enosys_at);
-    p.push(stmt(RET_K, RET_ALLOW));
-    for &(_, arg) in WITH_CREAT {
-        p.push(stmt(LD_W_ABS, off_arg(arg)));
+    a.jump(JEQ_K, libc::SYS_openat2 as u32, Target::Label(enosys), Target::Next);
+    a.place(allow);
+    a.stmt(RET_K, RET_ALLOW);
+    for (&(_, arg), &block) in WITH_CREAT.iter().zip(&creat_blocks) {
+        a.place(block);
+        a.stmt(LD_W_ABS, off_arg(arg));
+        let creates_nothing = a.label();
         // O_PATH ignores O_CREAT: such an open creates nothing.
-        p.push(jump(JSET_K, libc::O_PATH as u32, 1, 0));
-        let here = p.len();
-        p.push(jump(JSET_K, libc::O_CREAT as u32, notify_at - here - 1, 0));
-        p.push(stmt(RET_K, RET_ALLOW));
+        a.jump(JSET_K, libc::O_PATH as u32, Target::Label(creates_nothing), Target::Next);
+        a.jump(JSET_K, libc::O_CREAT as u32, Target::Label(notify), Target::Next);
+        a.place(creates_nothing);
+        a.stmt(RET_K, RET_ALLOW);
     }
-    p.push(stmt(RET_K, RET_ENOSYS));
-    p.push(stmt(RET_K, RET_NOTIFY));
-    debug_assert_eq!(p.len(), notify_at + 1);
-    p
+    a.place(enosys);
+    a.stmt(RET_K, RET_ENOSYS);
+    a.place(notify);
+    a.stmt(RET_K, RET_NOTIFY);
+    a.finish()
 }
 
 #[cfg(test)]
@@ -86,7 +82,7 @@ mod tests {
 
     #[test]
     fn routes_creating_calls_to_the_supervisor() {
-        let p = program();
+        let p = program().unwrap();
         let creat = libc::O_CREAT as u64;
         assert_eq!(run(&p, AUDIT_ARCH, libc::SYS_mkdirat, [0; 6]), RET_NOTIFY);
         assert_eq!(run(&p, AUDIT_ARCH, libc::SYS_renameat2, [0; 6]), RET_NOTIFY);

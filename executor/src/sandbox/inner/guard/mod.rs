@@ -106,7 +106,7 @@ pub fn prepare(missing: &[PathBuf], pinned: &[PathBuf]) -> Result<Option<Setup>,
         socket::SockFlag::SOCK_CLOEXEC,
     )
     .map_err(|e| format!("socketpair: {e}"))?;
-    Ok(Some(Setup { guard: Guard { protected, pinned }, program: filter::program(), parent_end, child_end }))
+    Ok(Some(Setup { guard: Guard { protected, pinned }, program: filter::program()?, parent_end, child_end }))
 }
 
 impl Setup {
