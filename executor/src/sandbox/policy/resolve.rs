@@ -306,10 +306,7 @@ fn gitdir_pointer(file: &Path) -> Option<PathBuf> {
 mod tests {
     use super::*;
     use crate::sandbox::policy::builtin_context;
-
-    fn ctx(json: &str) -> Result<FileSystemSandboxContext, serde_json::Error> {
-        serde_json::from_str(json)
-    }
+    use crate::sandbox::policy::wire::tests::ctx;
 
     #[test]
     fn unknown_special_kind_is_ignored_and_all_accesses_parse() {

@@ -190,10 +190,11 @@ pub enum MissingPathBehavior {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn ctx(json: &str) -> Result<FileSystemSandboxContext, serde_json::Error> {
+    /// A context from its JSON text, as a request would carry it.
+    pub fn ctx(json: &str) -> Result<FileSystemSandboxContext, serde_json::Error> {
         serde_json::from_str(json)
     }
 
