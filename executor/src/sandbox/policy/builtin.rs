@@ -19,7 +19,7 @@ pub fn builtin_context(
         missing_path_behavior: None,
     };
     let path = |p: &Path, access: Access| FileSystemEntry {
-        path: EntryPath::Path { path: FileUri::from_path(p) },
+        path: EntryPath::Path { path: PathUri(p.to_path_buf()) },
         access,
         missing_path_behavior: Some(MissingPathBehavior::Skip),
     };
@@ -36,7 +36,7 @@ pub fn builtin_context(
             file_system: FileSystemPolicy::Restricted { entries, glob_scan_max_depth: None },
             network: if network { NetworkPolicy::Enabled } else { NetworkPolicy::Restricted },
         },
-        cwd: Some(FileUri::from_path(cwd)),
+        cwd: Some(PathUri(cwd.to_path_buf())),
         workspace_roots: None,
         windows_sandbox_level: WindowsSandboxLevel::Disabled,
         windows_sandbox_private_desktop: None,

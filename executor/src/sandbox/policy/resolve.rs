@@ -379,7 +379,7 @@ mod tests {
         std::fs::create_dir_all(&hidden).unwrap();
         std::fs::create_dir_all(&real_git).unwrap();
         let write = |p: &Path| FileSystemEntry {
-            path: EntryPath::Path { path: FileUri::from_path(p) },
+            path: EntryPath::Path { path: PathUri(p.to_path_buf()) },
             access: Access::Write,
             missing_path_behavior: None,
         };

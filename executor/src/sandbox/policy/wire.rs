@@ -1,57 +1,12 @@
 //! The `sandbox` field of `process/start` and `fs/*` requests, as it travels (protocol
 //! §8.1, §8.2). Field names, variants and error texts follow the reference.
 
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+pub use fs_helper::uri::PathUri;
+use serde::{Deserialize, Serialize};
 
 use super::plan::Effective;
-
-/// A `file:` URI decoded to an absolute native path.
-///
-/// Temporary local type: `fs_helper::uri::PathUri` replaces it once main has it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileUri(pub PathBuf);
-
-impl FileUri {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let url = url::Url::parse(s).map_err(|e| format!("invalid URI: {e}"))?;
-        if url.scheme() != "file" {
-            return Err(format!("invalid URI: expected a file: URI, got scheme `{}`", url.scheme()));
-        }
-        if url.query().is_some() || url.fragment().is_some() {
-            return Err("invalid URI: file URIs must not contain a query or fragment".into());
-        }
-        let path = url
-            .to_file_path()
-            .map_err(|()| format!("invalid URI: not a local file path: {s}"))?;
-        if path.as_os_str().as_bytes().contains(&0) {
-            return Err("invalid URI: path contains an encoded NUL byte".into());
-        }
-        Ok(FileUri(path))
-    }
-
-    pub fn from_path(path: &Path) -> Self {
-        FileUri(path.to_path_buf())
-    }
-}
-
-impl<'de> Deserialize<'de> for FileUri {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        FileUri::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
-
-impl Serialize for FileUri {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match url::Url::from_file_path(&self.0) {
-            Ok(u) => s.serialize_str(u.as_str()),
-            Err(()) => Err(serde::ser::Error::custom("path is not absolute")),
-        }
-    }
-}
 
 /// The `sandbox` field of `process/start` and `fs/*` requests.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,16 +14,16 @@ impl Serialize for FileUri {
 pub struct FileSystemSandboxContext {
     pub permissions: PermissionProfile,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cwd: Option<FileUri>,
+    pub cwd: Option<PathUri>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workspace_roots: Option<Vec<FileUri>>,
+    pub workspace_roots: Option<Vec<PathUri>>,
     pub windows_sandbox_level: WindowsSandboxLevel,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub windows_sandbox_private_desktop: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub use_legacy_landlock: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_home_dir: Option<FileUri>,
+    pub user_home_dir: Option<PathUri>,
     /// Windows-only; kept opaque so that any value the client sends round-trips.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub windows_sandbox_proxy_settings_mode: Option<serde_json::Value>,
@@ -120,7 +75,7 @@ pub struct FileSystemEntry {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EntryPath {
-    Path { path: FileUri },
+    Path { path: PathUri },
     Special { value: SpecialPath },
     GlobPattern { pattern: String },
 }
