@@ -1,20 +1,30 @@
 //! The inner stage: the executor binary re-entered inside bwrap (argv[0] basename
 //! `executor-sandbox`, or argv[1] `--run-as-sandbox-inner` for bwraps without
-//! `--argv0`). It runs before any user code, in this order:
+//! `--argv0`). It runs before any user code, one [`Step`] at a time in the order of
+//! [`STEPS`]; each step that can fail has its own [`InnerError`] variant, and a failure
+//! means the command never runs:
 //!
-//! 1. capabilities: lock the securebits, empty every capability set, verify from
-//!    the kernel (capget, prctl) that nothing is left (refuse to run otherwise);
-//! 2. `PR_SET_NO_NEW_PRIVS`;
-//! 3. a fresh anonymous session keyring (before seccomp forbids keyctl), so the
-//!    executor's session keyring is never reachable;
-//! 4. Landlock mirroring the plan (best effort by ABI);
-//! 5. seccomp (DESIGN.md §4 layer 2);
-//! 6. RLIMIT_NPROC (`--sandbox-max-procs`), so a fork bomb fails inside;
-//! 7. every descriptor above stderr not handed over on purpose made close-on-exec;
-//! 8. fork the command, reap, forward signals, exit with the command's status. When
-//!    protected names are missing in a writable root, the command (and everything it
-//!    starts) runs under the create guard (`guard`), served by this process's event
-//!    loop.
+//! 1. `CloseInherited`: every descriptor above stderr not handed over on purpose made
+//!    close-on-exec;
+//! 2. `NonDumpable`: nothing in the sandbox can read this process or reopen what it
+//!    holds;
+//! 3. `DropCapabilities`: lock the securebits, empty every capability set, verify from
+//!    the kernel (capget, prctl) that nothing is left;
+//! 4. `NoNewPrivs`: `PR_SET_NO_NEW_PRIVS`;
+//! 5. `SessionKeyring`: a fresh anonymous session keyring (before seccomp forbids
+//!    keyctl), so the executor's session keyring is never reachable;
+//! 6. `ProcessLimit`: RLIMIT_NPROC (`--sandbox-max-procs`), so a fork bomb fails inside;
+//! 7. `Landlock`: rules mirroring the plan (best effort by ABI);
+//! 8. `PrepareGuard`: the create guard's filter and socket, when protected names are
+//!    missing in a writable root or ancestors of denied paths are pinned;
+//! 9. `PrepareCommand`: the command's argv, and this process as the reaper;
+//! 10. `Seccomp` (DESIGN.md §4 layer 2), last.
+//!
+//! Then PID 1 forks the command, reaps, forwards signals and exits with the command's
+//! status. Under the create guard the command (and everything it starts) has the
+//! guard's filter, served by this process's event loop; if the filter cannot be
+//! installed in the child or its listener cannot reach the parent, the command does
+//! not run (fail closed on both sides).
 //!
 //! Invocation: `<exe> [--run-as-sandbox-inner] <config JSON> -- <argv...>`. The config
 //! is one argument (no temp files on the host); the user argv stays separate so that
@@ -101,8 +111,8 @@ impl InnerConfig {
 pub fn main(args: Vec<OsString>) -> ! {
     match run(args) {
         Ok(never) => match never {},
-        Err(msg) => {
-            eprintln!("executor-sandbox: {msg}");
+        Err(e) => {
+            eprintln!("executor-sandbox: {e}");
             std::process::exit(EXIT_SETUP_FAILED);
         }
     }
@@ -110,67 +120,172 @@ pub fn main(args: Vec<OsString>) -> ! {
 
 enum Never {}
 
-fn run(args: Vec<OsString>) -> Result<Never, String> {
-    let mut it = args.into_iter();
-    let config = it.next().ok_or("missing sandbox configuration")?;
-    let config = config.into_string().map_err(|_| "sandbox configuration is not UTF-8")?;
-    let config: InnerConfig = serde_json::from_str(&config).map_err(|e| format!("invalid sandbox configuration: {e}"))?;
-    if it.next().as_deref() != Some("--".as_ref()) {
-        return Err("expected `--` after the sandbox configuration".into());
-    }
-    let argv: Vec<OsString> = it.collect();
-    if argv.is_empty() {
-        return Err("no command given".into());
-    }
+/// The hardening steps, in the order [`run`] takes them (see the module docs for why
+/// each sits where it does; `steps_respect_their_dependencies` checks the order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    CloseInherited,
+    NonDumpable,
+    DropCapabilities,
+    NoNewPrivs,
+    SessionKeyring,
+    ProcessLimit,
+    Landlock,
+    PrepareGuard,
+    PrepareCommand,
+    Seccomp,
+}
 
-    // Whatever bwrap or the executor let through (bwrap's --info-fd, descriptors the
-    // executor inherited) must not reach the command.
-    let inherited = if config.debug { open_descriptors_above_stderr(&config.keep_fds) } else { Vec::new() };
-    crate::fds::mark_cloexec_from(3, &config.keep_fds).map_err(|e| format!("cannot close inherited descriptors: {e}"))?;
-    // This process keeps those descriptors (and later the create guard's listener) open;
-    // non-dumpable, nothing in the sandbox can reopen them through /proc/1/fd, read its
-    // memory or take them with pidfd_getfd. The command gets a dumpable mm at exec.
-    // SAFETY: prctl with integer arguments only; no memory is passed.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    caps::drop_all_and_verify()?;
-    // SAFETY: prctl with integer arguments only; no memory is passed.
-    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return Err(format!("PR_SET_NO_NEW_PRIVS failed: {}", std::io::Error::last_os_error()));
+pub const STEPS: [Step; 10] = [
+    Step::CloseInherited,
+    Step::NonDumpable,
+    Step::DropCapabilities,
+    Step::NoNewPrivs,
+    Step::SessionKeyring,
+    Step::ProcessLimit,
+    Step::Landlock,
+    Step::PrepareGuard,
+    Step::PrepareCommand,
+    Step::Seccomp,
+];
+
+/// Why the inner stage refused to run the command: one variant per step that can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum InnerError {
+    #[error("{0}")]
+    Invocation(String),
+    #[error("cannot close inherited descriptors: {0}")]
+    CloseInherited(#[source] std::io::Error),
+    #[error("PR_SET_DUMPABLE failed: {0}")]
+    NonDumpable(#[source] std::io::Error),
+    #[error("{0}")]
+    DropCapabilities(String),
+    #[error("PR_SET_NO_NEW_PRIVS failed: {0}")]
+    NoNewPrivs(#[source] std::io::Error),
+    #[error("cannot limit processes to {limit}: {source}")]
+    ProcessLimit { limit: u64, source: std::io::Error },
+    #[error("{0}")]
+    Landlock(String),
+    #[error("{0}")]
+    PrepareCommand(String),
+    #[error("{0}")]
+    Seccomp(String),
+}
+
+/// What the steps leave for the command's start and the debug report.
+struct Hardened {
+    inherited: Vec<i32>,
+    keyring: Option<std::io::Error>,
+    landlock: String,
+    guard: Result<Option<guard::Setup>, String>,
+    command: Option<pid1::Prepared>,
+}
+
+fn run(args: Vec<OsString>) -> Result<Never, InnerError> {
+    let (config, argv) = parse_invocation(args)?;
+    let mut done = Hardened { inherited: Vec::new(), keyring: None, landlock: String::new(), guard: Ok(None), command: None };
+    for step in STEPS {
+        take(step, &config, &argv, &mut done)?;
     }
-    let keyring = caps::join_fresh_session_keyring();
-    if let Some(limit) = config.max_procs {
-        limit_processes(limit)?;
-    }
-    let ll = landlock::apply(&config)?;
-    let guard = guard::prepare(&config.guard, &config.pinned);
-    let mut prep = pid1::Prepared::new(&argv, config.arg0.as_deref())?;
-    pid1::become_reaper();
-    seccomp::apply(config.net)?;
-    let guard_status = match guard {
+    let mut command = done.command.take().ok_or_else(|| InnerError::PrepareCommand("command was not prepared".into()))?;
+    let guard_status = match std::mem::replace(&mut done.guard, Ok(None)) {
         Ok(Some(setup)) => {
-            prep.guard = Some(setup);
+            command.guard = Some(setup);
             None
         }
         Ok(None) => Some("off (no protected name missing, no denied path to pin)".to_string()),
         Err(e) => Some(format!("unavailable: {e}")),
     };
-    prep.debug = config.debug;
+    command.debug = config.debug;
     if config.debug {
-        eprintln!(
-            "executor-sandbox: capabilities: none; no_new_privs: 1; session keyring: {}; landlock: {}; seccomp: {}; process limit: {}; pid: {}; made close-on-exec: {:?}{}",
-            match keyring {
-                Ok(()) => "fresh".to_string(),
-                Err(e) => format!("not replaced ({e}), keyctl denied by seccomp"),
-            },
-            ll,
-            if config.net { "filter (network enabled)" } else { "filter (network restricted)" },
-            config.max_procs.map(|n| n.to_string()).unwrap_or_else(|| "none".into()),
-            std::process::id(),
-            inherited,
-            guard_status.map(|s| format!("; create guard: {s}")).unwrap_or_default()
-        );
+        report(&config, &done, guard_status);
     }
-    pid1::run(prep)
+    pid1::run(command)
+}
+
+fn take(step: Step, config: &InnerConfig, argv: &[OsString], done: &mut Hardened) -> Result<(), InnerError> {
+    match step {
+        // Whatever bwrap or the executor let through (bwrap's --info-fd, descriptors the
+        // executor inherited) must not reach the command.
+        Step::CloseInherited => {
+            if config.debug {
+                done.inherited = open_descriptors_above_stderr(&config.keep_fds);
+            }
+            crate::fds::mark_cloexec_from(3, &config.keep_fds).map_err(InnerError::CloseInherited)
+        }
+        // This process keeps those descriptors (and later the create guard's listener)
+        // open; non-dumpable, nothing in the sandbox can reopen them through /proc/1/fd,
+        // read its memory or take them with pidfd_getfd. The command gets a dumpable mm
+        // at exec.
+        Step::NonDumpable => prctl(libc::PR_SET_DUMPABLE, 0).map_err(InnerError::NonDumpable),
+        Step::DropCapabilities => caps::drop_all_and_verify().map_err(InnerError::DropCapabilities),
+        Step::NoNewPrivs => prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(InnerError::NoNewPrivs),
+        // Before seccomp forbids keyctl; a refusal is reported, not fatal (keyctl is
+        // denied to the command either way).
+        Step::SessionKeyring => {
+            done.keyring = caps::join_fresh_session_keyring().err();
+            Ok(())
+        }
+        Step::ProcessLimit => config.max_procs.map_or(Ok(()), limit_processes),
+        Step::Landlock => {
+            done.landlock = landlock::apply(config).map_err(InnerError::Landlock)?;
+            Ok(())
+        }
+        // Opens /proc and builds its filter while system calls are still unfiltered;
+        // a host that cannot run it is reported (doctor says so too).
+        Step::PrepareGuard => {
+            done.guard = guard::prepare(&config.guard, &config.pinned);
+            Ok(())
+        }
+        Step::PrepareCommand => {
+            done.command = Some(pid1::Prepared::new(argv, config.arg0.as_deref()).map_err(InnerError::PrepareCommand)?);
+            pid1::become_reaper();
+            Ok(())
+        }
+        // Last: nothing after it but the fork of the command.
+        Step::Seccomp => seccomp::apply(config.net).map_err(InnerError::Seccomp),
+    }
+}
+
+fn parse_invocation(args: Vec<OsString>) -> Result<(InnerConfig, Vec<OsString>), InnerError> {
+    let bad = |m: String| InnerError::Invocation(m);
+    let mut it = args.into_iter();
+    let config = it.next().ok_or_else(|| bad("missing sandbox configuration".into()))?;
+    let config = config.into_string().map_err(|_| bad("sandbox configuration is not UTF-8".into()))?;
+    let config: InnerConfig = serde_json::from_str(&config).map_err(|e| bad(format!("invalid sandbox configuration: {e}")))?;
+    if it.next().as_deref() != Some("--".as_ref()) {
+        return Err(bad("expected `--` after the sandbox configuration".into()));
+    }
+    let argv: Vec<OsString> = it.collect();
+    if argv.is_empty() {
+        return Err(bad("no command given".into()));
+    }
+    Ok((config, argv))
+}
+
+fn report(config: &InnerConfig, done: &Hardened, guard_status: Option<String>) {
+    eprintln!(
+        "executor-sandbox: capabilities: none; no_new_privs: 1; session keyring: {}; landlock: {}; seccomp: {}; process limit: {}; pid: {}; made close-on-exec: {:?}{}",
+        match &done.keyring {
+            None => "fresh".to_string(),
+            Some(e) => format!("not replaced ({e}), keyctl denied by seccomp"),
+        },
+        done.landlock,
+        if config.net { "filter (network enabled)" } else { "filter (network restricted)" },
+        config.max_procs.map(|n| n.to_string()).unwrap_or_else(|| "none".into()),
+        std::process::id(),
+        done.inherited,
+        guard_status.map(|s| format!("; create guard: {s}")).unwrap_or_default()
+    );
+}
+
+/// `prctl(option, value)` with integer arguments, checked.
+fn prctl(option: libc::c_int, value: libc::c_ulong) -> Result<(), std::io::Error> {
+    // SAFETY: prctl with integer arguments only; no memory is passed.
+    if unsafe { libc::prctl(option, value, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// For the debug report: descriptors above stderr this stage received, except those
@@ -185,17 +300,47 @@ fn open_descriptors_above_stderr(keep: &[i32]) -> Vec<i32> {
 /// Since Linux 5.14 the count is kept per user namespace, so this bounds the sandbox's
 /// own processes rather than every process of the user on the host; the kernel exempts
 /// host root from it.
-fn limit_processes(limit: u64) -> Result<(), String> {
+fn limit_processes(limit: u64) -> Result<(), InnerError> {
     let rlim = libc::rlimit {
         rlim_cur: limit,
         rlim_max: limit,
     };
     // SAFETY: setrlimit reads one rlimit struct that lives for the call.
     if unsafe { libc::setrlimit(libc::RLIMIT_NPROC, &rlim) } != 0 {
-        return Err(format!(
-            "cannot limit processes to {limit}: {}",
-            std::io::Error::last_os_error()
-        ));
+        return Err(InnerError::ProcessLimit { limit, source: std::io::Error::last_os_error() });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(step: Step) -> usize {
+        STEPS.iter().position(|s| *s == step).unwrap_or(usize::MAX)
+    }
+
+    /// The order is the security argument: each pair is (must come first, then).
+    #[test]
+    fn steps_respect_their_dependencies() {
+        let before = [
+            // Nothing else runs while inherited descriptors could still leak.
+            (Step::CloseInherited, Step::NonDumpable),
+            // The process holding descriptors becomes unreadable before anything else.
+            (Step::NonDumpable, Step::DropCapabilities),
+            (Step::DropCapabilities, Step::NoNewPrivs),
+            // seccomp denies keyctl, Landlock's and the guard's set-up calls come first.
+            (Step::SessionKeyring, Step::Seccomp),
+            (Step::Landlock, Step::Seccomp),
+            (Step::PrepareGuard, Step::Seccomp),
+            (Step::PrepareCommand, Step::Seccomp),
+            // Landlock needs no_new_privs without CAP_SYS_ADMIN.
+            (Step::NoNewPrivs, Step::Landlock),
+        ];
+        for (first, then) in before {
+            assert!(at(first) < at(then), "{first:?} must come before {then:?}: {STEPS:?}");
+        }
+        assert_eq!(STEPS.last(), Some(&Step::Seccomp));
+        assert_eq!(STEPS.first(), Some(&Step::CloseInherited));
+    }
 }

@@ -85,19 +85,22 @@ pub fn run(mut prep: Prepared) -> ! {
     };
     // Both sides set the group, so a signal forwarded right away finds it.
     let _ = nix::unistd::setpgid(child, child);
-    let supervisor = prep.guard.take().and_then(|guard| {
-        let started = guard.start_in_parent();
-        if prep.debug {
-            match &started {
-                Ok(s) => {
-                    let (names, pinned) = s.counts();
-                    eprintln!("executor-sandbox: create guard: on ({names} missing protected names, {pinned} pinned directories)")
-                }
-                Err(e) => eprintln!("executor-sandbox: create guard: not installed ({e})"),
+    let supervisor = match prep.guard.take().map(super::guard::Setup::start_in_parent) {
+        None => None,
+        Some(Ok(s)) => {
+            if prep.debug {
+                let (names, pinned) = s.counts();
+                eprintln!("executor-sandbox: create guard: on ({names} missing protected names, {pinned} pinned directories)");
             }
+            Some(s)
         }
-        started.ok()
-    });
+        // The command may have its filter but nobody to answer it, or none at all:
+        // either way it must not go on.
+        Some(Err(e)) => {
+            let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+            fail(&format!("create guard could not start: {e}"));
+        }
+    };
     match supervisor {
         None => loop {
             match set.wait() {
@@ -182,7 +185,13 @@ fn exec_child(prep: &Prepared) -> ! {
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     // Last, so that nothing before exec goes through the supervisor.
     if let Some(guard) = &prep.guard {
-        guard.install_in_child();
+        if guard.install_in_child().is_err() {
+            // SAFETY: write(2) of a static buffer to stderr, async-signal-safe.
+            let msg = b"executor-sandbox: cannot install the create guard's filter; the command does not run\n";
+            unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+            // SAFETY: _exit in the forked child, see below.
+            unsafe { libc::_exit(crate::sandbox::EXIT_SETUP_FAILED) }
+        }
     }
     let mut ptrs: Vec<*const libc::c_char> = prep.argv.iter().map(|c| c.as_ptr()).collect();
     ptrs.push(std::ptr::null());

@@ -112,15 +112,18 @@ pub fn prepare(missing: &[PathBuf], pinned: &[PathBuf]) -> Result<Option<Setup>,
 impl Setup {
     /// In the forked child, before exec: install the filter and pass its listener to
     /// the parent. The child keeps no copy of the listener. Only system calls and
-    /// allocation (the parent was single-threaded at fork).
-    pub fn install_in_child(&self) {
+    /// allocation (the parent was single-threaded at fork). `Err`: the command must not
+    /// run, since it would run unguarded.
+    pub fn install_in_child(&self) -> Result<(), i32> {
         // The message is the errno (0 on success), with the listener attached.
-        let _ = match sys::install_listener(&self.program) {
-            Ok(listener) => fd_pass::send_fd(self.child_end.as_fd(), listener.as_fd(), &0i32.to_ne_bytes()),
-            Err(errno) => socket::send(self.child_end.as_raw_fd(), &errno.to_ne_bytes(), MsgFlags::MSG_NOSIGNAL)
-                .map(drop)
-                .map_err(std::io::Error::from),
-        };
+        match sys::install_listener(&self.program) {
+            Ok(listener) => fd_pass::send_fd(self.child_end.as_fd(), listener.as_fd(), &0i32.to_ne_bytes())
+                .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO)),
+            Err(errno) => {
+                let _ = socket::send(self.child_end.as_raw_fd(), &errno.to_ne_bytes(), MsgFlags::MSG_NOSIGNAL);
+                Err(errno)
+            }
+        }
     }
 
     /// In the parent after fork: receive the listener. The supervisor then runs in
@@ -131,9 +134,8 @@ impl Setup {
         let listener = receive_listener(parent_end.as_fd())?;
         let (root, proc_root) = match (sys::open_dir(c"/"), sys::open_dir(c"/proc")) {
             (Ok(r), Ok(p)) => (r, p),
+            // The caller kills the command: nothing would answer its guarded calls.
             (Err(e), _) | (_, Err(e)) => {
-                // Fail closed: every guarded call fails rather than running unchecked.
-                let _ = std::thread::Builder::new().spawn(move || refuse_all(listener));
                 return Err(format!("cannot open / or /proc: {}", std::io::Error::from_raw_os_error(e)));
             }
         };
@@ -233,13 +235,5 @@ fn answer(listener: BorrowedFd<'_>, id: u64, outcome: Outcome) {
             }
         }
         Outcome::Blocking(_) => sys::reply(listener, id, Err(libc::EIO)),
-    }
-}
-
-/// Answers every notification with EACCES.
-fn refuse_all(listener: OwnedFd) {
-    let mut buf = vec![0u64; sys::notif_size().div_ceil(8)];
-    while let Ok(n) = sys::recv(listener.as_fd(), &mut buf) {
-        sys::reply(listener.as_fd(), n.id, Err(libc::EACCES));
     }
 }
