@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::protocol::envelope::{error_line, response_line};
+use crate::protocol::envelope::{error_line, recover_id, response_line};
 use crate::protocol::types::{EnvironmentInfo, InitializeParams, InitializeResult};
 use crate::protocol::{decode_params, parse_line, Incoming, RequestId, RpcError};
 use crate::rpc::{self, Answer, Phase, RequestContext};
@@ -62,7 +62,11 @@ pub struct Server {
 pub enum Inbound {
     /// One message (a line without its terminator, or a websocket frame).
     Message(Vec<u8>),
-    /// The peer went away or exceeded a limit: the connection ends without an answer.
+    /// A message longer than `limit` bytes, of which only its first bytes (`prefix`)
+    /// were kept. It is answered with -32600; `then_closed` says the transport cannot
+    /// read past it and ends the connection next (the answer says so).
+    TooLarge { limit: usize, prefix: Vec<u8>, then_closed: bool },
+    /// The peer went away, or the transport cannot read on: the connection ends.
     Closed,
 }
 
@@ -116,6 +120,8 @@ impl Server {
             permits: Arc::new(Semaphore::new(self.config.concurrent_requests.max(1))),
             pending_session: None,
         };
+        // Oversized messages are answered from here, also while a request is being handled.
+        let answers = connection.outbound.clone();
         // At most one message read ahead while the previous one is handled: order is kept,
         // and a close behind it is seen at once.
         let mut read_ahead: Option<Vec<u8>> = None;
@@ -124,6 +130,10 @@ impl Server {
                 Some(line) => line,
                 None => match inbound.recv().await {
                     Some(Inbound::Message(line)) => line,
+                    Some(Inbound::TooLarge { limit, prefix, then_closed }) => {
+                        let _ = answers.send(too_large_line(label, limit, &prefix, then_closed)).await;
+                        continue;
+                    }
                     Some(Inbound::Closed) | None => break CloseReason::PeerClosed,
                 },
             };
@@ -137,6 +147,10 @@ impl Server {
                     outcome = &mut handling => break Some(outcome),
                     next = inbound.recv(), if read_ahead.is_none() => match next {
                         Some(Inbound::Message(line)) => read_ahead = Some(line),
+                        // Answered at once: nothing of it is handled, so order does not matter.
+                        Some(Inbound::TooLarge { limit, prefix, then_closed }) => {
+                            let _ = answers.send(too_large_line(label, limit, &prefix, then_closed)).await;
+                        }
                         Some(Inbound::Closed) | None => break None,
                     },
                 }
@@ -307,6 +321,17 @@ impl Connection {
         self.phase = Phase::AwaitingInitialized;
         serde_json::to_value(result).map_err(|e| RpcError::internal(e.to_string()))
     }
+}
+
+/// The -32600 answer to a message over the size limit, to the id it began with when
+/// that could be read from its start, else to -1 like any unparseable line.
+fn too_large_line(label: &str, limit: usize, prefix: &[u8], then_closed: bool) -> Vec<u8> {
+    let what_next = if then_closed { "the connection is closed" } else { "it was skipped" };
+    let error = RpcError::invalid_request(format!(
+        "message from {label} is larger than the {limit}-byte limit; {what_next} (send large file data with fs/open and fs/writeBlock)"
+    ));
+    let id = recover_id(prefix).unwrap_or(RequestId::UNPARSEABLE);
+    error_line(&id, &error)
 }
 
 fn answer_line(id: &RequestId, outcome: Result<Answer, RpcError>) -> Vec<u8> {

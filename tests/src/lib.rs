@@ -303,6 +303,16 @@ pub fn sh(script: &str) -> Value {
     json!({"argv": ["sh", "-c", script], "cwd": "file:///tmp", "env": {"PATH": "/usr/bin:/bin"}, "tty": false})
 }
 
+/// `VmRSS` and `VmHWM` (peak) of `pid`, in KiB.
+pub fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let field = |name: &str| -> u64 {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name}"));
+        line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("kB value")
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
 /// Whether a pid still names a live (non-zombie) process.
 pub fn pid_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

@@ -132,6 +132,8 @@ pub struct WsClient {
     pending: Vec<Value>,
     next_id: i64,
     closed: bool,
+    /// Code and reason of the server's Close frame, once one arrived.
+    pub close_frame: Option<(u16, String)>,
 }
 
 /// What a read from the socket gave.
@@ -151,7 +153,7 @@ impl WsClient {
             request.headers_mut().append(name, HeaderValue::from_str(value).expect("valid header value"));
         }
         let (ws, _response) = tungstenite::connect(request)?;
-        Ok(Self { ws, pending: Vec::new(), next_id: 1000, closed: false })
+        Ok(Self { ws, pending: Vec::new(), next_id: 1000, closed: false, close_frame: None })
     }
 
     fn tcp(&self) -> &TcpStream {
@@ -246,7 +248,8 @@ impl WsClient {
             match self.ws.read() {
                 Ok(Message::Text(text)) => return Received::Message(parse(text.as_bytes())),
                 Ok(Message::Binary(data)) => return Received::Message(parse(&data)),
-                Ok(Message::Close(_)) => {
+                Ok(Message::Close(frame)) => {
+                    self.close_frame = frame.map(|f| (u16::from(f.code), f.reason.to_string()));
                     self.closed = true;
                     return Received::Closed;
                 }

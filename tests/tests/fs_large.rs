@@ -7,7 +7,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use executor_tests::{b64, unb64, uri, Executor};
+use executor_tests::{b64, memory_kib, unb64, uri, Executor};
 use serde_json::{json, Value};
 
 const MIB: u64 = 1024 * 1024;
@@ -35,16 +35,6 @@ fn sparse_file(path: &Path, size: u64, marker: &[u8]) {
     f.set_len(size).expect("set_len");
     f.write_all_at(marker, 0).expect("write start");
     f.write_all_at(marker, size - marker.len() as u64).expect("write end");
-}
-
-/// `VmRSS` and `VmHWM` of `pid`, in KiB.
-fn memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let field = |name: &str| -> u64 {
-        let line = status.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name}"));
-        line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("kB value")
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// Reads an 80 MiB file (a ~107 MB response line, over the 64 MiB inbound limit) on a

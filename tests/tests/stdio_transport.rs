@@ -1,6 +1,6 @@
 //! Framing, the handshake gate and connection-closing conditions, over the real stdio transport.
 
-use executor_tests::{error_of, Executor};
+use executor_tests::{error_of, memory_kib, uri, Executor};
 use serde_json::{json, Value};
 
 #[test]
@@ -124,15 +124,40 @@ fn initialized_before_initialize_closes_the_connection() {
     assert!(server.stdout_closed());
 }
 
+const LIMIT_TEXT: &str = "is larger than the 67108864-byte limit; it was skipped";
+
+/// A 200 MB `fs/writeFile` line, written in 1 MiB pieces: answered with -32600 to its own
+/// id (read from its start), nothing is written, the server keeps serving the lines after
+/// it, and it never held the whole line (its peak RSS stays far below 200 MB).
 #[test]
-fn oversized_line_drops_the_connection_without_an_answer() {
+fn an_oversized_line_is_answered_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = dir.path().join("never-written.bin");
     let mut server = Executor::ready(&[]);
-    let mut line = vec![b' '; 64 * 1024 * 1024 + 16];
-    line.push(b'\n');
-    server.send_raw(&line);
-    assert!(server.stdout_closed());
-    let answered = server.try_next_matching(&|m| m.get("id").is_some(), std::time::Duration::ZERO);
-    assert!(answered.is_none(), "{answered:?}");
+    let head = format!(r#"{{"id":41,"method":"fs/writeFile","params":{{"path":"{}","dataBase64":""#, uri(&target));
+    server.send_raw(head.as_bytes());
+    let piece = vec![b'A'; 1 << 20];
+    for _ in 0..200 {
+        server.send_raw(&piece);
+    }
+    server.send_raw(b"\"}}\n");
+    let reply = server.response(41);
+    let (code, message) = error_of(&reply).expect("an error answer");
+    assert_eq!(code, -32600, "{message}");
+    assert_eq!(message, format!("message from exec-server stdio {LIMIT_TEXT} (send large file data with fs/open and fs/writeBlock)"));
+    assert!(!target.exists(), "nothing of the oversized request may run");
+    assert_eq!(server.call("environment/status", json!({})), json!({"status": "ready"}));
+
+    // A line with no id to read at its start (only spaces) is answered to -1.
+    let mut spaces = vec![b' '; 64 * 1024 * 1024 + 16];
+    spaces.push(b'\n');
+    server.send_raw(&spaces);
+    let reply = server.next_matching(|m| m["id"] == json!(-1));
+    assert!(error_of(&reply).is_some_and(|(code, m)| code == -32600 && m.contains(LIMIT_TEXT)), "{reply}");
+    assert_eq!(server.call("environment/status", json!({})), json!({"status": "ready"}));
+
+    let (_, peak_kib) = memory_kib(server.pid());
+    assert!(peak_kib < 150 * 1024, "peak RSS {peak_kib} KiB: the oversized line was buffered");
 }
 
 #[test]

@@ -63,8 +63,10 @@ fn binary_frames_parse_errors_and_close() {
     assert!(client.wait_closed(), "server kept the connection open");
 }
 
+/// The reader cannot skip a frame it refused at its header, so the connection ends; the
+/// client is told why, both as a -32600 answer and in the Close frame (1009).
 #[test]
-fn a_message_over_64_mib_drops_the_connection() {
+fn a_message_over_64_mib_is_answered_and_closes_the_connection() {
     let server = WsServer::start(&[]);
     let mut client = server.ready();
     // A large message below the limit is fine.
@@ -75,9 +77,19 @@ fn a_message_over_64_mib_drops_the_connection() {
 
     let over = vec![b' '; 64 * 1024 * 1024 + 1];
     client.send_frame(Message::binary(over));
-    assert!(client.wait_closed(), "an oversized message must drop the connection");
-    // The server itself is still there.
+    let error = client.next_matching(|m| m["id"] == json!(-1));
+    assert_eq!(error["error"]["code"], json!(-32600), "{error}");
+    let message = error["error"]["message"].as_str().expect("message");
+    assert!(
+        message.starts_with("message from exec-server websocket is larger than the 67108864-byte limit; the connection is closed"),
+        "{message}"
+    );
+    assert!(client.wait_closed(), "an oversized message must end the connection");
+    assert_eq!(client.close_frame, Some((1009, "message larger than the 67108864-byte limit".to_owned())));
+    // The server itself is still there, for this client's next connection too.
     assert_eq!(http_get(server.addr(), "/readyz", &[]).0, 200);
+    let mut again = server.ready();
+    assert_eq!(again.call("environment/status", json!({})), json!({"status": "ready"}));
 }
 
 #[test]

@@ -76,6 +76,45 @@ fn parse_id(raw: Value) -> Result<RequestId, ParseError> {
 
 const UNTAGGED_ID: &str = "data did not match any variant of untagged enum RequestId";
 
+/// The id of a message of which only `prefix` (its first bytes) was kept, because the
+/// whole message was over the size limit: found only when `"id"` is a member of the
+/// top-level object that ends within the prefix, before any member that does not.
+/// Clients put the id first, so the answer usually reaches the request that caused it.
+pub fn recover_id(prefix: &[u8]) -> Option<RequestId> {
+    // A number that runs up to the end of the prefix may have been cut: drop its
+    // trailing digits so that it cannot be read as a shorter, different id.
+    let cut = prefix.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    let prefix = &prefix[..prefix.len() - cut];
+    let found = std::cell::Cell::new(None);
+    let mut deserializer = serde_json::Deserializer::from_slice(prefix);
+    // The prefix is an unfinished object, so this always ends in an error; what counts
+    // is whether the id was seen before it.
+    let _ = serde::Deserializer::deserialize_map(&mut deserializer, IdFinder(&found));
+    found.take()
+}
+
+/// Visits the members of an object until `"id"`, storing its value when it is an id.
+struct IdFinder<'a>(&'a std::cell::Cell<Option<RequestId>>);
+
+impl<'de> serde::de::Visitor<'de> for IdFinder<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON-RPC object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == "id" {
+                self.0.set(parse_id(map.next_value::<Value>()?).ok());
+                return Ok(());
+            }
+            map.next_value::<serde::de::IgnoredAny>()?;
+        }
+        Ok(())
+    }
+}
+
 /// Serialises a success response as one line (without the trailing newline).
 pub fn response_line(id: &RequestId, result: &Value) -> Vec<u8> {
     #[derive(Serialize)]
@@ -219,6 +258,22 @@ mod tests {
             finish_response(&mut line);
             assert_eq!(line, response_line(&id, &serde_json::json!({"dataBase64": "aGk="})));
         }
+    }
+
+    #[test]
+    fn ids_are_recovered_from_the_start_of_an_oversized_message() {
+        let id = |prefix: &str| recover_id(prefix.as_bytes());
+        assert_eq!(id(r#"{"id":41,"method":"fs/writeFile","params":{"dataBase64":"AAAA"#), Some(RequestId::Integer(41)));
+        assert_eq!(id(r#" { "method" : "x", "id" : "r-1", "params": {"a": "#), Some(RequestId::String("r-1".into())));
+        assert_eq!(id(r#"{"method":"x","params":{"id":3,"data":"AAAA"#), None, "an id inside params is not the id");
+        // Cut inside the id itself: a number may be longer than what was kept.
+        assert_eq!(id(r#"{"id":12"#), None);
+        assert_eq!(id(r#"{"id":"abc"#), None);
+        assert_eq!(id(r#"{"id":1.5,"method":"#), None);
+        assert_eq!(id(r#"{"id":null,"method":"#), None);
+        assert_eq!(id("[1,2,3"), None);
+        assert_eq!(id("    "), None);
+        assert_eq!(id(""), None);
     }
 
     #[test]

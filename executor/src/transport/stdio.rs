@@ -2,7 +2,7 @@
 //! lines, and writing queued lines with one flush per burst, so output never interleaves.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufWriter, Write};
 use std::os::fd::AsFd;
 use std::thread;
 
@@ -38,47 +38,118 @@ pub fn start() -> io::Result<StdioTransport> {
     Ok(StdioTransport { inbound, outbound, writer_done })
 }
 
-/// Reads lines until EOF, an error or an oversized line; blank lines are skipped and a
-/// trailing `\r` is removed.
+/// Reads lines until EOF or a read error; blank lines are skipped and a trailing `\r`
+/// is removed. A line over [`MAX_MESSAGE_BYTES`] is passed on as [`Inbound::TooLarge`]
+/// and reading goes on after its newline.
 pub fn read_lines<R: BufRead>(mut reader: R, tx: &mpsc::Sender<Inbound>) {
     loop {
-        match read_line(&mut reader) {
-            Ok(Some(line)) => {
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                if tx.blocking_send(Inbound::Message(line)).is_err() {
-                    return;
-                }
-            }
-            Ok(None) | Err(_) => {
+        let inbound = match read_line(&mut reader) {
+            Ok(Line::Complete(line)) if line.iter().all(u8::is_ascii_whitespace) => continue,
+            Ok(Line::Complete(line)) => Inbound::Message(line),
+            Ok(Line::TooLarge { prefix }) => Inbound::TooLarge { limit: MAX_MESSAGE_BYTES, prefix, then_closed: false },
+            Ok(Line::Eof) | Err(_) => {
                 let _ = tx.blocking_send(Inbound::Closed);
                 return;
             }
+        };
+        if tx.blocking_send(inbound).is_err() {
+            return;
         }
     }
 }
 
-/// One line without its terminator; `None` at EOF. An over-long line is an error.
-fn read_line<R: BufRead>(reader: &mut R) -> io::Result<Option<Vec<u8>>> {
+/// Bytes kept of an oversized line, enough for the id that clients put first.
+const KEPT_PREFIX_BYTES: usize = 16 * 1024;
+
+#[derive(Debug, PartialEq, Eq)]
+enum Line {
+    /// A line without its terminator.
+    Complete(Vec<u8>),
+    /// A line over the limit, read up to and including its newline (or EOF) but kept
+    /// only for its first [`KEPT_PREFIX_BYTES`].
+    TooLarge { prefix: Vec<u8> },
+    Eof,
+}
+
+/// The next line. At most the limit (plus a `\r`) is buffered: the rest of a longer
+/// line is consumed and dropped as it arrives, so a line of any length costs no more
+/// memory than the longest accepted one.
+fn read_line<R: BufRead>(reader: &mut R) -> io::Result<Line> {
     let mut line = Vec::new();
-    let mut limited = reader.by_ref().take(MAX_MESSAGE_BYTES as u64 + 2);
-    let n = limited.read_until(b'\n', &mut line)?;
-    if n == 0 {
-        return Ok(None);
+    loop {
+        let available = fill(reader)?;
+        if available.is_empty() {
+            return Ok(if line.is_empty() { Line::Eof } else { finish(line) });
+        }
+        let newline = memchr::memchr(b'\n', available);
+        let take = newline.unwrap_or(available.len());
+        // The limit, plus one byte for a `\r` that is not part of the message.
+        if line.len() + take > MAX_MESSAGE_BYTES + 1 {
+            let mut prefix = kept_prefix(&line);
+            let missing = KEPT_PREFIX_BYTES.saturating_sub(prefix.len()).min(take);
+            prefix.extend_from_slice(&available[..missing]);
+            drop(line);
+            return skip_rest_of_line(reader, prefix);
+        }
+        line.extend_from_slice(&available[..take]);
+        match newline {
+            Some(i) => {
+                reader.consume(i + 1);
+                return Ok(finish(line));
+            }
+            None => reader.consume(take),
+        }
     }
-    if line.last() == Some(&b'\n') {
-        line.pop();
-    } else if n as u64 == MAX_MESSAGE_BYTES as u64 + 2 {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "message exceeds the size limit"));
+}
+
+/// The buffered input, read anew when empty (empty at EOF); a read interrupted by a
+/// signal is retried.
+fn fill<R: BufRead>(reader: &mut R) -> io::Result<&[u8]> {
+    loop {
+        match reader.fill_buf() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+            // Returned by a second call, which finds the data buffered by this one: the
+            // borrow checker does not let a loop return the first call's slice.
+            Ok(_) => return reader.fill_buf(),
+        }
     }
+}
+
+/// Strips a trailing `\r` and checks the length of what is left.
+fn finish(mut line: Vec<u8>) -> Line {
     if line.last() == Some(&b'\r') {
         line.pop();
     }
     if line.len() > MAX_MESSAGE_BYTES {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "message exceeds the size limit"));
+        return Line::TooLarge { prefix: kept_prefix(&line) };
     }
-    Ok(Some(line))
+    Line::Complete(line)
+}
+
+/// A copy of the start of `line`, so that the large buffer itself can be freed.
+fn kept_prefix(line: &[u8]) -> Vec<u8> {
+    line[..line.len().min(KEPT_PREFIX_BYTES)].to_vec()
+}
+
+/// Consumes input up to and including the next newline (or to EOF).
+fn skip_rest_of_line<R: BufRead>(reader: &mut R, prefix: Vec<u8>) -> io::Result<Line> {
+    loop {
+        let available = fill(reader)?;
+        if available.is_empty() {
+            return Ok(Line::TooLarge { prefix });
+        }
+        match memchr::memchr(b'\n', available) {
+            Some(i) => {
+                reader.consume(i + 1);
+                return Ok(Line::TooLarge { prefix });
+            }
+            None => {
+                let n = available.len();
+                reader.consume(n);
+            }
+        }
+    }
 }
 
 fn write_lines<W: Write>(writer: W, mut rx: mpsc::Receiver<Vec<u8>>) -> io::Result<()> {
@@ -103,34 +174,53 @@ fn write_line<W: Write>(out: &mut W, line: &[u8]) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    fn lines(input: &[u8]) -> Vec<Result<Vec<u8>, ()>> {
-        let mut reader = io::Cursor::new(input.to_vec());
+    fn lines(input: &[u8]) -> Vec<Line> {
+        // A small buffer, so that lines span many fill_buf calls.
+        let mut reader = io::BufReader::with_capacity(7, io::Cursor::new(input.to_vec()));
         let mut out = Vec::new();
         loop {
             match read_line(&mut reader) {
-                Ok(Some(l)) => out.push(Ok(l)),
-                Ok(None) => return out,
-                Err(_) => {
-                    out.push(Err(()));
-                    return out;
-                }
+                Ok(Line::Eof) => return out,
+                Ok(line) => out.push(line),
+                Err(e) => panic!("read failed: {e}"),
             }
         }
     }
 
-    #[test]
-    fn crlf_and_missing_final_newline() {
-        assert_eq!(lines(b"a\r\nb\nc"), vec![Ok(b"a".to_vec()), Ok(b"b".to_vec()), Ok(b"c".to_vec())]);
+    fn complete(text: &[u8]) -> Line {
+        Line::Complete(text.to_vec())
     }
 
     #[test]
-    fn exactly_the_limit_passes_and_one_more_byte_fails() {
+    fn crlf_and_missing_final_newline() {
+        assert_eq!(lines(b"a\r\nb\nc"), vec![complete(b"a"), complete(b"b"), complete(b"c")]);
+    }
+
+    #[test]
+    fn exactly_the_limit_passes_and_one_more_byte_is_too_large() {
         let mut ok = vec![b'x'; MAX_MESSAGE_BYTES];
         ok.extend_from_slice(b"\r\n");
-        assert_eq!(lines(&ok).len(), 1);
-        assert!(lines(&ok)[0].is_ok());
+        assert!(matches!(&lines(&ok)[..], [Line::Complete(l)] if l.len() == MAX_MESSAGE_BYTES));
         let mut too_long = vec![b'x'; MAX_MESSAGE_BYTES + 1];
         too_long.push(b'\n');
-        assert_eq!(lines(&too_long), vec![Err(())]);
+        assert!(matches!(&lines(&too_long)[..], [Line::TooLarge { .. }]));
+        // Without a newline at all, and with a `\r` that does not end the line.
+        let mut cr_inside = vec![b'x'; MAX_MESSAGE_BYTES];
+        cr_inside.extend_from_slice(b"\ry\n");
+        assert!(matches!(&lines(&too_long[..MAX_MESSAGE_BYTES + 1])[..], [Line::TooLarge { .. }]));
+        assert!(matches!(&lines(&cr_inside)[..], [Line::TooLarge { .. }]));
+    }
+
+    #[test]
+    fn reading_goes_on_after_an_oversized_line_which_keeps_only_its_start() {
+        let mut input = br#"{"id":9,"method":"fs/writeFile","params":{"dataBase64":""#.to_vec();
+        let head = input.clone();
+        input.resize(MAX_MESSAGE_BYTES + 4096, b'A');
+        input.extend_from_slice(b"\"}}\nnext\n");
+        let read = lines(&input);
+        let [Line::TooLarge { prefix }, next] = &read[..] else { panic!("{:?}", read.len()) };
+        assert_eq!(prefix.len(), KEPT_PREFIX_BYTES);
+        assert!(prefix.starts_with(&head));
+        assert_eq!(next, &complete(b"next"));
     }
 }

@@ -18,7 +18,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use super::auth::TokenDigest;
@@ -130,6 +132,8 @@ async fn run_connection(ws: WebSocketStream<TcpStream>, server: Arc<Server>) {
     let last_heard = Arc::new(AtomicU64::new(0));
     let peer_gone = Arc::new(Notify::new());
 
+    // The close frame the reader asks for, when it ends the connection for a reason.
+    let (close_with, mut close_frame) = oneshot::channel::<CloseFrame>();
     let reader = {
         let (last_heard, peer_gone) = (last_heard.clone(), peer_gone.clone());
         tokio::spawn(async move {
@@ -145,8 +149,17 @@ async fn run_connection(ws: WebSocketStream<TcpStream>, server: Arc<Server>) {
                     // Pongs to pings are queued and sent by tungstenite itself.
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
                     Some(Ok(Message::Close(_))) | None => break,
+                    Some(Err(WsError::Capacity(e))) => {
+                        // tungstenite stops at the frame header and cannot skip the
+                        // payload, so the stream cannot be resynced: answer, then close
+                        // with 1009 (message too big).
+                        tracing::debug!("websocket message over the limit: {e}");
+                        let _ = close_with.send(too_big_close_frame());
+                        let too_large = Inbound::TooLarge { limit: MAX_MESSAGE_BYTES, prefix: Vec::new(), then_closed: true };
+                        let _ = in_tx.send(too_large).await;
+                        break;
+                    }
                     Some(Err(e)) => {
-                        // Includes a message over the size limit: the connection is dropped.
                         tracing::debug!("websocket read failed: {e}");
                         break;
                     }
@@ -159,7 +172,7 @@ async fn run_connection(ws: WebSocketStream<TcpStream>, server: Arc<Server>) {
         })
     };
 
-    let (closing_tx, mut closing) = oneshot::channel::<()>();
+    let (closing_tx, mut closing) = oneshot::channel::<Option<CloseFrame>>();
     let writer = tokio::spawn(async move {
         let start = tokio::time::Instant::now() + PING_INTERVAL;
         let mut ping = tokio::time::interval_at(start, PING_INTERVAL);
@@ -192,12 +205,15 @@ async fn run_connection(ws: WebSocketStream<TcpStream>, server: Arc<Server>) {
                         return;
                     }
                 }
-                _ = &mut closing => {
+                reason = &mut closing => {
                     // The connection ended: send what is already queued, then a Close.
                     while let Ok(line) = out_rx.try_recv() {
                         if sink.feed(frame(line)).await.is_err() {
                             return;
                         }
+                    }
+                    if let Ok(Some(reason)) = reason {
+                        let _ = sink.send(Message::Close(Some(reason))).await;
                     }
                     break;
                 }
@@ -208,10 +224,16 @@ async fn run_connection(ws: WebSocketStream<TcpStream>, server: Arc<Server>) {
 
     let (reason, _session) = server.serve_labeled_connection(in_rx, out_tx, WEBSOCKET_LABEL).await;
     tracing::debug!(?reason, "websocket connection closed");
-    let _ = closing_tx.send(());
+    let _ = closing_tx.send(close_frame.try_recv().ok());
     // Bounded, so that a peer that stopped reading cannot keep the task alive.
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
     reader.abort();
+}
+
+/// Close frame for a message over the size limit.
+fn too_big_close_frame() -> CloseFrame {
+    let reason = format!("message larger than the {MAX_MESSAGE_BYTES}-byte limit");
+    CloseFrame { code: CloseCode::Size, reason: reason.into() }
 }
 
 fn frame(line: Vec<u8>) -> Message {
