@@ -5,6 +5,7 @@ pub mod environment;
 pub mod fds;
 pub mod fs;
 pub mod init;
+pub mod limits;
 pub mod process;
 pub mod protocol;
 pub mod rpc;

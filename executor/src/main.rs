@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 use executor::environment::environment_info;
+use executor::limits::SessionLimits;
 use executor::protocol::types::Capabilities;
 use executor::server::{DefaultSandbox, Server, ServerConfig};
 use executor::transport;
@@ -78,6 +79,14 @@ struct ServeArgs {
     /// running as PID 1, e.g. as a container entrypoint).
     #[arg(long)]
     reap_orphans: bool,
+    /// Open `fs/open` handles one session may hold.
+    #[arg(long, value_name = "N", default_value_t = executor::limits::DEFAULT_MAX_FS_HANDLES as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_fs_handles: u32,
+    /// Processes one session may run that have not closed yet.
+    #[arg(long, value_name = "N", default_value_t = executor::limits::DEFAULT_MAX_PROCESSES as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_processes: u32,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -120,6 +129,11 @@ fn init_logging() {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
+    // As many descriptors as the host allows, so that fs handles and the reserve kept for
+    // process starts (limits.rs) fit; children get back the limit we were started with.
+    if let Err(e) = executor::limits::raise_nofile_limit() {
+        tracing::warn!("cannot raise the open-file limit (RLIMIT_NOFILE): {e}");
+    }
     // Descriptors inherited from whoever started us (sshd, a CI runner) must not reach
     // the commands we run.
     if let Err(e) = executor::fds::mark_cloexec_from(3, &[]) {
@@ -168,6 +182,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         default_sandbox: args.default_sandbox,
         require_sandbox: args.require_sandbox,
         session_ttl: Duration::from_secs(args.session_ttl),
+        limits: SessionLimits { max_fs_handles: args.max_fs_handles as usize, max_processes: args.max_processes as usize },
     };
     match ws_addr {
         None => runtime.block_on(serve_stdio(config)),

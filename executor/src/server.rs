@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{mpsc, Semaphore};
 
+use crate::limits::{DescriptorBudget, SessionLimits};
 use crate::protocol::envelope::{error_line, recover_id, response_line};
 use crate::protocol::types::{EnvironmentInfo, InitializeParams, InitializeResult};
 use crate::protocol::{decode_params, parse_line, Incoming, RequestId, RpcError};
@@ -27,6 +28,8 @@ pub struct ServerConfig {
     pub require_sandbox: bool,
     /// How long a detached session is kept before it expires and its processes are killed.
     pub session_ttl: Duration,
+    /// What one session may hold (fs handles, live processes).
+    pub limits: SessionLimits,
 }
 
 /// Built-in profiles an operator can impose with `--default-sandbox`.
@@ -54,6 +57,8 @@ pub struct Server {
     pub environment_info: EnvironmentInfo,
     /// Warm fs helpers for sandboxed filesystem requests.
     pub fs_helpers: crate::fs::sandboxed::HelperPool,
+    /// The executor's descriptor limit and the reserve kept for process and helper starts.
+    pub descriptors: DescriptorBudget,
     next_connection: AtomicU64,
 }
 
@@ -82,10 +87,11 @@ pub enum CloseReason {
 impl Server {
     pub fn new(config: ServerConfig, environment_info: EnvironmentInfo) -> Arc<Self> {
         Arc::new(Self {
+            sessions: SessionRegistry::new(config.limits),
             config,
-            sessions: SessionRegistry::default(),
             environment_info,
             fs_helpers: Default::default(),
+            descriptors: DescriptorBudget::current(),
             next_connection: AtomicU64::new(1),
         })
     }

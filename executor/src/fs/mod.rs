@@ -16,41 +16,75 @@ use serde_json::{json, Value};
 
 use crate::protocol::envelope::{finish_response, response_head};
 use crate::protocol::types::{CloseParams, ReadBlockParams, WriteBlockParams};
+use crate::limits::{LimitError, Use};
 use crate::protocol::{decode_params, RequestId, RpcError};
 use crate::rpc::{Answer, RequestContext};
 use crate::sandbox::FileSystemSandboxContext;
 
 const FAMILY: &str = "filesystem";
 
-/// Open files of a session, by client-chosen handle id.
+/// Open files of a session, by client-chosen handle id; at most `max` of them, counting
+/// the opens under way.
+pub struct FileHandles {
+    table: Mutex<HandleTable>,
+    max: usize,
+}
+
 #[derive(Default)]
-pub struct FileHandles(Mutex<HashMap<String, Arc<File>>>);
+struct HandleTable {
+    open: HashMap<String, Arc<File>>,
+    /// `fs/open` requests that passed [`FileHandles::reserve`] and have not finished.
+    opening: usize,
+}
+
+/// A place for one handle, taken before the file is opened (or truncated) so that a
+/// refusal comes first; given back when dropped unless the file was registered.
+struct Reservation<'a> {
+    handles: &'a FileHandles,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.handles.lock().opening -= 1;
+    }
+}
 
 impl FileHandles {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<File>>> {
-        crate::sync::lock(&self.0)
+    pub fn new(max: usize) -> Self {
+        FileHandles { table: Mutex::default(), max }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HandleTable> {
+        crate::sync::lock(&self.table)
     }
 
     fn get(&self, id: &str) -> Result<Arc<File>, RpcError> {
-        self.lock().get(id).cloned().ok_or_else(|| RpcError::not_found(format!("unknown file handle `{id}`")))
+        self.lock().open.get(id).cloned().ok_or_else(|| RpcError::not_found(format!("unknown file handle `{id}`")))
     }
 
-    /// Refuses an id that is live, before anything is opened (or truncated) for it.
-    fn ensure_free(&self, id: &str) -> Result<(), RpcError> {
-        if self.lock().contains_key(id) {
+    /// Refuses an id that is live, or a handle beyond the cap, before anything is opened.
+    fn reserve(&self, id: &str) -> Result<Reservation<'_>, RpcError> {
+        let mut table = self.lock();
+        if table.open.contains_key(id) {
             return Err(already_exists(id));
         }
-        Ok(())
+        if table.open.len() + table.opening >= self.max {
+            return Err(LimitError::FsHandles { cap: self.max }.into());
+        }
+        table.opening += 1;
+        Ok(Reservation { handles: self })
     }
 
     /// Registers an opened file; checked again because another request may have taken
     /// the id while the file was being opened.
-    fn insert(&self, id: String, file: File) -> Result<Value, RpcError> {
-        let mut map = self.lock();
-        if map.contains_key(&id) {
+    fn insert(&self, reservation: Reservation<'_>, id: String, file: File) -> Result<Value, RpcError> {
+        let mut table = self.lock();
+        if table.open.contains_key(&id) {
             return Err(already_exists(&id));
         }
-        map.insert(id.clone(), Arc::new(file));
+        table.open.insert(id.clone(), Arc::new(file));
+        drop(table);
+        drop(reservation);
         serde_json::to_value(OpenResult { handle_id: id }).map_err(|e| RpcError::internal(e.to_string()))
     }
 }
@@ -118,7 +152,7 @@ async fn run(ctx: &RequestContext, op: Operation, params: Value, sandbox: Option
         }
     }
     match op {
-        Operation::Open => open(&session.files, params).await.map(Answer::Result),
+        Operation::Open => open(ctx, &session.files, params).await.map(Answer::Result),
         Operation::ReadFile => read_file_line(ctx.id.clone(), move || ops::open_read_file(params)).await.map(Answer::Line),
         _ => blocking(move || ops::execute_op(op, params)).await.map(Answer::Result),
     }
@@ -196,12 +230,20 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, FsError> + Se
     }
 }
 
-async fn open(handles: &Arc<FileHandles>, params: Value) -> Result<Value, RpcError> {
+async fn open(ctx: &RequestContext, handles: &Arc<FileHandles>, params: Value) -> Result<Value, RpcError> {
     let params: OpenParams = decode_params(params)?;
-    handles.ensure_free(&params.handle_id)?;
+    let reservation = reserve_handle(ctx, handles, &params.handle_id)?;
     let handle_id = params.handle_id.clone();
     let file = blocking(move || ops::open_file(&params)).await?;
-    handles.insert(handle_id, file)
+    handles.insert(reservation, handle_id, file)
+}
+
+/// A place for a new handle: under the session's cap, and only while the executor keeps
+/// its descriptor reserve.
+fn reserve_handle<'a>(ctx: &RequestContext, handles: &'a FileHandles, id: &str) -> Result<Reservation<'a>, RpcError> {
+    let reservation = handles.reserve(id)?;
+    ctx.server.descriptors.check(Use::FsHandle)?;
+    Ok(reservation)
 }
 
 /// `fs/open` under a restricted profile: the helper opens the file inside the sandbox
@@ -215,7 +257,7 @@ async fn open_sandboxed(
     params: Value,
 ) -> Result<Value, RpcError> {
     let handle_id = decode_params::<OpenParams>(params.clone())?.handle_id;
-    handles.ensure_free(&handle_id)?;
+    let reservation = reserve_handle(ctx, handles, &handle_id)?;
     if handle_id.len() > sandboxed::MAX_HANDOFF_ID_BYTES {
         return Err(RpcError::invalid_request(format!(
             "file handle ids of a sandboxed fs/open are limited to {} bytes",
@@ -224,7 +266,7 @@ async fn open_sandboxed(
     }
     let server = &ctx.server;
     let file = server.fs_helpers.open(&server.config.launcher, policy, plan, server_cwd, params, &handle_id).await?;
-    handles.insert(handle_id, file)
+    handles.insert(reservation, handle_id, file)
 }
 
 async fn read_block(ctx: &RequestContext, params: Result<ReadBlockParams, RpcError>) -> Result<Value, RpcError> {
@@ -243,6 +285,6 @@ async fn write_block(ctx: &RequestContext, params: Result<WriteBlockParams, RpcE
 
 fn close(ctx: &RequestContext, params: Result<CloseParams, RpcError>) -> Result<Value, RpcError> {
     let params = params?;
-    ctx.gate(FAMILY)?.files.lock().remove(&params.handle_id);
+    ctx.gate(FAMILY)?.files.lock().open.remove(&params.handle_id);
     Ok(json!({}))
 }

@@ -7,6 +7,7 @@ mod sandbox_init;
 mod spawn;
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ use crate::protocol::types::{
     methods, ClosedNotification, ExitedNotification, ProcessReadResult,
     StreamName, WriteStatus,
 };
+use crate::limits::LimitError;
 use crate::session::NotificationSink;
 use crate::sync::lock;
 use spawn::Streams;
@@ -66,6 +68,8 @@ pub enum ProcessError {
     Pty(std::io::Error),
     #[error("{message}")]
     Sandbox { message: String, client: bool },
+    #[error(transparent)]
+    Limit(#[from] crate::limits::LimitError),
 }
 
 enum Slot {
@@ -74,9 +78,13 @@ enum Slot {
 }
 
 /// The processes of one session, by client-chosen id.
-#[derive(Default)]
 pub struct ProcessTable {
     slots: Mutex<HashMap<String, Slot>>,
+    /// Processes starting or not closed yet (the ones holding descriptors and pids); at
+    /// most `max_live`. Checked and raised under the `slots` lock, so concurrent starts
+    /// cannot overshoot.
+    live: AtomicUsize,
+    max_live: usize,
 }
 
 pub struct Process {
@@ -121,6 +129,11 @@ impl WriteIds {
 
 
 impl ProcessTable {
+    /// A table that refuses a start while `max_live` processes have not closed.
+    pub fn new(max_live: usize) -> Self {
+        ProcessTable { slots: Mutex::default(), live: AtomicUsize::new(0), max_live }
+    }
+
     /// Spawns `spec` under `id`. The id is reserved first, so a concurrent start with the
     /// same id fails; a failed spawn frees it again.
     /// `init_report` is the read end of bwrap's `--info-fd` for a sandboxed process.
@@ -146,6 +159,7 @@ impl ProcessTable {
             }
             Err(e) => {
                 lock(&self.slots).remove(id);
+                self.closed_one();
                 Err(ProcessError::Spawn(e))
             }
         }
@@ -156,8 +170,17 @@ impl ProcessTable {
         if slots.contains_key(id) {
             return Err(ProcessError::AlreadyExists(id.to_owned()));
         }
+        if self.live.load(Ordering::Relaxed) >= self.max_live {
+            return Err(LimitError::Processes { cap: self.max_live }.into());
+        }
+        self.live.fetch_add(1, Ordering::Relaxed);
         slots.insert(id.to_owned(), Slot::Starting);
         Ok(())
+    }
+
+    /// A process of the table closed (or failed to start): it no longer counts.
+    fn closed_one(&self) {
+        self.live.fetch_sub(1, Ordering::Relaxed);
     }
 
     pub fn get(&self, id: &str) -> Result<Arc<Process>, ProcessError> {
@@ -262,6 +285,9 @@ impl Process {
         let pumped = process.clone();
         tokio::spawn(async move {
             pumped.pump(spawned.child, output).await;
+            if let Some(table) = table.upgrade() {
+                table.closed_one();
+            }
             tokio::time::sleep(CLOSED_RETENTION).await;
             if let Some(table) = table.upgrade() {
                 table.remove_if_same(&pumped.id, &pumped);

@@ -49,6 +49,7 @@ pub fn spawn(spec: SpawnSpec) -> io::Result<Spawned> {
         .envs(&spec.env)
         .kill_on_drop(false);
     crate::fds::InheritedFds::new(spec.inherited).install(&mut command);
+    crate::limits::restore_for_child(&mut command);
     if spec.tty {
         spawn_on_pty(command)
     } else {

@@ -56,8 +56,16 @@ impl From<crate::process::ProcessError> for RpcError {
             E::Spawn(_) | E::StdinClosed | E::Pty(_) | E::Sandbox { client: false, .. } => {
                 INTERNAL_ERROR
             }
+            E::Limit(limit) => return limit.clone().into(),
         };
         Self::new(code, e.to_string())
+    }
+}
+
+impl From<crate::limits::LimitError> for RpcError {
+    fn from(e: crate::limits::LimitError) -> Self {
+        // Server-side resources ran out, not a malformed request.
+        Self::new(INTERNAL_ERROR, e.to_string())
     }
 }
 

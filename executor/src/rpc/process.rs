@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::{to_value, RequestContext};
 use crate::env_policy::{build_child_env, server_env};
+use crate::limits::Use;
 use crate::process::{decode_chunk, info_pipe, ProcessError, SpawnSpec};
 use crate::protocol::types::{
     ProcessReadParams, ProcessSignalParams, ProcessStartParams, ProcessStartResult, ProcessTerminateParams,
@@ -25,6 +26,7 @@ pub fn start(ctx: &RequestContext, params: ProcessStartParams) -> Result<Value, 
     if params.argv.is_empty() {
         return Err(ProcessError::EmptyArgv.into());
     }
+    ctx.server.descriptors.check(Use::Process)?;
     let cwd = params.cwd.0;
     let sandbox = effective_sandbox(&ctx.server.config, params.sandbox, &cwd)?;
     let (mut launch, sandboxed) = match &sandbox {

@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::fs::watch::{Engine, SessionWatches};
 use crate::fs::FileHandles;
+use crate::limits::SessionLimits;
 use crate::process::ProcessTable;
 use crate::sync::lock;
 
@@ -148,14 +149,20 @@ pub struct SessionRegistry {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// The one missing-path watcher shared by every session.
     watcher: Arc<Engine>,
+    /// What each session may hold.
+    limits: SessionLimits,
 }
 
 impl SessionRegistry {
+    pub fn new(limits: SessionLimits) -> Self {
+        SessionRegistry { limits, ..Self::default() }
+    }
+
     pub fn create(&self, connection: u64, outbound: Outbound) -> Arc<Session> {
         let session = Arc::new(Session {
             id: uuid::Uuid::new_v4().to_string(),
-            processes: Arc::default(),
-            files: Arc::default(),
+            processes: Arc::new(ProcessTable::new(self.limits.max_processes)),
+            files: Arc::new(FileHandles::new(self.limits.max_fs_handles)),
             sink: Arc::default(),
             watches: SessionWatches::new(self.watcher.clone()),
         });
