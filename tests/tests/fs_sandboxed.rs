@@ -185,8 +185,9 @@ fn a_policy_without_sandbox_needs_is_served_directly_and_bad_policies_are_reject
         {"path": {"type": "special", "value": {"kind": "project_roots"}}, "access": "write"}]}, "network": "restricted"},
         "windowsSandboxLevel": "disabled"});
     let target = l.ws.join("g.txt");
-    let response = s.request("fs/writeFile", json!({"path": uri(&target), "dataBase64": "eA==", "sandbox": dynamic}));
-    assert!(response.get("error").is_some() || target.exists(), "{response}");
+    let (code, message) = s.call_err("fs/writeFile", json!({"path": uri(&target), "dataBase64": "eA==", "sandbox": dynamic}));
+    assert_eq!((code, message.as_str()), (-32602, "file system sandbox context with dynamic permissions requires cwd"));
+    assert!(!target.exists());
 }
 
 #[test]

@@ -137,7 +137,7 @@ async fn run(ctx: &RequestContext, op: Operation, params: Value, sandbox: Option
     let server_cwd = std::env::current_dir().map_err(|e| RpcError::internal(format!("cannot read the server cwd: {e}")))?;
     let requested = sandbox.map(decode_params::<FileSystemSandboxContext>).transpose()?;
     if let Some(policy) = crate::rpc::effective_sandbox(&server.config, requested, &server_cwd)? {
-        let plan = sandboxed::plan(&policy, &server_cwd)?;
+        let plan = sandboxed::plan(&policy)?;
         if !plan.direct {
             if op == Operation::Open {
                 return open_sandboxed(ctx, &session.files, &policy, plan, &server_cwd, params).await.map(Answer::Result);

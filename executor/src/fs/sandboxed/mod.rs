@@ -126,9 +126,10 @@ pub struct HelperPool {
 
 
 /// The plan for `ctx` as of now; `plan.direct` means no sandbox at all (then the
-/// executor serves the request itself).
-pub fn plan(ctx: &FileSystemSandboxContext, server_cwd: &Path) -> Result<SandboxPlan, RpcError> {
-    sandbox::policy::resolve(ctx, Some(server_cwd)).map_err(sandbox_error)
+/// executor serves the request itself). Entries that depend on a cwd need the context's
+/// own (-32602 without, as the reference answers): an fs request has no other cwd.
+pub fn plan(ctx: &FileSystemSandboxContext) -> Result<SandboxPlan, RpcError> {
+    sandbox::policy::resolve(ctx, None).map_err(sandbox_error)
 }
 
 fn sandbox_error(e: sandbox::SandboxError) -> RpcError {
