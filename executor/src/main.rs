@@ -100,9 +100,11 @@ fn main() -> ExitCode {
     // thread or logger exists, and `sandbox -- CMD` takes its own argv.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if let Some(rest) = executor::sandbox::inner_args(&args) {
+        executor::crash::install_panic_hook("executor-sandbox (the sandbox's inner stage)");
         executor::sandbox::inner::main(rest);
     }
     if args.get(1).is_some_and(|a| a == executor::fs::sandboxed::HELPER_ARG1) {
+        executor::crash::install_panic_hook("fs sandbox helper");
         std::process::exit(executor::fs::sandboxed::helper_main(&args[2..]));
     }
     if args.get(1).is_some_and(|a| a == "sandbox") {

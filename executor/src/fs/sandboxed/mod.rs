@@ -80,6 +80,8 @@ struct Helper {
     /// Our end of the hand-off socket, non-blocking: a descriptor is queued before the
     /// reply line that announces it, so it is never waited for.
     fd_socket: OwnedFd,
+    /// Its stderr, passed on to ours: what it said before it died goes into the error.
+    stderr: crate::crash::StderrWatch,
 }
 
 /// One operation for a helper.
@@ -194,7 +196,10 @@ impl HelperPool {
         let mut current = request;
         loop {
             let helper = fresh_helper(&mut guard, launcher, &plan, &cwd)?;
-            let outcome = exchange(helper, current).await;
+            let outcome = match exchange(helper, current).await {
+                Err(failure) => Err(with_last_words(helper, failure).await),
+                done => done,
+            };
             let changed = helper.view.changed_in(&PlanIdentity::of(&plan, &cwd));
             if outcome.is_err() || changed.is_some() {
                 retire(&mut guard);
@@ -247,6 +252,13 @@ fn fresh_helper<'g>(
     slot.as_mut().ok_or_else(|| RpcError::internal("fs sandbox helper is not running"))
 }
 
+/// `failure` of a broken helper, with what the helper said last: its crash report when
+/// it panicked. Killed first, so that its stderr ends and the wait is short.
+async fn with_last_words(helper: &mut Helper, failure: RpcError) -> RpcError {
+    let _ = helper.child.start_kill();
+    RpcError::new(failure.code, crate::crash::explain(&failure.message, helper.stderr.last_words().await))
+}
+
 fn retire(slot: &mut Option<Helper>) {
     if let Some(mut old) = slot.take() {
         let _ = old.child.start_kill();
@@ -289,7 +301,7 @@ fn spawn_helper(config: &LauncherConfig, plan: &SandboxPlan, cwd: &Path, view: P
         .env_clear()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .kill_on_drop(true);
     inherited.install(&mut command);
     let spawned = command.spawn();
@@ -300,7 +312,8 @@ fn spawn_helper(config: &LauncherConfig, plan: &SandboxPlan, cwd: &Path, view: P
         return Err(RpcError::internal("fs sandbox helper pipes were not created"));
     };
     crate::fds::enlarge_pipe(&stdout, REPLY_BUFFER);
-    Ok(Helper { view, child, stdin, stdout: BufReader::with_capacity(REPLY_BUFFER, stdout), fd_socket: ours })
+    let stderr = crate::crash::StderrWatch::spawn(child.stderr.take());
+    Ok(Helper { view, child, stdin, stdout: BufReader::with_capacity(REPLY_BUFFER, stdout), fd_socket: ours, stderr })
 }
 
 /// One request/reply. `Err` means the helper itself failed (it is then discarded);
@@ -315,8 +328,8 @@ async fn exchange(helper: &mut Helper, request: Request<'_>) -> Result<Result<Re
     drop(line);
     let start = read_start(&mut helper.stdout, READ_FILE_OK_HEAD.len()).await?;
     if start.is_empty() {
-        let status = helper.child.try_wait().ok().flatten().map(|s| s.to_string()).unwrap_or_else(|| "running".into());
-        return Err(broken(&format!("it exited ({status}); see the executor's stderr for its message")));
+        let ended = helper.child.try_wait().ok().flatten().map(|s| format!("it exited ({s})"));
+        return Err(broken(&ended.unwrap_or_else(|| "it closed its output".into())));
     }
     if let (Operation::ReadFile, Some(id)) = (op, id) {
         if start == READ_FILE_OK_HEAD {
