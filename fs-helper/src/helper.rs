@@ -25,15 +25,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{FsError, INVALID_REQUEST};
-use crate::ops::{self, Operation, READ_FILE_RESULT_HEAD, READ_FILE_RESULT_TAIL};
+use crate::ops::{self, Decoded, Operation, READ_FILE_RESULT_HEAD, READ_FILE_RESULT_TAIL};
 use crate::protocol::{OpenParams, OpenResult};
 
 pub use crate::fd_pass::{recv_fd, send_fd};
 
-#[derive(Deserialize)]
-struct Request {
-    operation: Operation,
-    params: Value,
+/// One request line, decoded as far as the envelope.
+#[derive(Debug, Deserialize)]
+pub struct Request {
+    pub operation: Operation,
+    pub params: Value,
 }
 
 /// One reply line.
@@ -70,7 +71,7 @@ pub fn serve<R: BufRead, W: Write>(mut reader: R, mut writer: W, fd_socket: Opti
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match parse_request(line) {
+        match decode_request(line) {
             Err(reply) => write_reply(&mut writer, &reply)?,
             Ok(r) if r.operation == Operation::ReadFile => serve_read_file(r.params, &mut writer)?,
             Ok(r) => write_reply(&mut writer, &handle_request(r.operation, r.params, sock))?,
@@ -78,9 +79,10 @@ pub fn serve<R: BufRead, W: Write>(mut reader: R, mut writer: W, fd_socket: Opti
     }
 }
 
-/// Takes the line by value so its buffer is freed before the operation runs: a
-/// large writeFile would otherwise hold the text twice.
-fn parse_request(line: Vec<u8>) -> Result<Request, Reply> {
+/// Decodes a request line, or the error reply for it. Takes the line by value so its
+/// buffer is freed before the operation runs: a large writeFile would otherwise hold the
+/// text twice.
+pub fn decode_request(line: Vec<u8>) -> Result<Request, Reply> {
     serde_json::from_slice(&line).map_err(|e| {
         let message = format!("fs sandbox helper failed: {e}");
         Reply::Error { code: INVALID_REQUEST, message }
@@ -118,18 +120,17 @@ fn serve_read_file(params: Value, w: &mut impl Write) -> io::Result<()> {
 }
 
 fn handle_request(op: Operation, params: Value, fd_socket: Option<BorrowedFd<'_>>) -> Reply {
-    let result = match (op, fd_socket) {
-        (Operation::Open, Some(sock)) => open_and_send(params, sock),
-        _ => ops::execute_op(op, params),
-    };
+    let result = ops::decode_op(op, params).and_then(|decoded| match (decoded, fd_socket) {
+        (Decoded::Open(open), Some(sock)) => open_and_send(open, sock),
+        (decoded, _) => decoded.run(),
+    });
     match result {
         Ok(response) => Reply::Ok { operation: op.name(), response },
         Err(e) => Reply::from_error(&e),
     }
 }
 
-fn open_and_send(params: Value, sock: BorrowedFd<'_>) -> Result<Value, FsError> {
-    let p: OpenParams = serde_json::from_value(params).map_err(|e| FsError::InvalidParams(e.to_string()))?;
+fn open_and_send(p: OpenParams, sock: BorrowedFd<'_>) -> Result<Value, FsError> {
     let file = ops::open_file(&p)?;
     send_fd(sock, file.as_fd(), p.handle_id.as_bytes())?;
     drop(file);

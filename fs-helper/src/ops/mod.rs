@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::FsError;
-use crate::protocol::Empty;
+use crate::protocol::{self as p, Empty};
 
 pub use copy::copy;
 pub use dir::{read_directory, walk};
@@ -97,28 +97,67 @@ pub fn execute(operation: &str, params: Value) -> Result<Value, FsError> {
 }
 
 pub fn execute_op(op: Operation, params: Value) -> Result<Value, FsError> {
-    match op {
-        Operation::ReadFile => {
-            // Built by hand so the (possibly huge) string moves instead of being copied
-            // by a serializer.
-            let r = read_file(&decode(params)?)?;
-            let mut map = serde_json::Map::new();
-            map.insert("dataBase64".to_string(), Value::String(r.data_base64));
-            Ok(Value::Object(map))
+    decode_op(op, params)?.run()
+}
+
+/// An operation with its params decoded, before anything touches the filesystem.
+#[derive(Debug)]
+pub enum Decoded {
+    ReadFile(p::ReadFileParams),
+    WriteFile(p::WriteFileParams),
+    CreateDirectory(p::CreateDirectoryParams),
+    GetMetadata(p::GetMetadataParams),
+    Canonicalize(p::CanonicalizeParams),
+    ReadDirectory(p::ReadDirectoryParams),
+    Walk(p::WalkParams),
+    Remove(p::RemoveParams),
+    Copy(p::CopyParams),
+    Open(p::OpenParams),
+    /// Known to the helper protocol, not served by this implementation.
+    Unsupported(Operation),
+}
+
+/// Decodes the params of `op` (-32602 for params that do not fit, -32600 for a
+/// non-local URI host), the one decoder behind [`execute_op`] and the helper.
+pub fn decode_op(op: Operation, params: Value) -> Result<Decoded, FsError> {
+    Ok(match op {
+        Operation::ReadFile => Decoded::ReadFile(decode(params)?),
+        Operation::WriteFile => Decoded::WriteFile(decode(params)?),
+        Operation::CreateDirectory => Decoded::CreateDirectory(decode(params)?),
+        Operation::GetMetadata => Decoded::GetMetadata(decode(params)?),
+        Operation::Canonicalize => Decoded::Canonicalize(decode(params)?),
+        Operation::ReadDirectory => Decoded::ReadDirectory(decode(params)?),
+        Operation::Walk => Decoded::Walk(decode(params)?),
+        Operation::Remove => Decoded::Remove(decode(params)?),
+        Operation::Copy => Decoded::Copy(decode(params)?),
+        Operation::Open => Decoded::Open(decode(params)?),
+        Operation::LoadDiscoveries | Operation::DiscoverV1 => Decoded::Unsupported(op),
+    })
+}
+
+impl Decoded {
+    /// Performs the operation.
+    pub fn run(self) -> Result<Value, FsError> {
+        match self {
+            Decoded::ReadFile(params) => {
+                // Built by hand so the (possibly huge) string moves instead of being
+                // copied by a serializer.
+                let r = read_file(&params)?;
+                let mut map = serde_json::Map::new();
+                map.insert("dataBase64".to_string(), Value::String(r.data_base64));
+                Ok(Value::Object(map))
+            }
+            Decoded::WriteFile(params) => write_file(&params).and_then(|()| encode(Empty {})),
+            Decoded::CreateDirectory(params) => create_directory(&params).and_then(|()| encode(Empty {})),
+            Decoded::GetMetadata(params) => encode(get_metadata(&params)?),
+            Decoded::Canonicalize(params) => encode(canonicalize(&params)?),
+            Decoded::ReadDirectory(params) => encode(read_directory(&params)?),
+            Decoded::Walk(params) => encode(walk(&params)?),
+            Decoded::Remove(params) => remove(&params).and_then(|()| encode(Empty {})),
+            Decoded::Copy(params) => copy(&params).and_then(|()| encode(Empty {})),
+            Decoded::Open(_) => Err(FsError::NoDescriptorHandoff),
+            Decoded::Unsupported(op) => Err(FsError::Unsupported(op.name().to_string())),
         }
-        Operation::WriteFile => write_file(&decode(params)?).and_then(|()| encode(Empty {})),
-        Operation::CreateDirectory => create_directory(&decode(params)?).and_then(|()| encode(Empty {})),
-        Operation::GetMetadata => encode(get_metadata(&decode(params)?)?),
-        Operation::Canonicalize => encode(canonicalize(&decode(params)?)?),
-        Operation::ReadDirectory => encode(read_directory(&decode(params)?)?),
-        Operation::Walk => encode(walk(&decode(params)?)?),
-        Operation::Remove => remove(&decode(params)?).and_then(|()| encode(Empty {})),
-        Operation::Copy => copy(&decode(params)?).and_then(|()| encode(Empty {})),
-        Operation::Open => {
-            decode::<crate::protocol::OpenParams>(params)?;
-            Err(FsError::NoDescriptorHandoff)
-        }
-        Operation::LoadDiscoveries | Operation::DiscoverV1 => Err(FsError::Unsupported(op.name().to_string())),
     }
 }
 
