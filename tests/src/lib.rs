@@ -1,10 +1,11 @@
 //! Test harness: spawns the real executor binary and speaks the protocol to it over stdio.
 //! Timeouts here only stop a hung test; no test asserts on how fast something happened.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 pub mod deploy;
+pub mod mutation;
 pub mod unprivileged;
 pub mod ws;
 pub mod ws_load;
@@ -60,6 +62,8 @@ pub struct Executor {
     /// Messages received but not yet consumed by a test.
     pending: Vec<Value>,
     next_id: i64,
+    /// What the server wrote on stderr, when started by [`Executor::spawn_capturing_stderr`].
+    stderr: Option<Arc<Mutex<Vec<u8>>>>,
 }
 
 impl Executor {
@@ -71,7 +75,37 @@ impl Executor {
     }
 
     pub fn spawn(mut command: Command) -> Self {
-        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        command.stderr(Stdio::inherit());
+        Self::spawn_with_stderr(command)
+    }
+
+    /// Like [`Executor::spawn`], keeping a copy of the server's stderr for
+    /// [`Executor::stderr_text`] (it is still passed on to the test's stderr).
+    pub fn spawn_capturing_stderr(mut command: Command) -> Self {
+        command.stderr(Stdio::piped());
+        let mut server = Self::spawn_with_stderr(command);
+        let mut pipe = server.child.stderr.take().expect("stderr is piped");
+        let captured = Arc::new(Mutex::new(Vec::new()));
+        let sink = captured.clone();
+        thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                let _ = std::io::stderr().write_all(&buf[..n]);
+                sink.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(&buf[..n]);
+            }
+        });
+        server.stderr = Some(captured);
+        server
+    }
+
+    /// The server's stderr so far (see [`Executor::spawn_capturing_stderr`]).
+    pub fn stderr_text(&self) -> String {
+        let captured = self.stderr.as_ref().expect("started with spawn_capturing_stderr");
+        String::from_utf8_lossy(&captured.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+
+    fn spawn_with_stderr(mut command: Command) -> Self {
+        command.stdin(Stdio::piped()).stdout(Stdio::piped());
         let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start executor: {e}"));
         let stdout = child.stdout.take().expect("stdout is piped");
         let stdin = child.stdin.take();
@@ -84,7 +118,7 @@ impl Executor {
                 }
             }
         });
-        Self { child, stdin, lines, pending: Vec::new(), next_id: 1000 }
+        Self { child, stdin, lines, pending: Vec::new(), next_id: 1000, stderr: None }
     }
 
     /// The server's process id.
