@@ -33,17 +33,25 @@ const LAST_WORDS_WAIT: Duration = Duration::from_secs(2);
 /// {message} at {file}:{line}"` as one line on stderr, instead of Rust's default text.
 pub fn install_panic_hook(role: &'static str) {
     std::panic::set_hook(Box::new(move |info| {
-        let message = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic without a message".to_owned());
         let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
-        let one_line = message.replace('\n', " ");
+        let message = format!("{}{at}", panic_text(info.payload()));
         // Nothing more can be done if stderr is gone.
-        let _ = writeln!(std::io::stderr(), "{role} crashed {BUG}: {one_line}{at}");
+        let _ = writeln!(std::io::stderr(), "{}", report(role, &message));
     }));
+}
+
+/// The one-line report of a crash of `role`.
+pub fn report(role: &str, message: &str) -> String {
+    format!("{role} crashed {BUG}: {}", message.replace('\n', " "))
+}
+
+/// The message a panic was raised with.
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// What a child left on stderr before it ended.

@@ -111,6 +111,7 @@ fn main() -> ExitCode {
         std::process::exit(executor::sandbox::cli::main(args[2..].to_vec()));
     }
     init_logging();
+    executor::crash::install_panic_hook("executor");
     let cli = Cli::parse();
     match cli.command {
         None => serve(cli.serve),

@@ -226,6 +226,8 @@ fn validate(op: Operation, params: Value) -> Result<(), RpcError> {
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, FsError> + Send + 'static) -> Result<T, RpcError> {
     match tokio::task::spawn_blocking(f).await {
         Ok(result) => result.map_err(RpcError::from),
+        // On to the request's guard (rpc::dispatch), which reports it as the bug it is.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(e) => Err(RpcError::internal(format!("filesystem operation failed: {e}"))),
     }
 }

@@ -7,6 +7,9 @@ pub use process::effective_sandbox;
 
 use std::sync::Arc;
 
+use std::future::Future;
+
+use futures_util::FutureExt as _;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -67,8 +70,25 @@ pub fn runs_inline(method: &str) -> bool {
     method == "process/start"
 }
 
-/// Runs one request other than `initialize`.
+/// Runs one request other than `initialize`. A panic in its handler (a bug) fails this
+/// request alone, with a message that says so, rather than the connection or the
+/// server. (Release builds abort on panic; there the hook's report is all that is left.)
 pub async fn dispatch(ctx: RequestContext, method: &str, params: Value) -> Result<Answer, RpcError> {
+    guarded(method, dispatch_unguarded(ctx, method, params)).await
+}
+
+/// `handler`'s outcome, or an internal error naming the bug if it panicked.
+async fn guarded(method: &str, handler: impl Future<Output = Result<Answer, RpcError>>) -> Result<Answer, RpcError> {
+    // Unwind safety: what a handler shares (tables, logs) sits behind mutexes that
+    // `sync::lock` takes even when poisoned, and each of them stays consistent between
+    // statements; a half-done request leaves at worst an entry that its owner can remove.
+    match std::panic::AssertUnwindSafe(handler).catch_unwind().await {
+        Ok(outcome) => outcome,
+        Err(payload) => Err(RpcError::internal(crate::crash::report(&format!("the {method} handler"), &crate::crash::panic_text(&*payload)))),
+    }
+}
+
+async fn dispatch_unguarded(ctx: RequestContext, method: &str, params: Value) -> Result<Answer, RpcError> {
     if crate::fs::is_fs_method(method) {
         return crate::fs::dispatch(&ctx, method, params).await;
     }
@@ -93,5 +113,24 @@ async fn dispatch_value(ctx: RequestContext, method: &str, params: Value) -> Res
         "process/signal" => process::signal(&ctx, decode_params(params)?).await,
         "process/terminate" => process::terminate(&ctx, decode_params(params)?),
         _ => Err(RpcError::method_not_found(method)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().build().expect("runtime").block_on(f)
+    }
+
+    #[test]
+    fn a_panicking_handler_fails_its_request_as_a_bug() {
+        let outcome = block_on(guarded("fs/walk", async { panic!("deliberate") }));
+        let error = outcome.err().expect("an error");
+        assert_eq!(error.code, crate::protocol::error::INTERNAL_ERROR);
+        assert_eq!(error.message, "the fs/walk handler crashed (this is a bug in executor): deliberate");
+        let fine = block_on(guarded("fs/walk", async { Ok(Answer::Result(Value::Null)) }));
+        assert!(matches!(fine, Ok(Answer::Result(Value::Null))));
     }
 }
