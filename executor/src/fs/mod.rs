@@ -14,9 +14,9 @@ use fs_helper::protocol::{OpenParams, OpenResult};
 use fs_helper::FsError;
 use serde_json::{json, Value};
 
+use crate::limits::{LimitError, Use};
 use crate::protocol::envelope::{finish_response, response_head};
 use crate::protocol::types::{CloseParams, ReadBlockParams, WriteBlockParams};
-use crate::limits::{LimitError, Use};
 use crate::protocol::{decode_params, RequestId, RpcError};
 use crate::rpc::{Answer, RequestContext};
 use crate::sandbox::FileSystemSandboxContext;

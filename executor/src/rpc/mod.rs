@@ -5,9 +5,8 @@ mod process;
 
 pub use process::effective_sandbox;
 
-use std::sync::Arc;
-
 use std::future::Future;
+use std::sync::Arc;
 
 use futures_util::FutureExt as _;
 use serde::Serialize;
