@@ -197,33 +197,9 @@ fn children(v: &Value) -> usize {
 
 /// Applies `m` to `root`.
 pub fn apply(root: &mut Value, m: &Mutation) {
-    let path = match m {
-        Mutation::Tweak { at, .. } | Mutation::Replace { at, .. } | Mutation::Remove { at } | Mutation::Insert { at, .. } => at,
-    };
-    // Follow the path; `Remove` acts on the parent of the node it reaches. A tweak goes
-    // on (taking the path's steps again) until it reaches a leaf.
-    let to_leaf = matches!(m, Mutation::Tweak { .. });
-    let steps: Vec<usize> = {
-        let mut steps = Vec::new();
-        let mut node = &*root;
-        let turns = if to_leaf { path.iter().cycle().take(64) } else { path.iter().cycle().take(path.len()) };
-        for &step in turns {
-            let n = children(node);
-            if n == 0 {
-                break;
-            }
-            steps.push(step % n);
-            node = match node {
-                Value::Object(map) => map.values().nth(step % n).unwrap_or(&Value::Null),
-                Value::Array(a) => &a[step % n],
-                _ => break,
-            };
-        }
-        steps
-    };
     match m {
-        Mutation::Tweak { uri, string, number, .. } => {
-            let node = descend(root, &steps);
+        Mutation::Tweak { at, uri, string, number } => {
+            let node = descend(root, &steps(root, at, true));
             *node = match node {
                 Value::Bool(b) => Value::Bool(!*b),
                 Value::Number(_) => number.clone(),
@@ -234,31 +210,55 @@ pub fn apply(root: &mut Value, m: &Mutation) {
                 Value::Object(_) => json!({"path": string}),
             };
         }
-        Mutation::Replace { with, .. } => *descend(root, &steps) = with.clone(),
-        Mutation::Insert { key, value, .. } => match descend(root, &steps) {
+        Mutation::Replace { at, with } => *descend(root, &steps(root, at, false)) = with.clone(),
+        Mutation::Insert { at, key, value } => match descend(root, &steps(root, at, false)) {
             Value::Object(map) => {
                 map.insert((*key).to_owned(), value.clone());
             }
             Value::Array(a) => a.push(value.clone()),
             other => *other = Value::Object(Map::from_iter([((*key).to_owned(), value.clone())])),
         },
-        Mutation::Remove { .. } => {
-            let Some((last, parent)) = steps.split_last() else {
-                *root = Value::Null;
-                return;
-            };
-            match descend(root, parent) {
-                Value::Object(map) => {
-                    if let Some(key) = map.keys().nth(*last).cloned() {
-                        map.remove(&key);
-                    }
-                }
-                Value::Array(a) => {
-                    a.remove(*last);
-                }
-                _ => {}
+        Mutation::Remove { at } => remove(root, &steps(root, at, false)),
+    }
+}
+
+/// The child indices that `at` leads to, each taken modulo the children there; up to a
+/// leaf, and past the end of `at` (taking its steps again) when `to_leaf`.
+fn steps(root: &Value, at: &[usize], to_leaf: bool) -> Vec<usize> {
+    let turns = if to_leaf { 64 } else { at.len() };
+    let mut steps = Vec::new();
+    let mut node = root;
+    for &step in at.iter().cycle().take(turns) {
+        let i = match children(node) {
+            0 => break,
+            n => step % n,
+        };
+        steps.push(i);
+        node = match node {
+            Value::Object(map) => map.values().nth(i).unwrap_or(&Value::Null),
+            Value::Array(a) => &a[i],
+            _ => break,
+        };
+    }
+    steps
+}
+
+/// Removes the node at `steps` from its parent (the whole value for no steps).
+fn remove(root: &mut Value, steps: &[usize]) {
+    let Some((last, parent)) = steps.split_last() else {
+        *root = Value::Null;
+        return;
+    };
+    match descend(root, parent) {
+        Value::Object(map) => {
+            if let Some(key) = map.keys().nth(*last).cloned() {
+                map.remove(&key);
             }
         }
+        Value::Array(a) => {
+            a.remove(*last);
+        }
+        _ => {}
     }
 }
 
