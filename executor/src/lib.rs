@@ -7,6 +7,7 @@ pub mod fds;
 pub mod fs;
 pub mod init;
 pub mod limits;
+pub mod notify;
 pub mod process;
 pub mod protocol;
 pub mod rpc;

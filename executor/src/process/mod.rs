@@ -28,7 +28,7 @@ use crate::protocol::types::{
     StreamName, WriteStatus,
 };
 use crate::limits::LimitError;
-use crate::session::NotificationSink;
+use crate::notify::NotificationSink;
 use crate::sync::lock;
 use spawn::Streams;
 

@@ -45,54 +45,8 @@ impl From<fs_helper::uri::UriError> for RpcError {
     }
 }
 
-impl From<crate::process::ProcessError> for RpcError {
-    fn from(e: crate::process::ProcessError) -> Self {
-        use crate::process::ProcessError as E;
-        let code = match &e {
-            E::AlreadyExists(_) | E::UnknownProcess(_) | E::Starting(_) => INVALID_REQUEST,
-            E::EmptyArgv | E::EmptyWriteId | E::InvalidBase64(_) | E::Sandbox { client: true, .. } => {
-                INVALID_PARAMS
-            }
-            E::Spawn(_) | E::StdinClosed | E::Pty(_) | E::Sandbox { client: false, .. } => {
-                INTERNAL_ERROR
-            }
-            E::Limit(limit) => return limit.clone().into(),
-        };
-        Self::new(code, e.to_string())
-    }
-}
-
-impl From<crate::limits::LimitError> for RpcError {
-    fn from(e: crate::limits::LimitError) -> Self {
-        // Server-side resources ran out, not a malformed request.
-        Self::new(INTERNAL_ERROR, e.to_string())
-    }
-}
-
-impl From<crate::session::SessionError> for RpcError {
-    fn from(e: crate::session::SessionError) -> Self {
-        use crate::session::SessionError as E;
-        let code = match &e {
-            E::AlreadyAttached(_) => SESSION_ATTACHED,
-            E::Unknown(_) | E::Evicted => INVALID_REQUEST,
-        };
-        Self::new(code, e.to_string())
-    }
-}
-
 impl From<fs_helper::FsError> for RpcError {
     fn from(e: fs_helper::FsError) -> Self {
         Self::new(e.code(), e.to_string())
-    }
-}
-
-impl From<crate::fs::watch::WatchError> for RpcError {
-    fn from(e: crate::fs::watch::WatchError) -> Self {
-        use crate::fs::watch::WatchError as E;
-        let code = match &e {
-            E::TooManyWatches | E::TooManyPaths(_) => INVALID_REQUEST,
-            E::Thread(_) => INTERNAL_ERROR,
-        };
-        Self::new(code, e.to_string())
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod envelope;
 pub mod error;
+pub mod sandbox_context;
 pub mod types;
 
 pub use envelope::{parse_line, Incoming, RequestId};

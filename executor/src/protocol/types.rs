@@ -110,7 +110,7 @@ pub struct ProcessStartParams {
     #[serde(default)]
     pub env_policy: Option<EnvPolicy>,
     #[serde(default)]
-    pub sandbox: Option<crate::sandbox::FileSystemSandboxContext>,
+    pub sandbox: Option<super::sandbox_context::FileSystemSandboxContext>,
     #[serde(default)]
     pub enforce_managed_network: bool,
     #[serde(default)]

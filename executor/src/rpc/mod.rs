@@ -1,6 +1,7 @@
 //! Method dispatch: params are decoded first (-32602), then the handshake gate is checked
 //! (-32600), then the handler runs. Unknown methods are -32601.
 
+mod errors;
 mod process;
 
 pub use process::effective_sandbox;

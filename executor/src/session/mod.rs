@@ -6,16 +6,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc;
-
 use crate::fs::watch::{Engine, SessionWatches};
 use crate::fs::FileHandles;
 use crate::limits::SessionLimits;
+pub use crate::notify::{NotificationSink, Outbound};
 use crate::process::ProcessTable;
 use crate::sync::lock;
-
-/// Lines queued for a connection's writer.
-pub type Outbound = mpsc::Sender<Vec<u8>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -27,102 +23,6 @@ pub enum SessionError {
     Evicted,
 }
 
-
-/// Where a session's notifications go: the attached connection, if any.
-#[derive(Default)]
-pub struct NotificationSink {
-    attached: Mutex<Attachment>,
-}
-
-/// One-shot notifications kept while detached. Each live watch fires at most once and a
-/// session holds a bounded number of them, so this is only a backstop.
-const MAX_HELD: usize = 4 * crate::fs::watch::MAX_WATCHES_PER_SESSION;
-
-/// The attached connection, and how many times the session has been detached: a TTL
-/// timer started at a detach expires the session only if no later attach happened.
-#[derive(Default)]
-struct Attachment {
-    connection: Option<(u64, Outbound)>,
-    detaches: u64,
-    /// One-shot notifications that found no connection, oldest first.
-    held: Vec<Vec<u8>>,
-}
-
-impl Attachment {
-    fn hold(&mut self, line: Vec<u8>) {
-        if self.held.len() < MAX_HELD {
-            self.held.push(line);
-        } else {
-            tracing::warn!("too many notifications held for a detached session; dropping one");
-        }
-    }
-}
-
-impl NotificationSink {
-    /// Queues a line for the attached connection, waiting while its queue is full so that a
-    /// fast producer is slowed rather than buffered without bound.
-    pub async fn send(&self, line: Vec<u8>) {
-        let target = lock(&self.attached).connection.as_ref().map(|(_, tx)| tx.clone());
-        if let Some(tx) = target {
-            // A closed receiver means the connection just went away: the line is dropped,
-            // and stays readable through process/read.
-            let _ = tx.send(line).await;
-        }
-    }
-
-    /// Like [`NotificationSink::send`] for a notification the client cannot recover any other
-    /// way: with no connection attached (or one that just went away) the line is held
-    /// until [`NotificationSink::flush_held`] runs after the next attach.
-    pub async fn send_or_hold(&self, line: Vec<u8>) {
-        let target = {
-            let mut attached = lock(&self.attached);
-            match &attached.connection {
-                Some((_, tx)) => tx.clone(),
-                None => return attached.hold(line),
-            }
-        };
-        if let Err(unsent) = target.send(line).await {
-            lock(&self.attached).hold(unsent.0);
-        }
-    }
-
-    /// Sends the held lines to the attached connection.
-    pub async fn flush_held(&self) {
-        let (lines, tx) = {
-            let mut attached = lock(&self.attached);
-            let Some((_, tx)) = attached.connection.clone() else { return };
-            (std::mem::take(&mut attached.held), tx)
-        };
-        let mut lines = lines.into_iter();
-        while let Some(line) = lines.next() {
-            if let Err(unsent) = tx.send(line).await {
-                let mut attached = lock(&self.attached);
-                attached.hold(unsent.0);
-                lines.for_each(|rest| attached.hold(rest));
-                return;
-            }
-        }
-    }
-
-    fn attach(&self, connection: u64, outbound: Outbound) {
-        lock(&self.attached).connection = Some((connection, outbound));
-    }
-
-    /// Detaches `connection` if it is the attached one; returns the detach generation.
-    fn detach_if(&self, connection: u64) -> Option<u64> {
-        let mut attached = lock(&self.attached);
-        if attached.connection.as_ref().is_some_and(|(c, _)| *c == connection) {
-            attached.connection = None;
-            attached.detaches += 1;
-            return Some(attached.detaches);
-        }
-        None
-    }
-
-    fn attached_to(&self) -> Option<u64> {
-        lock(&self.attached).connection.as_ref().map(|(c, _)| *c)
-    }
-}
 
 pub struct Session {
     pub id: String,
@@ -177,12 +77,9 @@ impl SessionRegistry {
         // between the lookup and the attach.
         let sessions = lock(&self.sessions);
         let session = sessions.get(id).cloned().ok_or_else(|| SessionError::Unknown(id.to_owned()))?;
-        let mut attached = lock(&session.sink.attached);
-        if attached.connection.is_some() {
+        if !session.sink.attach_if_detached(connection, outbound) {
             return Err(SessionError::AlreadyAttached(id.to_owned()));
         }
-        attached.connection = Some((connection, outbound));
-        drop(attached);
         drop(sessions);
         Ok(session)
     }
@@ -198,11 +95,8 @@ impl SessionRegistry {
     pub fn expire(&self, id: &str, generation: u64) -> bool {
         let mut sessions = lock(&self.sessions);
         let Some(session) = sessions.get(id).cloned() else { return false };
-        {
-            let attached = lock(&session.sink.attached);
-            if attached.connection.is_some() || attached.detaches != generation {
-                return false;
-            }
+        if !session.sink.detached_since(generation) {
+            return false;
         }
         sessions.remove(id);
         drop(sessions);

@@ -18,7 +18,7 @@ use super::state::{exists, Fired, Key, Watches};
 use super::{WatchError, MAX_WATCHES_PER_SESSION};
 use crate::protocol::envelope::notification_line;
 use crate::protocol::types::{methods, MissingChangedNotification};
-use crate::session::NotificationSink;
+use crate::notify::NotificationSink;
 use crate::sync::lock;
 
 /// How often watches that inotify does not cover are re-checked.

@@ -30,7 +30,7 @@ pub use engine::{Engine, POLL_INTERVAL};
 use crate::protocol::types::{WatchMissingParams, WatchMissingResult};
 use crate::protocol::RpcError;
 use crate::rpc::RequestContext;
-use crate::session::NotificationSink;
+use crate::notify::NotificationSink;
 
 /// Live watches one session may hold.
 pub const MAX_WATCHES_PER_SESSION: usize = 64;
@@ -105,4 +105,13 @@ pub async fn watch_missing(
     .await
     .map_err(|e| RpcError::internal(format!("fs/watchMissing failed: {e}")))??;
     serde_json::to_value(WatchMissingResult { watching }).map_err(|e| RpcError::internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod held_notifications {
+    /// A detached session holds every watch's one-shot notification (notify::MAX_HELD).
+    #[test]
+    fn every_watch_fits_the_held_backlog() {
+        assert!(4 * super::MAX_WATCHES_PER_SESSION <= crate::notify::MAX_HELD);
+    }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use nix::errno::Errno;
 use nix::sys::inotify::{AddWatchFlags, Inotify, InotifyEvent, WatchDescriptor};
 
-use crate::session::NotificationSink;
+use crate::notify::NotificationSink;
 
 /// A watch, named by the session that owns it and the client's watch id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::wire::*;
+use crate::protocol::sandbox_context::*;
 
 /// A ready-made context for the CLI and tests: `read-only` or `workspace-write`.
 pub fn builtin_context(

@@ -13,7 +13,7 @@ use std::path::{Component, Path, PathBuf};
 
 use super::glob::expand_glob;
 use super::plan::{Base, Effective, MountOp, SandboxPlan};
-use super::wire::*;
+use crate::protocol::sandbox_context::*;
 use super::{DEFAULT_GLOB_DEPTH, MINIMAL_READ_ROOTS, PROTECTED_NAMES};
 use crate::sandbox::error::SandboxError;
 use crate::sandbox::trusted_path::{self, Follow, Resolved, WritableHistory};
@@ -28,7 +28,7 @@ pub fn resolve(ctx: &FileSystemSandboxContext, fallback_cwd: Option<&Path>) -> R
     let cwd: Option<PathBuf> = ctx.cwd.as_ref().map(|u| u.0.clone()).or_else(|| fallback_cwd.map(Path::to_path_buf));
     let requested = requested_paths(ctx, entries, cwd.as_deref(), glob_depth)?;
     let (access, top_symlinks) = strongest_access(requested)?;
-    let mut access: BTreeMap<PathBuf, Effective> = access.into_iter().map(|(p, a)| (p, a.effective())).collect();
+    let mut access: BTreeMap<PathBuf, Effective> = access.into_iter().map(|(p, a)| (p, effective(a))).collect();
     let base_access = access.remove(Path::new("/")).unwrap_or(Effective::Hidden);
     let mut plan = SandboxPlan::restricted(base_access, network);
     protect_metadata(&mut access, base_access, &mut plan)?;
@@ -265,6 +265,14 @@ fn pinned_ancestors(denied: &[PathBuf], writable: &[PathBuf]) -> Vec<PathBuf> {
     pinned
 }
 
+fn effective(access: Access) -> Effective {
+    match access {
+        Access::Read => Effective::Read,
+        Access::Write => Effective::Write,
+        Access::None | Access::Deny => Effective::Hidden,
+    }
+}
+
 fn is_missing(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR))
 }
@@ -306,7 +314,7 @@ fn gitdir_pointer(file: &Path) -> Option<PathBuf> {
 mod tests {
     use super::*;
     use crate::sandbox::policy::builtin_context;
-    use crate::sandbox::policy::wire::tests::ctx;
+    use crate::protocol::sandbox_context::tests::ctx;
 
     #[test]
     fn unknown_special_kind_is_ignored_and_all_accesses_parse() {

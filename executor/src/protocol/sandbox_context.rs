@@ -1,12 +1,12 @@
 //! The `sandbox` field of `process/start` and `fs/*` requests, as it travels (protocol
-//! §8.1, §8.2). Field names, variants and error texts follow the reference.
+//! §8.1, §8.2). Field names, variants and error texts follow the reference. Only data:
+//! what it means for the host is `sandbox::policy`'s business.
 
 use std::path::PathBuf;
 
 pub use fs_helper::uri::PathUri;
 use serde::{Deserialize, Serialize};
 
-use super::plan::Effective;
 
 /// The `sandbox` field of `process/start` and `fs/*` requests.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -112,23 +112,15 @@ pub enum Access {
 
 impl Access {
     /// Precedence on equal specificity: none/deny > write > read.
-    pub(super) fn rank(self) -> u8 {
+    pub fn rank(self) -> u8 {
         match self {
             Access::Read => 1,
             Access::Write => 2,
             Access::None | Access::Deny => 3,
         }
     }
-    pub(super) fn effective(self) -> Effective {
-        match self {
-            Access::Read => Effective::Read,
-            Access::Write => Effective::Write,
-            Access::None | Access::Deny => Effective::Hidden,
-        }
-    }
-
     /// `none` and `deny` hide a path; they differ only in name.
-    pub(super) fn hides(self) -> bool {
+    pub fn hides(self) -> bool {
         matches!(self, Access::None | Access::Deny)
     }
 }
@@ -145,7 +137,7 @@ pub enum MissingPathBehavior {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A context from its JSON text, as a request would carry it.

@@ -1,0 +1,52 @@
+//! The one mapping from the services' typed errors to JSON-RPC codes. It lives here,
+//! at the edge, so that `protocol` stays a leaf and the services know nothing of codes.
+
+use crate::protocol::error::{INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, SESSION_ATTACHED};
+use crate::protocol::RpcError;
+
+impl From<crate::process::ProcessError> for RpcError {
+    fn from(e: crate::process::ProcessError) -> Self {
+        use crate::process::ProcessError as E;
+        let code = match &e {
+            E::AlreadyExists(_) | E::UnknownProcess(_) | E::Starting(_) => INVALID_REQUEST,
+            E::EmptyArgv | E::EmptyWriteId | E::InvalidBase64(_) | E::Sandbox { client: true, .. } => {
+                INVALID_PARAMS
+            }
+            E::Spawn(_) | E::StdinClosed | E::Pty(_) | E::Sandbox { client: false, .. } => {
+                INTERNAL_ERROR
+            }
+            E::Limit(limit) => return limit.clone().into(),
+        };
+        Self::new(code, e.to_string())
+    }
+}
+
+impl From<crate::limits::LimitError> for RpcError {
+    fn from(e: crate::limits::LimitError) -> Self {
+        // Server-side resources ran out, not a malformed request.
+        Self::new(INTERNAL_ERROR, e.to_string())
+    }
+}
+
+impl From<crate::session::SessionError> for RpcError {
+    fn from(e: crate::session::SessionError) -> Self {
+        use crate::session::SessionError as E;
+        let code = match &e {
+            E::AlreadyAttached(_) => SESSION_ATTACHED,
+            E::Unknown(_) | E::Evicted => INVALID_REQUEST,
+        };
+        Self::new(code, e.to_string())
+    }
+}
+
+
+impl From<crate::fs::watch::WatchError> for RpcError {
+    fn from(e: crate::fs::watch::WatchError) -> Self {
+        use crate::fs::watch::WatchError as E;
+        let code = match &e {
+            E::TooManyWatches | E::TooManyPaths(_) => INVALID_REQUEST,
+            E::Thread(_) => INTERNAL_ERROR,
+        };
+        Self::new(code, e.to_string())
+    }
+}
