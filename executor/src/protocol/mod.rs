@@ -5,6 +5,9 @@ pub mod envelope;
 pub mod error;
 pub mod types;
 
+/// The protocol this server speaks, for `--version`.
+pub const PROTOCOL: &str = "Codex exec-server protocol of codex-cli 0.169.0";
+
 pub use envelope::{parse_line, Incoming, RequestId};
 pub use error::RpcError;
 
