@@ -173,3 +173,30 @@ fn sandbox_cli_and_server_explain_a_refusing_host_alike() {
     let server_stderr = text(&out.stderr);
     assert!(server_stderr.lines().any(|l| l == cli_line), "server said {server_stderr:?}, the CLI {cli_line:?}");
 }
+
+/// What README and `executor help sandbox` say of `--writable`: it adds to the policy's
+/// writable set (the cwd, /tmp and $TMPDIR under workspace-write), and under read-only it
+/// is the whole set.
+#[test]
+fn sandbox_writable_adds_to_the_policy() {
+    // Outside /tmp, which workspace-write makes writable anyway.
+    let base = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let (cwd, extra, other) = (base.path().join("cwd"), base.path().join("extra"), base.path().join("other"));
+    for d in [&cwd, &extra, &other] {
+        std::fs::create_dir(d).expect("mkdir");
+    }
+    let tmp_file = format!("/tmp/executor-cli-writable-{}", std::process::id());
+    let touch = |policy: &str, target: &Path| {
+        let args = ["sandbox", "--policy", policy, "--cwd", cwd.to_str().expect("utf8"), "--writable", extra.to_str().expect("utf8"), "--", "touch"];
+        Command::new(executor_bin()).args(args).arg(target).stdin(Stdio::null()).output().expect("executor sandbox").status.success()
+    };
+    assert!(touch("workspace-write", &extra.join("a")), "the --writable directory");
+    assert!(touch("workspace-write", &cwd.join("a")), "the cwd");
+    assert!(touch("workspace-write", Path::new(&tmp_file)), "/tmp");
+    assert!(!touch("workspace-write", &other.join("a")), "nothing else");
+    assert!(touch("read-only", &extra.join("b")), "read-only: the --writable directory");
+    assert!(!touch("read-only", &cwd.join("b")), "read-only: not the cwd");
+    let _ = std::fs::remove_file(&tmp_file);
+    assert!(!Path::new(&format!("{tmp_file}-ro")).exists());
+    assert!(!touch("read-only", Path::new(&format!("{tmp_file}-ro"))), "read-only: not /tmp");
+}
