@@ -109,6 +109,10 @@ fn sandbox_exits_like_a_shell() {
     let not_executable = run(&[script]);
     assert_eq!(not_executable.status.code(), Some(126), "{}", text(&not_executable.stderr));
     assert_eq!(run(&["sh", "-c", "exit 7"]).status.code(), Some(7));
+    // bwrap's own failure status, from the command: no host diagnosis, the status kept.
+    let fails = run(&["false"]);
+    assert_eq!(fails.status.code(), Some(1));
+    assert!(fails.stderr.is_empty(), "{}", text(&fails.stderr));
     assert_eq!(run(&["sh", "-c", "kill -TERM $$"]).status.code(), Some(128 + 15));
     // Without `--` too, and the command's own options are its own.
     let ls = executor(&["sandbox", "--cwd", cwd, "ls", "-d", "/"]);
