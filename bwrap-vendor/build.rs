@@ -79,7 +79,7 @@ fn run() -> Result<(), String> {
         return Err("bubblewrap only builds for Linux targets".into());
     }
 
-    let source_dir = locate_sources()?;
+    let source_dir = locate_sources(&out_dir)?;
     verify_sources(&source_dir)?;
     let binary = compile(&source_dir, &out_dir)?;
 
@@ -112,17 +112,25 @@ fn write(path: &Path, contents: &str) -> Result<(), String> {
 /// Finds the extracted `cageforge-bwrap` package through `cargo metadata`, which
 /// honours source replacement (`cargo vendor`, mirrors), unlike guessing a path under
 /// `$CARGO_HOME`.
-fn locate_sources() -> Result<PathBuf, String> {
+///
+/// The metadata is taken of a throwaway manifest that depends on this one crate only:
+/// metadata of the whole workspace would need every crate of the lock file downloaded
+/// (dev-dependencies included), while `cargo build -p executor` on an empty registry
+/// fetches only the build graph, which holds this crate and its dependencies.
+fn locate_sources(out_dir: &Path) -> Result<PathBuf, String> {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let manifest_dir =
         PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").ok_or("CARGO_MANIFEST_DIR is not set")?);
     // Only this target's dependency graph: offline metadata of the whole graph would need
     // every other platform's crates (e.g. UEFI-only ones) downloaded too.
     let target = env::var("TARGET").map_err(|_| "TARGET is not set")?;
+    let locator = write_locator(out_dir, &manifest_dir)?;
     let output = Command::new(&cargo)
-        .args(["metadata", "--format-version", "1", "--offline", "--locked", "--filter-platform", &target])
+        .args(["metadata", "--format-version", "1", "--offline", "--filter-platform", &target])
         .arg("--manifest-path")
-        .arg(manifest_dir.join("Cargo.toml"))
+        .arg(locator.join("Cargo.toml"))
+        // From the workspace root, so its .cargo/config.toml (source replacement) applies.
+        .current_dir(workspace_root(&manifest_dir))
         .output()
         .map_err(|e| format!("running `cargo metadata` to find {SOURCE_CRATE}: {e}"))?;
     if !output.status.success() {
@@ -131,8 +139,40 @@ fn locate_sources() -> Result<PathBuf, String> {
             String::from_utf8_lossy(&output.stderr).trim()
         ));
     }
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .map_err(|e| format!("`cargo metadata` printed invalid JSON: {e}"))?;
+    source_dir_from_metadata(&output.stdout)
+}
+
+/// Writes `<out>/locate/Cargo.toml` (its own empty workspace, one dependency) and copies
+/// the workspace's Cargo.lock beside it, so the same locked versions are resolved.
+fn write_locator(out_dir: &Path, manifest_dir: &Path) -> Result<PathBuf, String> {
+    let dir = out_dir.join("locate");
+    fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let manifest = format!(
+        "[package]\nname = \"bwrap-vendor-locate\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\
+         [lib]\npath = \"lib.rs\"\n\
+         [dependencies]\n{SOURCE_CRATE} = {{ version = \"={SOURCE_CRATE_VERSION}\", default-features = false }}\n\
+         [workspace]\n"
+    );
+    write(&dir.join("Cargo.toml"), &manifest)?;
+    write(&dir.join("lib.rs"), "")?;
+    let lock = workspace_root(manifest_dir).join("Cargo.lock");
+    println!("cargo:rerun-if-changed={}", lock.display());
+    fs::copy(&lock, dir.join("Cargo.lock")).map_err(|e| format!("copying {}: {e}", lock.display()))?;
+    Ok(dir)
+}
+
+/// The workspace this crate belongs to: the nearest ancestor holding a Cargo.lock.
+fn workspace_root(manifest_dir: &Path) -> PathBuf {
+    manifest_dir
+        .ancestors()
+        .find(|dir| dir.join("Cargo.lock").is_file())
+        .unwrap_or(manifest_dir)
+        .to_path_buf()
+}
+
+fn source_dir_from_metadata(json: &[u8]) -> Result<PathBuf, String> {
+    let metadata: serde_json::Value =
+        serde_json::from_slice(json).map_err(|e| format!("`cargo metadata` printed invalid JSON: {e}"))?;
     let packages = metadata["packages"].as_array().ok_or("`cargo metadata` has no packages")?;
     let manifest = packages
         .iter()

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what building and testing executor needs on a fresh Debian/Ubuntu machine.
+# Installs what building and serving executor needs on a fresh Debian/Ubuntu machine
+# (ci/serve.sh runs it); what only the tests need is in ci/setup-tests.sh.
 # Idempotent: installs only what is missing. Needs root (or sudo) for apt-get.
 set -euo pipefail
 
@@ -9,7 +10,7 @@ pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "insta
 
 # bubblewrap: the system launcher; libcap-dev + pkg-config + a C compiler: the bundled
 # bwrap is compiled from source at build time.
-for pkg in bubblewrap libcap-dev pkg-config gcc libc6-dev util-linux procps; do
+for pkg in bubblewrap libcap-dev pkg-config gcc libc6-dev; do
     pkg_installed "$pkg" || need_packages+=("$pkg")
 done
 
@@ -41,9 +42,3 @@ if [ -n "$cargo_minor" ] && [ "$cargo_minor" -lt 91 ]; then
     echo "ci/setup.sh: $(cargo --version) is too old: Rust 1.91 or newer is needed (rustup update)" >&2
     exit 1
 fi
-
-# Extra set-up that tests of other parts need (test users, sshd, ...) lives beside this file.
-for extra in "$(dirname "$0")"/setup.d/*.sh; do
-    [ -e "$extra" ] || continue
-    bash "$extra"
-done

@@ -2,7 +2,7 @@
 # The README's test command: installs what is missing, builds everything, runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash ci/setup.sh
+bash ci/setup-tests.sh
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 # Integration tests drive the real binary: build it before the tests run.
 cargo build --workspace --all-targets --locked
@@ -13,3 +13,6 @@ for launcher in system bundled; do
     echo "== sandbox escape suites with --bwrap $launcher" >&2
     EXECUTOR_TEST_BWRAP=$launcher cargo test --locked -p executor-tests --test sandbox_escape --test fs_escape --test fs_fresh_view --test cross_sandbox
 done
+# Last, so that a failing unit or integration test is reported first: the README's start
+# command on a fresh clone with an empty cargo registry (a release build, a few minutes).
+bash ci/fresh-machine.sh

@@ -1,31 +1,43 @@
 //! The `executor` command: serves the protocol (default), and operator subcommands.
 
-use std::io::Write as _;
+use std::ffi::OsString;
+use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 use executor::environment::environment_info;
 use executor::limits::SessionLimits;
 use executor::protocol::types::Capabilities;
+use executor::sandbox::launcher::{LauncherArgs, LauncherConfig, LauncherError};
 use executor::server::{DefaultSandbox, Server, ServerConfig};
-use executor::transport;
-use executor::transport::auth::AuthFlags;
+use executor::transport::auth::{AuthConfigError, AuthFlags, TokenDigest};
 use executor::transport::ws::{self, WsOptions};
+use executor::transport::{self, Listen};
 
 #[derive(Parser, Debug)]
-#[command(name = "executor", version, about = "Hardened Linux exec-server (Codex exec-server protocol)")]
+#[command(
+    name = "executor",
+    about = "Hardened Linux exec-server (Codex exec-server protocol)",
+    after_help = LOGGING_HELP
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
     serve: ServeArgs,
 }
+
+const LOGGING_HELP: &str = "\
+Logging (always on stderr; stdout belongs to the protocol):
+  EXECUTOR_LOG  log filter in tracing's EnvFilter syntax, e.g. `info` or `executor=debug,warn`
+                [default: warn]; a filter that does not parse is reported and `warn` is used
+  RUST_LOG      read when EXECUTOR_LOG is unset or empty";
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -38,18 +50,20 @@ enum Command {
         #[arg(long, hide = true)]
         exec_bundled_bwrap_version: bool,
         #[command(flatten)]
-        launcher: executor::sandbox::launcher::LauncherArgs,
+        launcher: LauncherArgs,
     },
+    /// Run one command in the sandbox, with this terminal's stdin, stdout and stderr.
+    Sandbox(executor::sandbox::cli::SandboxArgs),
 }
 
 #[derive(Args, Debug)]
 struct ServeArgs {
     /// Where to listen: `stdio` (or `stdio://`), or `ws://IP:PORT` (port 0 picks a free
     /// port; the bound URL is printed as the only line on stdout).
-    #[arg(long, default_value = "stdio")]
-    listen: String,
+    #[arg(long, value_name = "URL", default_value = "stdio")]
+    listen: Listen,
     /// Requests of one connection processed at the same time.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     concurrent_requests: u32,
     /// Sandbox applied to requests that carry none (operator floor).
     #[arg(long, value_enum, value_name = "PROFILE")]
@@ -58,14 +72,15 @@ struct ServeArgs {
     #[arg(long)]
     require_sandbox: bool,
     #[command(flatten)]
-    launcher: executor::sandbox::launcher::LauncherArgs,
+    launcher: LauncherArgs,
     /// Authenticate websocket upgrades (`Authorization: Bearer <token>`).
     #[arg(long, value_enum)]
     ws_auth: Option<WsAuth>,
     /// Absolute path of a file holding the capability token (trimmed, non-empty).
     #[arg(long, value_name = "ABS_PATH")]
     ws_token_file: Option<PathBuf>,
-    /// SHA-256 of the capability token, as 64 hex digits.
+    /// SHA-256 of the capability token (trimmed), as 64 hex digits:
+    /// `printf %s "$TOKEN" | sha256sum`.
     #[arg(long, value_name = "HEX64")]
     ws_token_sha256: Option<String>,
     /// Seconds a detached session is kept for a resume before its processes are killed.
@@ -95,10 +110,13 @@ enum WsAuth {
     CapabilityToken,
 }
 
+/// Exit status of a usage error (the convention of clap, cargo and ripgrep).
+const EXIT_USAGE: u8 = 2;
+
 fn main() -> ExitCode {
     // Sandbox entry points come first: the inner stage must run before any runtime,
-    // thread or logger exists, and `sandbox -- CMD` takes its own argv.
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // thread or logger exists, and the fs helper speaks its own protocol on stdio.
+    let args: Vec<OsString> = std::env::args_os().collect();
     if let Some(rest) = executor::sandbox::inner_args(&args) {
         executor::crash::install_panic_hook("executor-sandbox (the sandbox's inner stage)");
         executor::sandbox::inner::main(rest);
@@ -107,31 +125,156 @@ fn main() -> ExitCode {
         executor::crash::install_panic_hook("fs sandbox helper");
         std::process::exit(executor::fs::sandboxed::helper_main(&args[2..]));
     }
-    if args.get(1).is_some_and(|a| a == "sandbox") {
-        std::process::exit(executor::sandbox::cli::main(args[2..].to_vec()));
-    }
+    let cli = match parse(args) {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     init_logging();
     executor::crash::install_panic_hook("executor");
-    let cli = Cli::parse();
     match cli.command {
         None => serve(cli.serve),
         Some(Command::Doctor { json, exec_bundled_bwrap_version, launcher }) => {
             if exec_bundled_bwrap_version {
-                executor::sandbox::doctor::exec_bundled_bwrap_version()
-            } else {
-                executor::sandbox::doctor::run_with(json, &launcher.config())
+                return executor::sandbox::doctor::exec_bundled_bwrap_version();
+            }
+            match launcher.config() {
+                Ok(config) => executor::sandbox::doctor::run_with(json, &config),
+                Err(e) => usage_error(&StartupError::Launcher(e)),
             }
         }
+        Some(Command::Sandbox(args)) => match executor::sandbox::cli::run(args) {
+            Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+            Err(e) => {
+                eprintln!("executor: {e}");
+                ExitCode::from(u8::try_from(e.exit_status()).unwrap_or(1))
+            }
+        },
     }
 }
 
+/// The command line, or the exit status after clap printed help, the version or a
+/// usage error.
+fn parse(args: Vec<OsString>) -> Result<Cli, ExitCode> {
+    // `--version` also names the protocol and the bundled bwrap; built once per process.
+    let version: &'static str = version_text().leak();
+    let command = Cli::command().version(version).long_version(version);
+    command.try_get_matches_from(args).and_then(|m| Cli::from_arg_matches(&m)).map_err(|e| {
+        if !e.use_stderr() {
+            // --help and --version: clap prints them on stdout.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        eprint!("{}", prefixed(&e.render().to_string()));
+        ExitCode::from(EXIT_USAGE)
+    })
+}
+
+/// clap's message with every line starting `executor: ` (its own `error: ` dropped).
+fn prefixed(message: &str) -> String {
+    let mut out = String::new();
+    for line in message.lines().filter(|l| !l.trim().is_empty()) {
+        out.push_str("executor: ");
+        out.push_str(line.strip_prefix("error: ").unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+fn version_text() -> String {
+    let bwrap = if bwrap_vendor::BUNDLED {
+        let digest = executor::sandbox::launcher::hex(&bwrap_vendor::BWRAP_SHA256);
+        format!("bubblewrap {}, sha256:{digest}", bwrap_vendor::BWRAP_VERSION)
+    } else {
+        "none (development build without a bundled bwrap)".to_string()
+    };
+    format!("{}\nprotocol: {}\nbundled bwrap: {bwrap}", env!("CARGO_PKG_VERSION"), executor::protocol::PROTOCOL)
+}
+
+/// Environment variables that may hold the log filter, in the order they are read.
+const LOG_FILTER_VARS: [&str; 2] = ["EXECUTOR_LOG", "RUST_LOG"];
+const DEFAULT_LOG_FILTER: &str = "warn";
+
 fn init_logging() {
-    // stdout belongs to the protocol: logs go to stderr only.
-    let filter = EnvFilter::try_from_env("EXECUTOR_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let (filter, problem) = log_filter();
+    // stdout belongs to the protocol: logs go to stderr only, coloured only for a person.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+    if let Some(problem) = problem {
+        tracing::warn!("{problem}");
+    }
+}
+
+/// The filter of the first variable that is set and not empty, else the default; with
+/// the reason when a set filter could not be used.
+fn log_filter() -> (EnvFilter, Option<String>) {
+    let set = LOG_FILTER_VARS.iter().find_map(|name| std::env::var_os(name).filter(|v| !v.is_empty()).map(|v| (name, v)));
+    let Some((name, value)) = set else {
+        return (EnvFilter::new(DEFAULT_LOG_FILTER), None);
+    };
+    let parsed = value.to_str().ok_or_else(|| "it is not UTF-8".to_string()).and_then(|text| {
+        EnvFilter::try_new(text).map_err(|e| e.to_string())
+    });
+    match parsed {
+        Ok(filter) => (filter, None),
+        Err(why) => (
+            EnvFilter::new(DEFAULT_LOG_FILTER),
+            Some(format!("{name}={value:?} is not a valid log filter ({why}); logging with `{DEFAULT_LOG_FILTER}`")),
+        ),
+    }
+}
+
+/// A command line the server cannot start with; reported with exit status 2.
+#[derive(Debug, thiserror::Error)]
+enum StartupError {
+    #[error(transparent)]
+    Auth(#[from] AuthConfigError),
+    #[error("{}", .0.with_fix())]
+    Launcher(#[from] LauncherError),
+}
+
+fn usage_error(e: &StartupError) -> ExitCode {
+    eprintln!("executor: {e}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// What the flags ask for, checked before anything starts: every mistake in them is
+/// reported now, not at the first request.
+fn check_flags(args: &ServeArgs) -> Result<(LauncherConfig, Option<TokenDigest>), StartupError> {
+    let launcher = args.launcher.config()?;
+    let auth_flags = AuthFlags {
+        capability_token: args.ws_auth.is_some(),
+        token_file: args.ws_token_file.clone(),
+        token_sha256: args.ws_token_sha256.clone(),
+    };
+    let auth = auth_flags.resolve(args.listen == Listen::Stdio)?;
+    executor::sandbox::launcher::check_explicit_path(&launcher)?;
+    Ok((launcher, auth))
+}
+
+/// What `--bwrap`/`--bwrap-path` chose, for the start-up line.
+fn launcher_summary(config: &LauncherConfig) -> String {
+    let mode = format!("{:?}", config.mode).to_lowercase();
+    match &config.path_override {
+        Some(path) => format!("bwrap {mode} {}", path.display()),
+        None => format!("bwrap {mode}"),
+    }
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
+    let (launcher, auth) = match check_flags(&args) {
+        Ok(checked) => checked,
+        Err(e) => return usage_error(&e),
+    };
+    tracing::info!(
+        version = %env!("CARGO_PKG_VERSION"),
+        transport = %args.listen,
+        launcher = %launcher_summary(&launcher),
+        "executor starting"
+    );
     // As many descriptors as the host allows, so that fs handles and the reserve kept for
     // process starts (limits.rs) fit; children get back the limit we were started with.
     if let Err(e) = executor::limits::raise_nofile_limit() {
@@ -140,32 +283,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     // Descriptors inherited from whoever started us (sshd, a CI runner) must not reach
     // the commands we run.
     if let Err(e) = executor::fds::mark_cloexec_from(3, &[]) {
-        eprintln!("cannot mark inherited descriptors close-on-exec: {e}");
+        eprintln!("executor: cannot mark inherited descriptors close-on-exec: {e}");
         return ExitCode::from(1);
     }
-    let ws_addr = if args.listen == "stdio" || args.listen == "stdio://" {
-        None
-    } else {
-        match ws::parse_listen_url(&args.listen) {
-            Ok(addr) => Some(addr),
-            Err(e) => {
-                eprintln!("{e}");
-                return ExitCode::from(1);
-            }
-        }
-    };
-    let auth_flags = AuthFlags {
-        capability_token: args.ws_auth.is_some(),
-        token_file: args.ws_token_file.clone(),
-        token_sha256: args.ws_token_sha256.clone(),
-    };
-    let auth = match auth_flags.resolve(ws_addr.is_none()) {
-        Ok(auth) => auth,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(1);
-        }
-    };
     // Before any thread exists: as PID 1 the process splits into a reaping supervisor and
     // the server (init.rs explains why).
     if let Err(e) = executor::init::supervise(args.reap_orphans) {
@@ -181,15 +301,15 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     let config = ServerConfig {
         concurrent_requests: args.concurrent_requests as usize,
-        launcher: args.launcher.config(),
+        launcher,
         default_sandbox: args.default_sandbox,
         require_sandbox: args.require_sandbox,
         session_ttl: Duration::from_secs(args.session_ttl),
         limits: SessionLimits { max_fs_handles: args.max_fs_handles as usize, max_processes: args.max_processes as usize },
     };
-    match ws_addr {
-        None => runtime.block_on(serve_stdio(config)),
-        Some(addr) => {
+    match args.listen {
+        Listen::Stdio => runtime.block_on(serve_stdio(config)),
+        Listen::Ws(addr) => {
             let grace = Duration::from_millis(args.shutdown_grace_ms);
             runtime.block_on(serve_ws(config, addr, WsOptions { auth }, grace))
         }

@@ -239,6 +239,8 @@ impl Connection {
         drop(line);
         match parsed {
             Err(e) => {
+                // The client is told; the operator sees it only when asking for detail.
+                tracing::debug!(transport = self.label, "malformed message: {e}");
                 let error =
                     RpcError::invalid_request(format!("failed to parse JSON-RPC message from {}: {e}", self.label));
                 self.send(error_line(&RequestId::UNPARSEABLE, &error)).await;

@@ -25,6 +25,8 @@ pub struct WsServer {
     pub url: String,
     /// Lines the server printed on stdout after the URL (there must be none).
     extra_stdout: Arc<Mutex<Vec<String>>>,
+    /// What the server wrote on stderr, when started with [`WsServer::spawn_capturing_stderr`].
+    stderr: Arc<Mutex<Vec<u8>>>,
 }
 
 impl WsServer {
@@ -36,10 +38,30 @@ impl WsServer {
     }
 
     /// Starts `command`, which must print a ws URL as its first stdout line.
-    pub fn spawn(mut command: Command) -> Self {
+    pub fn spawn(command: Command) -> Self {
+        Self::spawn_with(command, false)
+    }
+
+    /// [`WsServer::spawn`], keeping the server's stderr for [`WsServer::stderr`].
+    pub fn spawn_capturing_stderr(command: Command) -> Self {
+        Self::spawn_with(command, true)
+    }
+
+    fn spawn_with(mut command: Command, capture_stderr: bool) -> Self {
         // stdin at EOF from the start: a ws server must not care.
-        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let stderr_to = if capture_stderr { Stdio::piped() } else { Stdio::inherit() };
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr_to);
         let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start executor: {e}"));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        if let Some(mut pipe) = child.stderr.take() {
+            let sink = stderr.clone();
+            thread::spawn(move || {
+                let mut chunk = [0u8; 4096];
+                while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+                    sink.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(&chunk[..n]);
+                }
+            });
+        }
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel();
         let extra_stdout = Arc::new(Mutex::new(Vec::new()));
@@ -60,7 +82,20 @@ impl WsServer {
                 panic!("executor printed no URL within {TIMEOUT:?}");
             }
         };
-        Self { child, url, extra_stdout }
+        Self { child, url, extra_stdout, stderr }
+    }
+
+    /// Waits until the captured stderr contains `text` (hang guard: [`TIMEOUT`]) and
+    /// returns all of it.
+    pub fn stderr_containing(&self, text: &str) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let so_far = String::from_utf8_lossy(&self.stderr.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+            if so_far.contains(text) || Instant::now() >= deadline {
+                return so_far;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// `127.0.0.1:PORT`.
@@ -333,6 +368,21 @@ fn parse(bytes: &[u8]) -> Value {
 
 /// A plain HTTP/1.1 request to `addr` (`127.0.0.1:PORT`); returns status and body.
 pub fn http_get(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let response = http_request(addr, path, headers);
+    (response.status, response.body)
+}
+
+/// An HTTP response as the server sent it.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Header lines after the status line, as sent (`Name: value`).
+    pub headers: Vec<String>,
+    pub body: String,
+}
+
+/// A plain HTTP/1.1 GET to `addr` (`127.0.0.1:PORT`).
+pub fn http_request(addr: &str, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
     let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
     stream.set_read_timeout(Some(TIMEOUT)).expect("set timeout");
     let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n");
@@ -345,13 +395,14 @@ pub fn http_get(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, Strin
     // The server answers plain HTTP with `Connection: close`, so EOF ends the response.
     stream.read_to_end(&mut response).unwrap_or_else(|e| panic!("reading the response to {path}: {e}"));
     let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no HTTP status in {text:?}"));
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
+    HttpResponse { status, headers: lines.map(str::to_owned).collect(), body: body.to_owned() }
 }
 
 /// Headers of a websocket upgrade request, for [`http_get`].

@@ -108,3 +108,172 @@ fn codex_environments_toml_examples_work() {
     let mut client = ws.ready();
     assert_eq!(client.call("environment/status", json!({})), json!({"status": "ready"}));
 }
+
+fn repo_file(path: &str) -> String {
+    let full = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
+}
+
+/// The cells of a markdown table row (`\|` inside a cell stays in the cell).
+fn table_cells(row: &str) -> Vec<String> {
+    let row = row.trim().trim_start_matches('|').trim_end_matches('|');
+    row.replace("\\|", "\u{0}").split('|').map(|c| c.trim().replace('\u{0}', "|")).collect()
+}
+
+/// `(name, default cell)` of every row of the README's options table.
+fn readme_options() -> Vec<(String, String)> {
+    let readme = repo_file("README.md");
+    let table = readme.split_once("### Options").map(|(_, t)| t).expect("an Options section");
+    table
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .map(|row| {
+            let cells = table_cells(row);
+            let name = cells[0].trim_matches('`').split(|c: char| c == '`' || c.is_whitespace()).next().unwrap_or_default();
+            (name.to_owned(), cells[1].clone())
+        })
+        .collect()
+}
+
+/// `(flag, default)` of every option of the server in `executor --help`.
+fn help_options() -> Vec<(String, Option<String>)> {
+    let out = Command::new(executor_bin()).arg("--help").output().expect("executor --help");
+    let help = String::from_utf8_lossy(&out.stdout).into_owned();
+    let options_section = help.split_once("\nOptions:\n").map(|(_, rest)| rest).expect("an Options section");
+    // The section ends at the next unindented line (the logging notes).
+    let section = options_section.lines().take_while(|l| l.is_empty() || l.starts_with(' '));
+    let mut options: Vec<(String, Option<String>)> = Vec::new();
+    for line in section.map(str::trim) {
+        if let Some(flag) = line.strip_prefix("--").and_then(|rest| rest.split_whitespace().next()) {
+            options.push((format!("--{flag}"), None));
+        } else if let (Some(default), Some(last)) = (line.strip_prefix("[default: "), options.last_mut()) {
+            last.1 = Some(default.trim_end_matches(']').to_owned());
+        }
+    }
+    options.retain(|(flag, _)| flag != "--help" && flag != "--version");
+    options
+}
+
+#[test]
+fn readme_options_table_has_each_flag_once_with_the_defaults_of_help() {
+    let rows = readme_options();
+    let mut seen = std::collections::HashSet::new();
+    for (name, _) in &rows {
+        assert!(seen.insert(name.clone()), "README lists {name} twice");
+    }
+    let help = help_options();
+    let flags: Vec<&String> = rows.iter().map(|(n, _)| n).filter(|n| n.starts_with("--")).collect();
+    let mut documented: Vec<&String> = flags.clone();
+    documented.sort();
+    let mut offered: Vec<&String> = help.iter().map(|(f, _)| f).collect();
+    offered.sort();
+    assert_eq!(documented, offered, "README options table and `executor --help` list different flags");
+    for (flag, default) in &help {
+        let cell = &rows.iter().find(|(n, _)| n == flag).expect("row").1;
+        match default {
+            Some(d) => assert_eq!(cell, &format!("`{d}`"), "{flag}: README default {cell:?}, --help says {d:?}"),
+            None => assert!(!cell.starts_with('`'), "{flag}: README gives default {cell} that --help does not know"),
+        }
+    }
+    for var in ["EXECUTOR_LOG", "RUST_LOG"] {
+        assert!(seen.contains(var), "README options table lacks {var}");
+    }
+}
+
+/// The pages of the repository that users read.
+fn user_docs() -> Vec<String> {
+    let docs_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    let mut pages: Vec<String> = std::fs::read_dir(&docs_dir)
+        .expect("docs/")
+        .map(|e| format!("docs/{}", e.expect("entry").file_name().to_string_lossy()))
+        .filter(|p| p.ends_with(".md"))
+        .collect();
+    pages.extend(["README.md", "bwrap-vendor/PROVENANCE.md", "ci/container/README.md"].map(String::from));
+    pages
+}
+
+/// Repository paths named in backticks in `text` (`docs/x.md`, `ci/test.sh`, ...);
+/// patterns and placeholders (`*`, `<...>`, `$VAR`) are not paths.
+fn named_paths(text: &str) -> Vec<String> {
+    const ROOTS: [&str; 8] = ["docs/", "ci/", "tests/", "executor/", "bwrap-vendor/", "fs-helper/", "bench/", ".cargo/"];
+    let spans = text.split('`').skip(1).step_by(2);
+    spans
+        .flat_map(|span| span.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .map(|t| t.split("::").next().unwrap_or_default().to_owned())
+        .map(|t| t.trim_start_matches('(').trim_end_matches([')', ',', '.', ':', ';']).to_owned())
+        .filter(|t| ROOTS.iter().any(|r| t.starts_with(r)))
+        .filter(|t| !t.contains(['*', '<', '$', '{']))
+        .collect()
+}
+
+#[test]
+fn docs_name_only_files_that_are_in_the_repo() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    for page in user_docs() {
+        let text = repo_file(&page);
+        for outside in ["DESIGN.md", "protocol.md", "protocol-transcripts"] {
+            assert!(!text.contains(outside), "{page} refers to {outside}, which is not in the repository");
+        }
+        for path in named_paths(&text) {
+            assert!(root.join(&path).exists(), "{page} names `{path}`, which is not in the repository");
+        }
+    }
+}
+
+/// The digest command of docs/deploy-container.md gives what `--ws-token-sha256` accepts
+/// for that token.
+#[test]
+fn deploy_container_digest_command_matches_the_server() {
+    let text = doc("deploy-container.md");
+    let command = fenced_blocks(&text, "sh")
+        .iter()
+        .flat_map(|b| b.lines().map(str::to_owned).collect::<Vec<_>>())
+        .find(|l| l.contains("| sha256sum"))
+        .expect("a sha256sum command");
+    let command = command.split('#').next().unwrap_or_default().trim().to_owned();
+    assert_eq!(command, r#"printf %s "$TOKEN" | sha256sum"#);
+    let token = "doc-token-0123";
+    let out = Command::new("sh").args(["-c", &command]).env("TOKEN", token).output().expect("sh");
+    let digest = String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_owned();
+    let server = WsServer::start(&["--ws-auth", "capability-token", "--ws-token-sha256", &digest]);
+    let bearer = format!("Bearer {token}");
+    let mut client = executor_tests::ws::WsClient::connect(&server.url, &[("Authorization", &bearer)]).expect("the token is accepted");
+    client.handshake();
+    assert_eq!(client.call("environment/status", json!({})), json!({"status": "ready"}));
+    let readme = repo_file("README.md");
+    assert!(readme.contains(r#"`printf %s "$TOKEN" \| sha256sum`"#), "README gives the same command");
+}
+
+/// The unprivileged install line of docs/deploy-ssh.md, run as the unprivileged test
+/// account in a home of its own, installs a binary that runs.
+#[test]
+fn deploy_ssh_unprivileged_install_works() {
+    let text = doc("deploy-ssh.md");
+    let lines: Vec<String> = fenced_blocks(&text, "sh").iter().flat_map(|b| b.lines().map(str::to_owned).collect::<Vec<_>>()).collect();
+    let remote = |line: &str| line.split_once(" '").and_then(|(_, r)| r.strip_suffix('\'')).map(str::to_owned);
+    let with_sudo = lines.iter().find(|l| l.contains("/usr/local/bin/executor") && l.contains(" install ")).expect("a system-wide install");
+    assert!(remote(with_sudo).is_some_and(|r| r.starts_with("sudo install ")), "a /usr/local/bin install needs sudo: {with_sudo}");
+    let own = lines.iter().find(|l| l.contains("install ") && l.contains("$HOME")).expect("an install without privilege");
+    let own = remote(own).expect("a quoted remote command");
+
+    let user = executor_tests::unprivileged::TEST_USER;
+    let home = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(executor_bin(), home.path().join("executor.new")).expect("copy the binary");
+    let chown = Command::new("chown").args(["-R", &format!("{user}:{user}")]).arg(home.path()).status().expect("chown");
+    assert!(chown.success());
+    let run_as = |script: &str| {
+        Command::new("setpriv")
+            .args(["--reuid", user, "--regid", user, "--clear-groups", "--", "sh", "-c", script])
+            .env("HOME", home.path())
+            .current_dir(home.path())
+            .output()
+            .expect("setpriv")
+    };
+    let installed = run_as(&own);
+    assert!(installed.status.success(), "{own}: {}", String::from_utf8_lossy(&installed.stderr));
+    let version = run_as("\"$HOME/.local/bin/executor\" --version");
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("executor "), "{version:?}");
+    assert!(!home.path().join("executor.new").exists(), "the copy is removed");
+}

@@ -142,3 +142,61 @@ fn doctor_reports_refused_user_namespaces_with_fix() {
     assert!(text.contains("FIX: `sysctl -w user.max_user_namespaces=15000`"), "{text}");
     assert!(text.contains("NO sandbox can be enforced"), "{text}");
 }
+
+/// The verdict block of the human report: from `Verdict:` to the end.
+fn verdict_block(text: &str) -> &str {
+    text.split_once("\nVerdict:").map(|(_, v)| v).unwrap_or_else(|| panic!("no verdict in {text}"))
+}
+
+fn assert_lines_once(block: &str) {
+    let mut seen = std::collections::HashSet::new();
+    for line in block.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(seen.insert(line), "printed twice: {line:?}\n{block}");
+    }
+}
+
+/// Where user namespaces are refused, the verdict gives the cause and its fix once, and
+/// the layers the host does have (Landlock with its ABI, seccomp) are shown as present.
+#[test]
+fn refused_host_verdict_names_each_cause_once_and_shows_what_is_present() {
+    let exe = executor_bin();
+    let script = format!("echo 0 > /proc/sys/user/max_user_namespaces && exec '{}' doctor", exe.display());
+    let out = Command::new("unshare").args(["-U", "-r", "sh", "-c", &script]).output().expect("unshare -U -r");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let verdict = verdict_block(&text);
+    assert_lines_once(verdict);
+    assert_eq!(verdict.matches("FIX: `sysctl -w user.max_user_namespaces=15000`").count(), 1, "{verdict}");
+    let abi = independent_landlock_abi().expect("this host has Landlock");
+    assert!(verdict.contains(&format!("[present ] landlock: ABI {abi}")), "{verdict}");
+    assert!(verdict.contains("[present ] seccomp"), "{verdict}");
+    assert!(verdict.contains("[missing ] namespaces (bwrap)"), "{verdict}");
+}
+
+/// An untrusted `--bwrap-path` is a problem of that path: the fix says how to make it
+/// trusted (or what to use instead), not to install bubblewrap.
+#[test]
+fn untrusted_bwrap_path_gets_a_fix_for_the_path() {
+    let dir = tempfile::tempdir().expect("tempdir under /tmp");
+    let copy = dir.path().join("bwrap");
+    std::fs::copy("/usr/bin/bwrap", &copy).expect("copy bwrap");
+    let copy = copy.to_str().expect("utf8");
+    let (code, r, _) = doctor_json(&["--bwrap-path", copy], &[]);
+    assert_eq!(code, 1);
+    let problems = r["verdict"]["problems"].as_array().expect("problems");
+    let bwrap = problems.iter().find(|p| p["what"].as_str().is_some_and(|w| w.contains("is not trusted"))).expect("the path problem");
+    let fix = bwrap["fix"].as_str().expect("fix");
+    assert!(fix.starts_with(&format!("make {copy} and every directory above it owned by root")), "{fix}");
+    assert!(!fix.contains("install bubblewrap"), "{fix}");
+
+    let human = Command::new(executor_bin()).args(["doctor", "--bwrap-path", copy]).output().expect("doctor");
+    let text = String::from_utf8_lossy(&human.stdout);
+    let verdict = verdict_block(&text);
+    assert_lines_once(verdict);
+    assert_eq!(verdict.matches("is not trusted").count(), 1, "the reason once: {verdict}");
+}
+
+#[test]
+fn healthy_host_verdict_prints_each_line_once() {
+    let out = Command::new(executor_bin()).arg("doctor").output().expect("doctor");
+    assert_lines_once(verdict_block(&String::from_utf8_lossy(&out.stdout)));
+}

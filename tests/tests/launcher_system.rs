@@ -7,8 +7,9 @@ mod launcher_common;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
-use launcher_common::{doctor_json, geteuid, trusted_tempdir};
+use launcher_common::{doctor_json, executor_bin, geteuid, run, trusted_tempdir};
 
 const HELP_NO_ARGV0: &str = "usage: bwrap [OPTIONS...] [--] COMMAND [ARGS...]\n    --unshare-user  Create new user namespace\n    --as-pid-1  Do not install a reaper process with PID=1\n    --perms OCTAL  Set permissions\n";
 
@@ -157,8 +158,13 @@ fn bwrap_mode_flags() {
     let (code, r, _) = doctor_json(&[], &[("PATH", "/nonexistent")]);
     assert_eq!(r["verdict"]["launcher"]["kind"], "bundled");
     assert_eq!(code, 0);
-    // --bwrap bundled with --bwrap-path: a configuration error.
-    let (code, r, _) = doctor_json(&["--bwrap", "bundled", "--bwrap-path", "/usr/bin/bwrap"], &[]);
-    assert_eq!(code, 1);
-    assert!(r["verdict"]["launcher_error"].as_str().unwrap_or("").contains("exclude each other"));
+    // --bwrap bundled with --bwrap-path: a usage error, before any report.
+    let out = run({
+        let mut c = Command::new(executor_bin());
+        c.args(["doctor", "--json", "--bwrap", "bundled", "--bwrap-path", "/usr/bin/bwrap"]);
+        c
+    });
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("executor: --bwrap bundled and --bwrap-path exclude each other"));
 }

@@ -36,7 +36,7 @@ impl Drop for Sshd {
 fn require(path: &Path) {
     assert!(
         path.exists(),
-        "{} is missing: run `bash ci/setup.sh` (ci/setup.d/sshd.sh installs sshd and the test keys)",
+        "{} is missing: run `bash ci/setup-tests.sh` (ci/setup.d/sshd.sh installs sshd and the test keys)",
         path.display()
     );
 }
@@ -115,7 +115,7 @@ fn full_session_over_ssh_and_children_die_with_the_connection() {
     let scratch = tempfile::tempdir().expect("tempdir");
     let user = nix::unistd::User::from_name(SSH_USER)
         .expect("user database")
-        .unwrap_or_else(|| panic!("user {SSH_USER} is missing: run `bash ci/setup.sh`"));
+        .unwrap_or_else(|| panic!("user {SSH_USER} is missing: run `bash ci/setup-tests.sh`"));
 
     let mut remote = Executor::spawn(ssh_command(&sshd, &binary.path, scratch.path()));
     let init = remote.handshake();

@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 use std::thread;
 
-use executor_tests::ws::{http_get, WsClient, WsServer, UPGRADE_HEADERS};
+use executor_tests::ws::{http_get, http_request, WsClient, WsServer, UPGRADE_HEADERS};
 use executor_tests::{executor_bin, sh};
 use serde_json::json;
 use tungstenite::Message;
@@ -112,6 +112,9 @@ fn capability_token_auth() {
         assert_eq!(with(TOKEN), (401, "invalid authorization header".into()));
         assert_eq!(with(&format!("Basic {TOKEN}")), (401, "invalid authorization header".into()));
 
+        let challenge = http_request(addr, "/", UPGRADE_HEADERS);
+        assert!(challenge.headers.iter().any(|h| h == "WWW-Authenticate: Bearer"), "401 names the scheme: {challenge:?}");
+
         let refused = WsClient::connect(&server.url, &[]).err().expect("upgrade without a token is refused");
         assert!(matches!(&refused, tungstenite::Error::Http(r) if r.status() == 401), "{refused}");
 
@@ -123,7 +126,7 @@ fn capability_token_auth() {
 }
 
 #[test]
-fn startup_errors_exit_1_with_a_message() {
+fn startup_errors_exit_2_with_a_message() {
     let dir = tempfile::tempdir().expect("tempdir");
     let empty = dir.path().join("empty");
     std::fs::write(&empty, " \n").expect("write");
@@ -142,7 +145,7 @@ fn startup_errors_exit_1_with_a_message() {
         (&["--listen", "ws://127.0.0.1:0", "--ws-auth", "capability-token", "--ws-token-sha256", "abcd"], "64 hexadecimal"),
         (&["--listen", "ws://127.0.0.1:0", "--ws-auth", "capability-token", "--ws-token-file", "token.txt"], "absolute path"),
         (&["--listen", "ws://127.0.0.1:0", "--ws-auth", "capability-token", "--ws-token-file", empty], "is empty"),
-        (&["--listen", "http://127.0.0.1:1"], "unsupported --listen URL `http://127.0.0.1:1`; expected `ws://IP:PORT` or `stdio`"),
+        (&["--listen", "http://127.0.0.1:1"], "`http://127.0.0.1:1` is neither `stdio` nor `ws://IP:PORT`"),
     ];
     for (args, expected) in cases {
         let output = Command::new(executor_bin())
@@ -151,10 +154,34 @@ fn startup_errors_exit_1_with_a_message() {
             .output()
             .unwrap_or_else(|e| panic!("cannot run executor: {e}"));
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(output.status.code(), Some(2), "a usage error: {args:?}: {stderr}");
         assert!(stderr.contains(expected), "{args:?}: stderr {stderr:?} lacks {expected:?}");
+        assert!(stderr.lines().all(|l| l.starts_with("executor: ")), "{args:?}: {stderr}");
         assert!(output.stdout.is_empty(), "{args:?} printed on stdout");
     }
+}
+
+/// The operator hears of refused upgrades (who tried), and not of readiness probes.
+#[test]
+fn refused_upgrades_are_logged_with_the_peer_address() {
+    let mut command = Command::new(executor_bin());
+    command.args(["--listen", "ws://127.0.0.1:0", "--ws-auth", "capability-token", "--ws-token-sha256", TOKEN_SHA256]);
+    let server = WsServer::spawn_capturing_stderr(command);
+    assert_eq!(http_get(server.addr(), "/readyz", &[]).0, 200);
+    let mut wrong = UPGRADE_HEADERS.to_vec();
+    wrong.push(("Authorization", "Bearer wrong"));
+    assert_eq!(http_get(server.addr(), "/", &wrong).0, 401);
+    let mut from_browser = UPGRADE_HEADERS.to_vec();
+    from_browser.push(("Origin", "http://example.test"));
+    assert_eq!(http_get(server.addr(), "/", &from_browser).0, 403);
+    let stderr = server.stderr_containing("Origin");
+    let refusals: Vec<&str> = stderr.lines().filter(|l| l.contains("websocket upgrade refused")).collect();
+    assert_eq!(refusals.len(), 2, "{stderr}");
+    for line in &refusals {
+        assert!(line.contains(" WARN ") && line.contains("peer=127.0.0.1:"), "{line}");
+    }
+    assert!(refusals[0].contains("invalid websocket bearer token"), "{stderr}");
+    assert!(!stderr.contains("HTTP request answered"), "a readiness probe is no warning: {stderr}");
 }
 
 #[test]

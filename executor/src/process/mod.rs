@@ -428,8 +428,8 @@ impl Process {
             return false;
         }
         let text = String::from_utf8_lossy(&text);
-        if let Some(explanation) = crate::sandbox::host_errors::explain_bwrap_failure(&text) {
-            let line = format!("executor: {explanation}\n");
+        if let Some(mut line) = crate::sandbox::host_errors::explanation_line(&text) {
+            line.push('\n');
             self.emit_chunk(StreamName::Stderr, line.as_bytes()).await;
         }
         true

@@ -6,6 +6,9 @@ pub mod error;
 pub mod sandbox_context;
 pub mod types;
 
+/// The protocol this server speaks, for `--version`.
+pub const PROTOCOL: &str = "Codex exec-server protocol of codex-cli 0.169.0";
+
 pub use envelope::{parse_line, Incoming, RequestId};
 pub use error::RpcError;
 

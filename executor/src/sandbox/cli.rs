@@ -1,113 +1,147 @@
-//! `executor sandbox [OPTIONS] -- CMD ARGS...`: run one command in the sandbox with
-//! inherited stdio and exit with its status.
-//!
-//! Options:
-//!   --policy read-only|workspace-write   default workspace-write (cwd, /tmp, $TMPDIR writable)
-//!   --writable DIR                       extra writable root (repeatable)
-//!   --deny PATH                          `none` entry: hidden inside (repeatable)
-//!   --network                            leave the network enabled
-//!   --cwd DIR                            command and policy cwd (default: current dir)
-//!   --permissions JSON                   a full FileSystemSandboxContext instead of the above
-//!   --bwrap auto|system|bundled          launcher
-//!   --bwrap-path PATH                    this system bwrap
-//!   --sandbox-max-procs N                processes and threads the sandbox may hold (0: no limit)
+//! `executor sandbox [OPTIONS] -- CMD [ARGS...]`: run one command in the sandbox with
+//! inherited stdio and exit with its status. The flags are parsed by clap together with
+//! the rest of the command line (`main.rs`); this module runs what they ask for.
 
-use std::ffi::OsString;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 
+use super::host_errors::explanation_line;
+use super::inner::ExecFailure;
+use super::launcher::{Launcher, LauncherArgs, LauncherError};
 use super::policy::{builtin_context, FileSystemSandboxContext};
-use super::launcher::{BwrapMode, LauncherConfig};
 
-const USAGE: &str = "usage: executor sandbox [--policy read-only|workspace-write] [--writable DIR]... [--deny PATH]... [--network] [--cwd DIR] [--permissions JSON] [--bwrap auto|system|bundled] [--bwrap-path PATH] [--sandbox-max-procs N] -- CMD [ARGS...]";
+/// Exit status when bwrap could not build the sandbox on this host (the command did not
+/// run); the same number the inner stage uses for a sandbox it could not set up.
+pub const EXIT_HOST_REFUSED: i32 = super::EXIT_SETUP_FAILED;
 
-pub fn main(args: Vec<OsString>) -> i32 {
-    match run(args) {
-        Ok(code) => code,
-        Err(msg) => {
-            eprintln!("executor sandbox: {msg}");
-            2
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+The default policy, workspace-write, makes the working directory (--cwd), /tmp and $TMPDIR \
+writable and everything else read-only; --writable adds directories to that set (with \
+--policy read-only, they are the only writable ones). The network is off unless --network \
+is given.
+
+Exit status: the command's own (128+N when killed by signal N); 127 when the command is not \
+found inside the sandbox, 126 when it cannot be executed there; 125 when this host refuses \
+to build the sandbox (a line naming the cause and the FIX follows bwrap's message); 2 for \
+usage errors.")]
+pub struct SandboxArgs {
+    /// Built-in policy.
+    #[arg(long, value_enum, default_value_t = Policy::WorkspaceWrite)]
+    policy: Policy,
+    /// Another writable directory, besides those of the policy (repeatable).
+    #[arg(long, value_name = "DIR")]
+    writable: Vec<PathBuf>,
+    /// A path hidden inside the sandbox (repeatable).
+    #[arg(long, value_name = "PATH")]
+    deny: Vec<PathBuf>,
+    /// Leave the network enabled.
+    #[arg(long)]
+    network: bool,
+    /// Working directory of the command and the policy [default: the current directory].
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<PathBuf>,
+    /// A whole FileSystemSandboxContext (JSON, as in `process/start`) instead of the policy flags.
+    #[arg(long, value_name = "JSON", conflicts_with_all = ["policy", "writable", "deny", "network"])]
+    permissions: Option<String>,
+    #[command(flatten)]
+    launcher: LauncherArgs,
+    /// The command and its arguments (after `--` when the command starts with `-`).
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+/// `--policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Policy {
+    /// Read everything, write nothing (but --writable directories).
+    ReadOnly,
+    /// Read everything, write the cwd, /tmp and $TMPDIR.
+    WorkspaceWrite,
+}
+
+/// Why the command could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxCliError {
+    /// The flags contradict each other or name something unusable (exit status 2).
+    #[error("{}", .0.with_fix())]
+    Usage(#[from] LauncherError),
+    #[error("invalid --permissions: {0}")]
+    Permissions(serde_json::Error),
+    #[error("cannot resolve the working directory {path}: {source}")]
+    Cwd { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Sandbox(#[from] super::SandboxError),
+    #[error("cannot start {program}: {source}")]
+    Spawn { program: PathBuf, source: std::io::Error },
+}
+
+impl SandboxCliError {
+    /// The exit status for this error: 2 for usage errors, 1 otherwise.
+    pub fn exit_status(&self) -> i32 {
+        match self {
+            SandboxCliError::Usage(_) | SandboxCliError::Permissions(_) => 2,
+            SandboxCliError::Sandbox(e) if e.is_client_error() => 2,
+            _ => 1,
         }
     }
 }
 
-fn run(args: Vec<OsString>) -> Result<i32, String> {
-    let mut workspace_write = true;
-    let mut writable: Vec<PathBuf> = Vec::new();
-    let mut denied: Vec<PathBuf> = Vec::new();
-    let mut network = false;
-    let mut cwd: Option<PathBuf> = None;
-    let mut permissions: Option<String> = None;
-    let mut launcher = LauncherConfig::default();
-    let mut it = args.into_iter();
-    let mut command: Vec<String> = Vec::new();
-    while let Some(a) = it.next() {
-        let a = a.into_string().map_err(|_| format!("option is not UTF-8\n{USAGE}"))?;
-        let mut value = |name: &str| -> Result<OsString, String> { it.next().ok_or_else(|| format!("{name} needs a value\n{USAGE}")) };
-        match a.as_str() {
-            "--" => {
-                for c in it.by_ref() {
-                    command.push(c.into_string().map_err(|_| "command arguments must be UTF-8".to_string())?);
-                }
-                break;
-            }
-            "--policy" => {
-                workspace_write = match value("--policy")?.to_str() {
-                    Some("read-only") => false,
-                    Some("workspace-write") => true,
-                    _ => return Err(format!("unknown policy\n{USAGE}")),
-                }
-            }
-            "--writable" => writable.push(PathBuf::from(value("--writable")?)),
-            "--deny" => denied.push(PathBuf::from(value("--deny")?)),
-            "--network" => network = true,
-            "--cwd" => cwd = Some(PathBuf::from(value("--cwd")?)),
-            "--permissions" => permissions = Some(value("--permissions")?.into_string().map_err(|_| "--permissions must be UTF-8")?),
-            "--bwrap" => {
-                launcher.mode = match value("--bwrap")?.to_str() {
-                    Some("auto") => BwrapMode::Auto,
-                    Some("system") => BwrapMode::System,
-                    Some("bundled") => BwrapMode::Bundled,
-                    _ => return Err(format!("--bwrap takes auto, system or bundled\n{USAGE}")),
-                }
-            }
-            "--bwrap-path" => launcher.path_override = Some(PathBuf::from(value("--bwrap-path")?)),
-            "--sandbox-max-procs" => {
-                let n: u64 = value("--sandbox-max-procs")?
-                    .to_str()
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| format!("--sandbox-max-procs takes a number (0: no limit)\n{USAGE}"))?;
-                launcher.max_procs = (n > 0).then_some(n);
-            }
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(0);
-            }
-            other => return Err(format!("unknown option `{other}`\n{USAGE}")),
-        }
-    }
-    if command.is_empty() {
-        return Err(USAGE.to_string());
-    }
-    let cwd = match cwd {
+/// Runs the command; its exit status, or what went wrong before it could run.
+pub fn run(args: SandboxArgs) -> Result<i32, SandboxCliError> {
+    let mut config = args.launcher.config()?;
+    super::launcher::check_explicit_path(&config)?;
+    // A shell's 127/126 rather than the server's sandboxDenied status: this caller reads
+    // the exit status, as a shell user does.
+    config.exec_failure = ExecFailure::Shell;
+    let cwd = match args.cwd {
         Some(c) => c,
-        None => std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?,
+        None => std::env::current_dir().map_err(|source| SandboxCliError::Cwd { path: ".".into(), source })?,
     };
-    let cwd = std::fs::canonicalize(&cwd).map_err(|e| format!("cannot resolve cwd {}: {e}", cwd.display()))?;
-    let ctx: FileSystemSandboxContext = match permissions {
-        Some(json) => serde_json::from_str(&json).map_err(|e| format!("invalid --permissions: {e}"))?,
-        None => builtin_context(workspace_write, &cwd, &writable, &denied, network),
+    let cwd = std::fs::canonicalize(&cwd).map_err(|source| SandboxCliError::Cwd { path: cwd, source })?;
+    let ctx: FileSystemSandboxContext = match args.permissions {
+        Some(json) => serde_json::from_str(&json).map_err(SandboxCliError::Permissions)?,
+        None => {
+            let workspace_write = args.policy == Policy::WorkspaceWrite;
+            builtin_context(workspace_write, &cwd, &args.writable, &args.deny, args.network)
+        }
     };
-    let spec = super::prepare(&launcher, &ctx, Some(&cwd), &cwd, &command, None, &[]).map_err(|e| e.to_string())?.launch;
+    let prepared = super::prepare(&config, &ctx, Some(&cwd), &cwd, &args.command, None, &[])?;
+    let spec = prepared.launch;
     let status = std::process::Command::new(&spec.program)
         .arg0(&spec.argv0)
         .args(&spec.args)
         .current_dir(&cwd)
         .status()
-        .map_err(|e| format!("cannot start {}: {e}", spec.program.display()))?;
-    Ok(match (status.code(), status.signal()) {
+        .map_err(|source| SandboxCliError::Spawn { program: spec.program.clone(), source })?;
+    let code = match (status.code(), status.signal()) {
         (Some(c), _) => c,
         (None, Some(s)) => 128 + s,
         _ => 1,
+    };
+    Ok(match prepared.launcher {
+        Some(launcher) if code == BWRAP_FAILURE => explain_if_host_refuses(&launcher).unwrap_or(code),
+        _ => code,
     })
+}
+
+/// bwrap's exit status when it cannot build the sandbox (its `die()`).
+const BWRAP_FAILURE: i32 = 1;
+
+/// After a run that ended with bwrap's failure status: was it bwrap, refused by the
+/// host? A trial run of the same launcher tells (bwrap's message already went to the
+/// inherited stderr, which is the command's too, so it cannot be read back). When the
+/// host refuses, the cause and FIX are printed as the server prints them, and the
+/// status says the command never ran.
+fn explain_if_host_refuses(launcher: &Launcher) -> Option<i32> {
+    // /proc masked: a refused /proc is handled by the executor, not a refusal.
+    let (ok, stderr) = launcher.trial_run(["--tmpfs", "/proc"]);
+    if ok {
+        return None;
+    }
+    match explanation_line(&stderr) {
+        Some(line) => eprintln!("{line}"),
+        None => eprintln!("executor: bwrap cannot build a sandbox on this host: {stderr} (`executor doctor` checks why)"),
+    }
+    Some(EXIT_HOST_REFUSED)
 }

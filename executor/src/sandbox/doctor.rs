@@ -59,6 +59,8 @@ pub struct SelectedLauncher {
 pub struct Layer {
     pub name: &'static str,
     pub enforced: bool,
+    /// The host has it, whether or not a sandbox runs to apply it.
+    pub available: bool,
     pub detail: String,
 }
 
@@ -137,6 +139,8 @@ pub struct BundledBwrap {
     /// Digest measured through the descriptor that is executed.
     pub measured_sha256: Option<String>,
     pub error: Option<String>,
+    /// What to do about `error`.
+    pub fix: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -290,7 +294,7 @@ fn userns_attempt(apparmor_restrict: Option<&str>, unpriv_clone: Option<&str>, i
         }
         STEP_UID_MAP | STEP_GID_MAP | STEP_OTHER_NS => {
             let fix = if apparmor {
-                "`sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`, or an AppArmor profile granting `userns,` to the executor binary (see `executor doctor` docs)".to_string()
+                format!("`sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`, or an AppArmor profile granting `userns,` to the executor binary ({} in the executor's repository)", super::host_errors::APPARMOR_DOC)
             } else {
                 "a security policy (AppArmor/SELinux/seccomp of a container) withholds capabilities inside new user namespaces: allow user namespaces for the executor in that policy".to_string()
             };
@@ -430,6 +434,7 @@ fn bundled_report() -> (BundledBwrap, MemfdExec) {
         source: None,
         measured_sha256: None,
         error: None,
+        fix: None,
     };
     let mut memfd = MemfdExec { memfd_noexec, exec_ok: None, error: None };
     match launcher::bundled() {
@@ -448,6 +453,7 @@ fn bundled_report() -> (BundledBwrap, MemfdExec) {
         }
         Err(e) => {
             bundled.error = Some(e.to_string());
+            bundled.fix = Some(e.fix());
             if bwrap_vendor::BUNDLED {
                 memfd.exec_ok = Some(false);
                 memfd.error = Some(e.to_string());
@@ -509,147 +515,211 @@ pub fn collect(config: &LauncherConfig) -> Report {
         apparmor_restrict_unprivileged_userns: apparmor,
         attempt,
     };
-    let landlock = landlock();
-    let seccomp = seccomp();
-    let system_bwrap = system_report(config);
-    let (bundled_bwrap, memfd_exec) = bundled_report();
-    let cgroup_v2 = cgroup_v2();
-
-    let mut problems = Vec::new();
     let selected = launcher::select(config);
-    let smoke = selected.as_ref().ok().map(|l| smoke_test(l));
+    let facts = Facts {
+        landlock: landlock(),
+        seccomp: seccomp(),
+        smoke: selected.as_ref().ok().map(|l| smoke_test(l)),
+        guard_kernel: super::inner::guard::kernel_supported(),
+        user_namespaces,
+        selected,
+    };
+    let (bundled_bwrap, memfd_exec) = bundled_report();
+    Report {
+        verdict: Verdict {
+            sandbox_enforceable: facts.enforceable(),
+            launcher: facts.selected.as_ref().ok().map(|l| selected_summary(l)),
+            launcher_error: facts.selected.as_ref().err().map(|e| e.to_string()),
+            layers: facts.layers(),
+            problems: facts.problems(&bundled_bwrap),
+        },
+        running_as_root: is_root,
+        container: container(),
+        system_bwrap: system_report(config),
+        bundled_bwrap,
+        memfd_exec,
+        cgroup_v2: cgroup_v2(),
+        user_namespaces: facts.user_namespaces,
+        landlock: facts.landlock,
+        seccomp: facts.seccomp,
+        smoke_test: facts.smoke,
+    }
+}
 
-    if !user_namespaces.attempt.ok {
-        problems.push(Problem {
-            what: format!(
-                "user namespaces refused at {}: {}",
-                user_namespaces.attempt.failed_step.as_deref().unwrap_or("?"),
-                user_namespaces.attempt.error.as_deref().unwrap_or("?")
-            ),
-            fix: user_namespaces.attempt.fix.clone().unwrap_or_default(),
-        });
+/// What the verdict is drawn from.
+struct Facts {
+    user_namespaces: UserNamespaces,
+    landlock: Landlock,
+    seccomp: Seccomp,
+    selected: Result<std::sync::Arc<Launcher>, launcher::LauncherError>,
+    smoke: Option<SmokeTest>,
+    guard_kernel: bool,
+}
+
+impl Facts {
+    fn enforceable(&self) -> bool {
+        self.smoke.as_ref().is_some_and(|s| s.ok)
     }
-    if let Err(e) = &selected {
-        problems.push(Problem {
-            what: format!("no usable bwrap: {e}"),
-            fix: "install bubblewrap >= 0.9 (`apt-get install bubblewrap`), or use a build of the executor with the bundled bwrap (built with libcap-dev installed); check `--bwrap`/`--bwrap-path`".into(),
-        });
+
+    fn proc_masked(&self) -> bool {
+        self.smoke.as_ref().is_some_and(|s| s.proc_masked)
     }
-    if let Some(s) = &smoke {
-        if !s.ok {
-            problems.push(Problem {
-                what: match diagnose(s.stderr.as_deref().unwrap_or("")) {
-                    Some(d) => format!("bwrap could not create the sandbox: {} ({})", d.cause, d.line),
-                    None => format!("bwrap could not create the sandbox: {}", s.stderr.as_deref().unwrap_or("")),
-                },
-                fix: s.fix.clone().unwrap_or_else(|| "unknown bwrap failure: see its message".into()),
-            });
-        } else if s.proc_masked {
-            problems.push(Problem {
-                what: "a fresh /proc cannot be mounted; sandboxes get an empty, masked /proc".into(),
-                fix: s.fix.clone().unwrap_or_default(),
-            });
+
+    fn guard_enforced(&self) -> bool {
+        self.enforceable() && self.guard_kernel && !self.proc_masked()
+    }
+
+    /// Every missing piece, each with the fix for its own cause, each cause once.
+    fn problems(&self, bundled: &BundledBwrap) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        problems.extend(self.namespace_problems());
+        if let Err(e) = &self.selected {
+            problems.push(Problem { what: format!("no usable bwrap: {e}"), fix: e.fix() });
+        }
+        if let (Some(f), None) = (&self.landlock.fix, self.landlock.abi) {
+            let what = format!("Landlock unavailable: {}", self.landlock.error.as_deref().unwrap_or(""));
+            problems.push(Problem { what, fix: f.clone() });
+        }
+        if let Some(f) = &self.seccomp.fix {
+            let what = format!("seccomp filters unavailable: {}", self.seccomp.error.as_deref().unwrap_or(""));
+            problems.push(Problem { what, fix: f.clone() });
+        }
+        problems.extend(bundled_problems(bundled));
+        problems.extend(self.guard_problem());
+        problems
+    }
+
+    /// User namespaces refused and the bwrap run that failed: one cause when the first
+    /// explains the second, so the verdict does not give the same fix twice.
+    fn namespace_problems(&self) -> Vec<Problem> {
+        let attempt = &self.user_namespaces.attempt;
+        let smoke = self.smoke.as_ref().filter(|s| !s.ok || s.proc_masked);
+        if attempt.ok {
+            return smoke.map(smoke_problem).into_iter().collect();
+        }
+        let what = format!(
+            "user namespaces refused at {}: {}",
+            attempt.failed_step.as_deref().unwrap_or("?"),
+            attempt.error.as_deref().unwrap_or("?")
+        );
+        let fix = attempt.fix.clone().unwrap_or_default();
+        match smoke {
+            Some(s) if !s.ok => {
+                vec![Problem { what: format!("{what}; so bwrap fails: {}", s.stderr.as_deref().unwrap_or("")), fix }]
+            }
+            Some(s) => vec![Problem { what, fix }, smoke_problem(s)],
+            None => vec![Problem { what, fix }],
         }
     }
-    if let (Some(f), None) = (&landlock.fix, landlock.abi) {
-        problems.push(Problem { what: format!("Landlock unavailable: {}", landlock.error.as_deref().unwrap_or("")), fix: f.clone() });
+
+    fn guard_problem(&self) -> Option<Problem> {
+        if !self.enforceable() || self.guard_enforced() {
+            return None;
+        }
+        Some(Problem {
+            what: "missing protected names (.git, .codex, ...) in writable roots can be created: the create guard cannot run here".into(),
+            fix: if self.guard_kernel {
+                "let sandboxes mount their own /proc (in a container: run it without masked /proc paths, e.g. `--security-opt systempaths=unconfined`), or create the protected directories before running commands".into()
+            } else {
+                "upgrade to Linux 5.14 or newer, or create the protected directories before running commands".into()
+            },
+        })
     }
-    if let Some(f) = &seccomp.fix {
-        problems.push(Problem { what: format!("seccomp filters unavailable: {}", seccomp.error.as_deref().unwrap_or("")), fix: f.clone() });
+
+    fn layers(&self) -> Vec<Layer> {
+        let enforceable = self.enforceable();
+        let landlock_abi = self.landlock.abi;
+        let seccomp = self.seccomp.filters_available;
+        vec![
+            Layer {
+                name: "namespaces (bwrap)",
+                enforced: enforceable,
+                available: enforceable,
+                detail: self.namespace_detail(),
+            },
+            Layer {
+                name: "no_new_privs + capability drop",
+                enforced: enforceable,
+                available: true,
+                detail: "applied by the inner stage".into(),
+            },
+            Layer {
+                name: "landlock",
+                enforced: enforceable && landlock_abi.is_some(),
+                available: landlock_abi.is_some(),
+                detail: landlock_abi.map(|a| format!("ABI {a}")).unwrap_or_else(|| "unavailable".into()),
+            },
+            Layer {
+                name: "seccomp",
+                enforced: enforceable && seccomp,
+                available: seccomp,
+                detail: if seccomp { "filters available".into() } else { "unavailable".into() },
+            },
+            Layer {
+                name: "create guard (missing protected names)",
+                enforced: self.guard_enforced(),
+                available: self.guard_kernel && !self.proc_masked(),
+                detail: match (self.guard_kernel, self.proc_masked()) {
+                    (false, _) => super::inner::guard::KERNEL_NEEDED.into(),
+                    (true, true) => "needs the sandbox's own /proc, which this host masks".into(),
+                    (true, false) => "seccomp user notification".into(),
+                },
+            },
+        ]
     }
-    if bundled_bwrap.dev_build {
+
+    fn namespace_detail(&self) -> String {
+        match (&self.selected, &self.smoke) {
+            (Ok(l), Some(s)) if s.ok => format!(
+                "{} bwrap {} at {}{}",
+                kind_name(l.kind),
+                l.version.as_deref().unwrap_or("?"),
+                l.exec_path.display(),
+                if s.proc_masked { "; /proc masked" } else { "" }
+            ),
+            (Ok(_), _) => "bwrap fails on this host".into(),
+            (Err(_), _) => "no usable bwrap".into(),
+        }
+    }
+}
+
+fn kind_name(kind: LauncherKind) -> &'static str {
+    match kind {
+        LauncherKind::System => "system",
+        LauncherKind::Bundled => "bundled",
+    }
+}
+
+/// The test run failed (or needed /proc masked) for a reason of its own.
+fn smoke_problem(s: &SmokeTest) -> Problem {
+    let stderr = s.stderr.as_deref().unwrap_or("");
+    if s.ok {
+        return Problem {
+            what: "a fresh /proc cannot be mounted; sandboxes get an empty, masked /proc".into(),
+            fix: s.fix.clone().unwrap_or_default(),
+        };
+    }
+    Problem {
+        what: match diagnose(stderr) {
+            Some(d) => format!("bwrap could not create the sandbox: {} ({})", d.cause, d.line),
+            None => format!("bwrap could not create the sandbox: {stderr}"),
+        },
+        fix: s.fix.clone().unwrap_or_else(|| "unknown bwrap failure: see its message".into()),
+    }
+}
+
+fn bundled_problems(b: &BundledBwrap) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if b.dev_build {
         problems.push(Problem {
             what: "development build: the bundled bwrap's digest is not pinned".into(),
             fix: "build the executor without EXECUTOR_NO_BUNDLED_BWRAP (needs libcap-dev and a C compiler)".into(),
         });
     }
-    if let Some(e) = &bundled_bwrap.error {
-        if bwrap_vendor::BUNDLED {
-            problems.push(Problem {
-                what: format!("bundled bwrap unusable: {e}"),
-                fix: if e.contains("digest mismatch") {
-                    "reinstall the executor from a trusted build: its bundled bwrap does not match the digest it was built with".into()
-                } else {
-                    format!("allow exec from memfds (`sysctl -w vm.memfd_noexec=0`) or ship the bwrap next to the executor as {}", launcher::RESOURCE_RELATIVE_PATH)
-                },
-            });
-        }
+    if let (Some(e), Some(fix), true) = (&b.error, &b.fix, bwrap_vendor::BUNDLED) {
+        problems.push(Problem { what: format!("bundled bwrap unusable: {e}"), fix: fix.clone() });
     }
-
-    let sandbox_enforceable = smoke.as_ref().is_some_and(|s| s.ok);
-    let proc_masked = smoke.as_ref().is_some_and(|s| s.proc_masked);
-    let guard_kernel = super::inner::guard::kernel_supported();
-    let guard_enforced = sandbox_enforceable && guard_kernel && !proc_masked;
-    if sandbox_enforceable && !guard_enforced {
-        problems.push(Problem {
-            what: "missing protected names (.git, .codex, ...) in writable roots can be created: the create guard cannot run here".into(),
-            fix: if guard_kernel {
-                "let sandboxes mount their own /proc (in a container: run it without masked /proc paths, e.g. `--security-opt systempaths=unconfined`), or create the protected directories before running commands".into()
-            } else {
-                "upgrade to Linux 5.14 or newer, or create the protected directories before running commands".into()
-            },
-        });
-    }
-    let layers = vec![
-        Layer {
-            name: "namespaces (bwrap)",
-            enforced: sandbox_enforceable,
-            detail: match (&selected, &smoke) {
-                (Ok(l), Some(s)) if s.ok => format!(
-                    "{} bwrap {} at {}{}",
-                    match l.kind { LauncherKind::System => "system", LauncherKind::Bundled => "bundled" },
-                    l.version.as_deref().unwrap_or("?"),
-                    l.exec_path.display(),
-                    if s.proc_masked { "; /proc masked" } else { "" }
-                ),
-                (Ok(_), _) => "bwrap fails on this host".into(),
-                (Err(_), _) => "no usable bwrap".into(),
-            },
-        },
-        Layer {
-            name: "no_new_privs + capability drop",
-            enforced: sandbox_enforceable,
-            detail: "applied by the inner stage".into(),
-        },
-        Layer {
-            name: "landlock",
-            enforced: sandbox_enforceable && landlock.abi.is_some(),
-            detail: landlock.abi.map(|a| format!("ABI {a}")).unwrap_or_else(|| "unavailable".into()),
-        },
-        Layer {
-            name: "seccomp",
-            enforced: sandbox_enforceable && seccomp.filters_available,
-            detail: if seccomp.filters_available { "filters available".into() } else { "unavailable".into() },
-        },
-        Layer {
-            name: "create guard (missing protected names)",
-            enforced: guard_enforced,
-            detail: match (guard_kernel, proc_masked) {
-                (false, _) => super::inner::guard::KERNEL_NEEDED.into(),
-                (true, true) => "needs the sandbox's own /proc, which this host masks".into(),
-                (true, false) => "seccomp user notification".into(),
-            },
-        },
-    ];
-    Report {
-        verdict: Verdict {
-            sandbox_enforceable,
-            launcher: selected.as_ref().ok().map(|l| selected_summary(l)),
-            launcher_error: selected.as_ref().err().map(|e| e.to_string()),
-            layers,
-            problems,
-        },
-        running_as_root: is_root,
-        container: container(),
-        user_namespaces,
-        landlock,
-        seccomp,
-        system_bwrap,
-        bundled_bwrap,
-        memfd_exec,
-        cgroup_v2,
-        smoke_test: smoke,
-    }
+    problems
 }
 
 fn yes(b: bool) -> &'static str {
@@ -744,29 +814,50 @@ pub fn render_human(r: &Report) -> String {
             let _ = writeln!(o, "      FIX: {}", d.fix);
         }
     }
-    let v = &r.verdict;
-    let _ = writeln!(o, "\nVerdict: {}", if v.sandbox_enforceable { "a sandbox CAN be enforced" } else { "NO sandbox can be enforced on this host" });
-    match &v.launcher {
-        Some(l) => {
-            let _ = writeln!(
-                o,
-                "  launcher: {} bwrap {} ({})",
-                match l.kind { LauncherKind::System => "system", LauncherKind::Bundled => "bundled" },
-                l.version.as_deref().unwrap_or("?"),
-                l.exec_path.display()
-            );
-        }
-        None => {
-            let _ = writeln!(o, "  launcher: none ({})", v.launcher_error.as_deref().unwrap_or("?"));
-        }
-    }
+    o.push_str(&render_verdict(&r.verdict));
+    o
+}
+
+/// The verdict block: what runs, each layer, each problem with its fix; a line that
+/// would repeat an earlier one is left out.
+fn render_verdict(v: &Verdict) -> String {
+    let mut lines = vec![format!(
+        "\nVerdict: {}",
+        if v.sandbox_enforceable { "a sandbox CAN be enforced" } else { "NO sandbox can be enforced on this host" }
+    )];
+    lines.push(match &v.launcher {
+        Some(l) => format!(
+            "  launcher: {} bwrap {} ({})",
+            kind_name(l.kind),
+            l.version.as_deref().unwrap_or("?"),
+            l.exec_path.display()
+        ),
+        None => "  launcher: none (the problem below says why)".to_string(),
+    });
     for layer in &v.layers {
-        let _ = writeln!(o, "  [{}] {}: {}", if layer.enforced { "enforced" } else { "missing " }, layer.name, layer.detail);
+        let state = match (layer.enforced, layer.available) {
+            (true, _) => "enforced",
+            (false, true) => "present ",
+            (false, false) => "missing ",
+        };
+        lines.push(format!("  [{state}] {}: {}", layer.name, layer.detail));
+    }
+    if v.layers.iter().any(|l| l.available && !l.enforced) {
+        lines.push("  (present: this host has it, but it is not applied while no sandbox can run)".into());
     }
     for p in &v.problems {
-        let _ = writeln!(o, "  problem: {}\n    FIX: {}", p.what, p.fix);
+        lines.push(format!("  problem: {}", p.what));
+        lines.push(format!("    FIX: {}", p.fix));
     }
-    o
+    let mut out = String::new();
+    let mut seen = std::collections::HashSet::new();
+    for line in lines {
+        if seen.insert(line.clone()) {
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// `executor doctor [--json]` with the default launcher configuration.

@@ -13,13 +13,13 @@ struct Rule {
     fix: &'static str,
 }
 
-const APPARMOR_FIX: &str = "on Ubuntu 23.10+/24.04 (and GitHub-hosted runners) AppArmor restricts unprivileged user namespaces: \
-either `sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` (persist it in /etc/sysctl.d/60-userns.conf), \
-or load an AppArmor profile that grants `userns,` to the executor binary (the bundled bwrap runs from a memfd inside \
-the executor, so the profile must name the executor's path), e.g. /etc/apparmor.d/executor: \
-`abi <abi/4.0>, include <tunables/global> profile executor /usr/local/bin/executor flags=(unconfined) { userns, }` \
-then `apparmor_parser -r /etc/apparmor.d/executor`; or install `apparmor-profiles`, enable Ubuntu's \
-`bwrap-userns-restrict` profile for /usr/bin/bwrap and start the executor with `--bwrap system`";
+/// Where the AppArmor profile and the other ways around the restriction are written up
+/// (a page of the executor's repository; the FIX names it).
+pub const APPARMOR_DOC: &str = "docs/apparmor.md";
+
+const APPARMOR_FIX: &str = "AppArmor restricts unprivileged user namespaces here (Ubuntu 23.10+, GitHub-hosted runners): \
+`sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` (persist it in /etc/sysctl.d/), or load an AppArmor profile \
+that grants `userns,` to the executor binary: docs/apparmor.md in the executor's repository has the profile and the steps";
 
 const RULES: &[Rule] = &[
     Rule {
@@ -150,6 +150,12 @@ pub fn explain_bwrap_failure(stderr: &str) -> Option<String> {
     diagnose(stderr).map(|d| format!("{} ({}). FIX: {}", d.cause, d.line, d.fix))
 }
 
+/// The line the executor adds to a sandboxed command's stderr (server) or prints itself
+/// (`executor sandbox`) when bwrap failed for a known host reason.
+pub fn explanation_line(stderr: &str) -> Option<String> {
+    explain_bwrap_failure(stderr).map(|explanation| format!("executor: {explanation}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +176,7 @@ mod tests {
         let e = explain("bwrap: setting up uid map: Permission denied\n");
         assert!(e.contains("apparmor_restrict_unprivileged_userns=0"), "{e}");
         assert!(e.contains("userns,"), "{e}");
+        assert!(e.contains(APPARMOR_DOC), "{e}");
         assert!(e.contains("setting up uid map: Permission denied"), "original line kept: {e}");
     }
 
@@ -231,5 +238,13 @@ mod tests {
     fn first_known_bwrap_line_wins_among_noise() {
         let e = explain("warning: something\nbwrap: setting up uid map: Permission denied\n");
         assert!(e.contains("uid_map"), "{e}");
+    }
+
+    #[test]
+    fn the_apparmor_page_exists_and_holds_the_profile() {
+        let page = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(APPARMOR_DOC);
+        let text = std::fs::read_to_string(&page).unwrap_or_else(|e| panic!("{}: {e}", page.display()));
+        assert!(APPARMOR_FIX.contains(APPARMOR_DOC));
+        assert!(text.contains("userns,") && text.contains("apparmor_parser -r"), "{text}");
     }
 }

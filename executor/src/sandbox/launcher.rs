@@ -91,6 +91,8 @@ pub struct LauncherConfig {
     pub path_override: Option<PathBuf>,
     /// Most processes (and threads) one sandbox may hold; `None` for no limit.
     pub max_procs: Option<u64>,
+    /// The inner stage's exit status when the command cannot be executed.
+    pub exec_failure: super::inner::ExecFailure,
 }
 
 /// Default of `--sandbox-max-procs`: far above what a build or test run needs, far below
@@ -99,7 +101,12 @@ pub const DEFAULT_MAX_PROCS: u64 = 4096;
 
 impl Default for LauncherConfig {
     fn default() -> Self {
-        LauncherConfig { mode: BwrapMode::default(), path_override: None, max_procs: Some(DEFAULT_MAX_PROCS) }
+        LauncherConfig {
+            mode: BwrapMode::default(),
+            path_override: None,
+            max_procs: Some(DEFAULT_MAX_PROCS),
+            exec_failure: super::inner::ExecFailure::default(),
+        }
     }
 }
 
@@ -161,6 +168,8 @@ pub struct Launcher {
 pub enum LauncherError {
     #[error("no `bwrap` found on PATH ({path})")]
     SystemNotFound { path: String },
+    #[error("system bwrap {path} cannot be found: {source}")]
+    SystemUnresolvable { path: PathBuf, source: io::Error },
     #[error("system bwrap {path} is not trusted: {reason}")]
     SystemUntrusted { path: PathBuf, reason: String },
     #[error("system bwrap {path} ({version}) lacks {missing}; install bubblewrap >= 0.5 (>= 0.9 for --argv0) or use --bwrap bundled")]
@@ -180,16 +189,66 @@ pub enum LauncherError {
     #[error("--bwrap bundled and --bwrap-path exclude each other")]
     ConfigConflict,
     #[error("no bwrap available: system: {system}; bundled: {bundled}")]
-    Unavailable { system: String, bundled: String },
+    Unavailable { system: Box<LauncherError>, bundled: Box<LauncherError> },
     /// A bundled-launcher failure from the first attempt in this process, re-reported.
     #[error("{0}")]
-    BundledCached(String),
+    BundledCached(Arc<LauncherError>),
     #[error("{context}: {source}")]
     Io {
         context: String,
         #[source]
         source: io::Error,
     },
+}
+
+impl LauncherError {
+    /// The error, then its fix on a line of its own, for a command-line user (the caller
+    /// prints `executor: ` before it).
+    pub fn with_fix(&self) -> String {
+        format!("{self}\nexecutor: FIX: {}", self.fix())
+    }
+
+    /// What the operator can do about it; each text names the cause it answers.
+    pub fn fix(&self) -> String {
+        match self {
+            LauncherError::SystemNotFound { .. } | LauncherError::NoUsableSystem(_) => {
+                "install bubblewrap >= 0.5 (`apt-get install bubblewrap`), or use the bundled one (`--bwrap auto` or `--bwrap bundled`)".into()
+            }
+            LauncherError::SystemUnresolvable { path, .. } => format!(
+                "give --bwrap-path the path of an installed bwrap (`command -v bwrap`, usually /usr/bin/bwrap) instead of {}, \
+                 or drop --bwrap-path to use the bundled bwrap",
+                path.display()
+            ),
+            LauncherError::SystemUntrusted { path, .. } => format!(
+                "make {} and every directory above it owned by root and not writable by group or others \
+                 (`chown root:root` and `chmod go-w` on each), or point --bwrap-path at a bwrap that is (e.g. /usr/bin/bwrap), \
+                 or drop --bwrap-path to use the bundled bwrap",
+                path.display()
+            ),
+            LauncherError::SystemMissingFlags { .. } => {
+                "install bubblewrap >= 0.9 (>= 0.5 at least), or use the bundled one (`--bwrap bundled`)".into()
+            }
+            LauncherError::SystemProbe { path, .. } => {
+                format!("check that `{} --version` runs on this host, or use `--bwrap bundled`", path.display())
+            }
+            LauncherError::NotUsableForRequest { .. } => {
+                "move the system bwrap out of the command's cwd and writable roots, or use `--bwrap auto`/`--bwrap bundled`".into()
+            }
+            LauncherError::DigestMismatch { .. } => {
+                "reinstall the executor from a trusted build: its bundled bwrap does not match the digest it was built with".into()
+            }
+            LauncherError::NoBundled => {
+                "build the executor without EXECUTOR_NO_BUNDLED_BWRAP (needs libcap-dev and a C compiler), or install bubblewrap".into()
+            }
+            LauncherError::BundledUnavailable { .. } => format!(
+                "allow exec from memfds (`sysctl -w vm.memfd_noexec=0`), or ship the bwrap next to the executor as {RESOURCE_RELATIVE_PATH}"
+            ),
+            LauncherError::ConfigConflict => "give either `--bwrap bundled` or `--bwrap-path`, not both".into(),
+            LauncherError::Unavailable { system, bundled } => format!("{}; or {}", system.fix(), bundled.fix()),
+            LauncherError::BundledCached(first) => first.fix(),
+            LauncherError::Io { .. } => "see the error: the executor could not read what it needs to start bwrap".into(),
+        }
+    }
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> LauncherError {
@@ -489,12 +548,7 @@ fn probe_system(canonical: &Path, identity: FileIdentity) -> Result<ProbeResult,
 fn evaluate_system(found_at: &Path) -> (Option<PathBuf>, Result<Arc<Launcher>, LauncherError>) {
     let canonical = match std::fs::canonicalize(found_at) {
         Ok(c) => c,
-        Err(e) => {
-            return (
-                None,
-                Err(LauncherError::SystemUntrusted { path: found_at.to_path_buf(), reason: format!("cannot resolve: {e}") }),
-            )
-        }
+        Err(source) => return (None, Err(LauncherError::SystemUnresolvable { path: found_at.to_path_buf(), source })),
     };
     let result = (|| {
         let identity = check_trusted(&canonical)
@@ -864,8 +918,8 @@ fn build_bundled() -> Result<Launcher, LauncherError> {
 /// The bundled launcher, built once per process. Errors are cached as text (and
 /// re-reported) so a refused digest is not re-tried on every command.
 pub fn bundled() -> Result<Arc<Launcher>, LauncherError> {
-    static BUNDLED: OnceLock<Result<Arc<Launcher>, String>> = OnceLock::new();
-    match BUNDLED.get_or_init(|| build_bundled().map(Arc::new).map_err(|e| e.to_string())) {
+    static BUNDLED: OnceLock<Result<Arc<Launcher>, Arc<LauncherError>>> = OnceLock::new();
+    match BUNDLED.get_or_init(|| build_bundled().map(Arc::new).map_err(Arc::new)) {
         Ok(l) => Ok(l.clone()),
         Err(e) => Err(LauncherError::BundledCached(e.clone())),
     }
@@ -892,10 +946,8 @@ pub fn select(config: &LauncherConfig) -> Result<Arc<Launcher>, LauncherError> {
         (BwrapMode::Auto, Some(_)) => select_system(config),
         (BwrapMode::Auto, None) => match select_system(config) {
             Ok(l) => Ok(l),
-            Err(system) => bundled().map_err(|bundled| LauncherError::Unavailable {
-                system: system.to_string(),
-                bundled: bundled.to_string(),
-            }),
+            Err(system) => bundled()
+                .map_err(|bundled| LauncherError::Unavailable { system: Box::new(system), bundled: Box::new(bundled) }),
         },
     }
 }
@@ -935,12 +987,27 @@ pub struct LauncherArgs {
 }
 
 impl LauncherArgs {
-    pub fn config(&self) -> LauncherConfig {
-        LauncherConfig {
+    /// The configuration these flags ask for; a contradiction among them is an error.
+    pub fn config(&self) -> Result<LauncherConfig, LauncherError> {
+        if self.mode == BwrapMode::Bundled && self.path.is_some() {
+            return Err(LauncherError::ConfigConflict);
+        }
+        Ok(LauncherConfig {
             mode: self.mode,
             path_override: self.path.clone(),
             max_procs: (self.max_procs > 0).then_some(self.max_procs),
-        }
+            ..LauncherConfig::default()
+        })
+    }
+}
+
+/// Start-up check of an explicit `--bwrap-path`: it must exist, be trusted and capable
+/// (the same verdict every later selection gives, probed once and cached), so that an
+/// operator's typo stops the executor at once rather than failing its first request.
+pub fn check_explicit_path(config: &LauncherConfig) -> Result<(), LauncherError> {
+    match config.path_override {
+        Some(_) => select(config).map(drop),
+        None => Ok(()),
     }
 }
 
@@ -1218,9 +1285,9 @@ mod tests {
 
     #[test]
     fn config_conflict_and_explicit_path_do_not_fall_back() {
-        let c = LauncherConfig { mode: BwrapMode::Bundled, path_override: Some("/usr/bin/bwrap".into()), max_procs: None };
+        let c = LauncherConfig { mode: BwrapMode::Bundled, path_override: Some("/usr/bin/bwrap".into()), max_procs: None, ..LauncherConfig::default() };
         assert!(matches!(select(&c), Err(LauncherError::ConfigConflict)));
-        let c = LauncherConfig { mode: BwrapMode::Auto, path_override: Some("/nonexistent/bwrap".into()), max_procs: None };
+        let c = LauncherConfig { mode: BwrapMode::Auto, path_override: Some("/nonexistent/bwrap".into()), max_procs: None, ..LauncherConfig::default() };
         let e = select(&c).expect_err("explicit path that does not exist");
         assert!(e.to_string().contains("/nonexistent/bwrap"), "{e}");
     }

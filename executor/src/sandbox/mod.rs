@@ -74,6 +74,8 @@ pub struct Prepared {
     /// False when the profile asks for no sandbox (`disabled`, or unrestricted filesystem
     /// with network enabled): the command then runs directly.
     pub sandboxed: bool,
+    /// The bwrap that runs it, when sandboxed (to diagnose a failed start).
+    pub launcher: Option<std::sync::Arc<Launcher>>,
 }
 
 /// Resolves the policy once, selects the launcher for it (cached per server), and builds
@@ -93,11 +95,11 @@ pub fn prepare(
     }
     let plan = policy::resolve(ctx, fallback_cwd)?;
     if plan.direct {
-        return Ok(Prepared { launch: LaunchSpec::direct(argv, arg0), sandboxed: false });
+        return Ok(Prepared { launch: LaunchSpec::direct(argv, arg0), sandboxed: false, launcher: None });
     }
     let launcher = launcher::select_for(config, command_cwd, &plan.writable_roots)?;
-    let launch = launch_for_plan(&launcher, &plan, command_cwd, argv, arg0, keep_fds, config.max_procs)?;
-    Ok(Prepared { launch, sandboxed: true })
+    let launch = launch_for_plan(&launcher, &plan, command_cwd, argv, arg0, keep_fds, config)?;
+    Ok(Prepared { launch, sandboxed: true, launcher: Some(launcher) })
 }
 
 pub fn launch_for_plan(
@@ -107,15 +109,15 @@ pub fn launch_for_plan(
     argv: &[String],
     arg0: Option<&str>,
     keep_fds: &[i32],
-    max_procs: Option<u64>,
+    config: &launcher::LauncherConfig,
 ) -> Result<LaunchSpec, SandboxError> {
     let exe = std::env::current_exe().map_err(SandboxError::CurrentExe)?;
     let exe = std::fs::canonicalize(&exe).map_err(SandboxError::CurrentExe)?;
     let cwd = std::fs::canonicalize(command_cwd).map_err(|e| SandboxError::io("cannot resolve command cwd", command_cwd, e))?;
-    let mut config = inner::InnerConfig::from_plan(plan, arg0, keep_fds, std::env::var_os(DEBUG_ENV).is_some());
-    config.max_procs = max_procs;
-    let config = config.encode()?;
-    let built = bwrap_args::build(launcher, plan, &exe, &cwd, &config, argv);
+    let mut inner = inner::InnerConfig::from_plan(plan, arg0, keep_fds, std::env::var_os(DEBUG_ENV).is_some());
+    inner.max_procs = config.max_procs;
+    inner.exec_failure = config.exec_failure;
+    let built = bwrap_args::build(launcher, plan, &exe, &cwd, &inner.encode()?, argv);
     Ok(LaunchSpec { program: launcher.exec_path.clone(), argv0: OsString::from("bwrap"), args: built.args })
 }
 

@@ -44,7 +44,7 @@ const OUTBOUND_QUEUE: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListenUrlError {
-    #[error("unsupported --listen URL `{0}`; expected `ws://IP:PORT` or `stdio`")]
+    #[error("`{0}` is neither `stdio` nor `ws://IP:PORT` with an IP address (e.g. ws://127.0.0.1:8765)")]
     Unsupported(String),
 }
 
@@ -73,7 +73,7 @@ pub async fn serve(listener: TcpListener, server: Arc<Server>, options: WsOption
                     let (server, options) = (server.clone(), options.clone());
                     tokio::spawn(async move {
                         tracing::debug!(%peer, "websocket connection accepted");
-                        handle_stream(stream, server, options).await;
+                        handle_stream(stream, peer, server, options).await;
                         tracing::debug!(%peer, "websocket connection ended");
                     });
                 }
@@ -87,7 +87,7 @@ pub async fn serve(listener: TcpListener, server: Arc<Server>, options: WsOption
     }
 }
 
-async fn handle_stream(mut stream: TcpStream, server: Arc<Server>, options: Arc<WsOptions>) {
+async fn handle_stream(mut stream: TcpStream, peer: SocketAddr, server: Arc<Server>, options: Arc<WsOptions>) {
     let _ = stream.set_nodelay(true);
     let (head, leftover) = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await {
         Ok(Ok(read)) => read,
@@ -103,6 +103,7 @@ async fn handle_stream(mut stream: TcpStream, server: Arc<Server>, options: Arc<
     };
     match decide(&head, options.auth.as_ref()) {
         Decision::Respond { status, reason, body } => {
+            log_refusal(peer, status, body);
             let _ = respond(&mut stream, status, reason, body).await;
         }
         Decision::Upgrade { accept } => {
@@ -359,9 +360,20 @@ fn failure_text(failure: super::auth::AuthFailure) -> &'static str {
     }
 }
 
+/// Upgrades refused for who sent them (a bad token, a browser page) are worth an
+/// operator's attention; probes and stray HTTP requests are not.
+fn log_refusal(peer: SocketAddr, status: u16, body: &str) {
+    match status {
+        401 | 403 => tracing::warn!(%peer, status, "websocket upgrade refused: {body}"),
+        _ => tracing::debug!(%peer, status, "HTTP request answered: {body}"),
+    }
+}
+
 async fn respond(stream: &mut TcpStream, status: u16, reason: &str, body: &str) -> std::io::Result<()> {
+    // RFC 6750 §3: a 401 names the scheme the client should use.
+    let challenge = if status == 401 { "WWW-Authenticate: Bearer\r\n" } else { "" };
     let response = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} {reason}\r\n{challenge}Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(response.as_bytes()).await?;

@@ -292,7 +292,7 @@ fn spawn_helper(config: &LauncherConfig, plan: &SandboxPlan, cwd: &Path, view: P
     ];
     let launcher = launcher::select_for(config, cwd, &plan.writable_roots).map_err(|e| sandbox_error(e.into()))?;
     // The inner stage makes every descriptor above stderr close-on-exec but these.
-    let launch = sandbox::launch_for_plan(&launcher, plan, cwd, &argv, None, &numbers, config.max_procs).map_err(sandbox_error)?;
+    let launch = sandbox::launch_for_plan(&launcher, plan, cwd, &argv, None, &numbers, config).map_err(sandbox_error)?;
     let mut command = Command::new(&launch.program);
     command
         .arg0(&launch.argv0)

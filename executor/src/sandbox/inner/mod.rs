@@ -77,6 +77,37 @@ pub struct InnerConfig {
     /// writable roots).
     #[serde(default, with = "path_list", skip_serializing_if = "Vec::is_empty")]
     pub pinned: Vec<PathBuf>,
+    /// How to exit when the command cannot be executed.
+    #[serde(default, skip_serializing_if = "ExecFailure::is_default")]
+    pub exec_failure: ExecFailure,
+}
+
+/// The exit status of the inner stage when the command cannot be executed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ExecFailure {
+    /// [`EXIT_EXEC_DENIED`](super::EXIT_EXEC_DENIED): the server reports it as
+    /// `sandboxDenied`, whatever the reason.
+    #[default]
+    Denied,
+    /// What a shell reports, for `executor sandbox`: 127 when the command is not found
+    /// (inside the sandbox), 126 when it is there but cannot be executed.
+    Shell,
+}
+
+impl ExecFailure {
+    fn is_default(&self) -> bool {
+        *self == ExecFailure::Denied
+    }
+
+    /// The exit status for a failed `execvp` with `err`.
+    pub fn status(self, err: &std::io::Error) -> i32 {
+        match self {
+            ExecFailure::Denied => super::EXIT_EXEC_DENIED,
+            ExecFailure::Shell if matches!(err.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => 127,
+            ExecFailure::Shell => 126,
+        }
+    }
 }
 
 impl InnerConfig {
@@ -91,6 +122,7 @@ impl InnerConfig {
             max_procs: None,
             guard: plan.missing_protected.clone(),
             pinned: plan.pinned.clone(),
+            exec_failure: ExecFailure::default(),
         }
     }
 
@@ -112,7 +144,7 @@ pub fn main(args: Vec<OsString>) -> ! {
     match run(args) {
         Ok(never) => match never {},
         Err(e) => {
-            eprintln!("executor-sandbox: {e}");
+            eprintln!("executor: sandbox setup failed: {e}");
             std::process::exit(EXIT_SETUP_FAILED);
         }
     }
@@ -197,6 +229,7 @@ fn run(args: Vec<OsString>) -> Result<Never, InnerError> {
         Err(e) => Some(format!("unavailable: {e}")),
     };
     command.debug = config.debug;
+    command.exec_failure = config.exec_failure;
     if config.debug {
         report(&config, &done, guard_status);
     }

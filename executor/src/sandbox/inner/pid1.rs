@@ -15,7 +15,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 use std::os::fd::AsFd;
 
-use crate::sandbox::EXIT_EXEC_DENIED;
+use super::ExecFailure;
 
 const FORWARDED: &[Signal] = &[
     Signal::SIGINT,
@@ -37,6 +37,7 @@ pub struct Prepared {
     pub guard: Option<super::guard::Setup>,
     /// Report the guard's state on stderr.
     pub debug: bool,
+    pub exec_failure: ExecFailure,
 }
 
 impl Prepared {
@@ -52,7 +53,7 @@ impl Prepared {
         for a in &argv[1..] {
             args.push(cs(a.as_bytes())?);
         }
-        Ok(Prepared { file, argv: args, display: first.to_string_lossy().into_owned(), guard: None, debug: false })
+        Ok(Prepared { file, argv: args, display: first.to_string_lossy().into_owned(), guard: None, debug: false, exec_failure: ExecFailure::default() })
     }
 }
 
@@ -187,7 +188,7 @@ fn exec_child(prep: &Prepared) -> ! {
     if let Some(guard) = &prep.guard {
         if guard.install_in_child().is_err() {
             // SAFETY: write(2) of a static buffer to stderr, async-signal-safe.
-            let msg = b"executor-sandbox: cannot install the create guard's filter; the command does not run\n";
+            let msg = b"executor: sandbox setup failed: cannot install the create guard's filter; the command does not run\n";
             unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
             // SAFETY: _exit in the forked child, see below.
             unsafe { libc::_exit(crate::sandbox::EXIT_SETUP_FAILED) }
@@ -199,13 +200,14 @@ fn exec_child(prep: &Prepared) -> ! {
     // call, and the argv array is NULL-terminated.
     unsafe { libc::execvp(prep.file.as_ptr(), ptrs.as_ptr()) };
     let err = std::io::Error::last_os_error();
-    eprintln!("executor-sandbox: cannot execute `{}`: {err}", prep.display);
+    eprintln!("executor: cannot execute `{}` in the sandbox: {err}", prep.display);
+    let status = prep.exec_failure.status(&err);
     // SAFETY: _exit skips atexit handlers and stdio flushing of the parent's state in
     // the forked child, which is what a failed exec must do.
-    unsafe { libc::_exit(EXIT_EXEC_DENIED) }
+    unsafe { libc::_exit(status) }
 }
 
 fn fail(msg: &str) -> ! {
-    eprintln!("executor-sandbox: {msg}");
+    eprintln!("executor: sandbox setup failed: {msg}");
     std::process::exit(crate::sandbox::EXIT_SETUP_FAILED);
 }
