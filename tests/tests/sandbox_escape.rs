@@ -266,7 +266,7 @@ both!(exit_status_is_forwarded, |sb| {
     assert_eq!(sb.sh(&[], &s.ws, "exit 7").code, 7);
     assert_eq!(sb.sh(&[], &s.ws, "kill -TERM $$").code, 128 + 15);
     let o = sb.sandbox(&[], &s.ws, &["/nonexistent/command"]);
-    assert_eq!(o.code, 101, "{o:?}");
+    assert_eq!(o.code, 127, "{o:?}"); // like a shell: command not found
     assert!(o.stderr.contains("cannot execute `/nonexistent/command`"), "{o:?}");
 });
 
