@@ -89,3 +89,21 @@ pub fn serve_stdio_as(user: Option<(u32, u32)>, cwd: &Path, env: &[(&str, &str)]
     server.handshake();
     server
 }
+
+/// For each `scenario(user: Option<(u32, u32)>)`, a module with two tests: `as_root`
+/// (`None`) and `unprivileged` (the test user's ids).
+#[macro_export]
+macro_rules! as_root_and_unprivileged {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[test]
+            fn as_root() {
+                super::$scenario(None)
+            }
+            #[test]
+            fn unprivileged() {
+                super::$scenario(Some($crate::unprivileged::test_user_ids()))
+            }
+        }
+    )*};
+}

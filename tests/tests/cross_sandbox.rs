@@ -164,19 +164,4 @@ fn denied_dir_cannot_be_moved_away(user: Option<(u32, u32)>) {
     assert!(!out.stdout_str().contains("TOPSECRET"), "{out:?}");
 }
 
-macro_rules! as_root_and_unprivileged {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[test]
-            fn as_root() {
-                super::$scenario(None)
-            }
-            #[test]
-            fn unprivileged() {
-                super::$scenario(Some(executor_tests::unprivileged::test_user_ids()))
-            }
-        }
-    )*};
-}
-
-as_root_and_unprivileged!(planted_symlink_does_not_widen_the_next_sandbox, denied_dir_cannot_be_moved_away);
+executor_tests::as_root_and_unprivileged!(planted_symlink_does_not_widen_the_next_sandbox, denied_dir_cannot_be_moved_away);

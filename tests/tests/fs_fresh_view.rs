@@ -321,19 +321,4 @@ fn running_process_keeps_its_start_view(user: Option<(u32, u32)>) {
     );
 }
 
-macro_rules! as_root_and_unprivileged {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[test]
-            fn as_root() {
-                super::$scenario(None)
-            }
-            #[test]
-            fn unprivileged() {
-                super::$scenario(Some(executor_tests::unprivileged::test_user_ids()))
-            }
-        }
-    )*};
-}
-
-as_root_and_unprivileged!(replaced_denied_dir_stays_hidden, recreated_workspace_gets_the_writes, running_process_keeps_its_start_view);
+executor_tests::as_root_and_unprivileged!(replaced_denied_dir_stays_hidden, recreated_workspace_gets_the_writes, running_process_keeps_its_start_view);
