@@ -183,8 +183,11 @@ fn sandbox_cli_and_server_explain_a_refusing_host_alike() {
 /// is the whole set.
 #[test]
 fn sandbox_writable_adds_to_the_policy() {
-    // Outside /tmp, which workspace-write makes writable anyway.
-    let base = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    // Outside /tmp, which workspace-write makes writable anyway (the checkout itself may
+    // live under /tmp, as a CI clone does).
+    let target_tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let parent = if target_tmp.starts_with("/tmp") { Path::new("/var/tmp") } else { target_tmp };
+    let base = tempfile::tempdir_in(parent).expect("tempdir");
     let (cwd, extra, other) = (base.path().join("cwd"), base.path().join("extra"), base.path().join("other"));
     for d in [&cwd, &extra, &other] {
         std::fs::create_dir(d).expect("mkdir");
