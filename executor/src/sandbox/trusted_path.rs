@@ -105,7 +105,8 @@ fn components(p: &Path) -> VecDeque<OsString> {
         .collect()
 }
 
-fn is_missing(e: &std::io::Error) -> bool {
+/// The path (or a directory on the way) does not exist.
+pub(crate) fn is_missing(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR))
 }
 

@@ -16,7 +16,7 @@ use super::plan::{Base, Effective, MountOp, SandboxPlan};
 use crate::protocol::sandbox_context::*;
 use super::{DEFAULT_GLOB_DEPTH, MINIMAL_READ_ROOTS, PROTECTED_NAMES};
 use crate::sandbox::error::SandboxError;
-use crate::sandbox::trusted_path::{self, Follow, Resolved, WritableHistory};
+use crate::sandbox::trusted_path::{self, is_missing, Follow, Resolved, WritableHistory};
 
 /// Resolve a context into a plan. `fallback_cwd` is used when the context has no `cwd`
 /// (for `process/start` the process cwd); `None` makes cwd-dependent entries an error.
@@ -271,10 +271,6 @@ fn effective(access: Access) -> Effective {
         Access::Write => Effective::Write,
         Access::None | Access::Deny => Effective::Hidden,
     }
-}
-
-fn is_missing(e: &std::io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR))
 }
 
 fn depth(p: &Path) -> usize {
