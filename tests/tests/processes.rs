@@ -248,9 +248,14 @@ fn pty_echoes_input_and_reports_a_terminal() {
     let params = json!({"processId":"tty1","argv":["sh","-c","tty; read x; echo got:$x; exit 7"],
         "cwd":"file:///tmp","env":{"PATH":"/usr/bin:/bin","TERM":"dumb"},"tty":true});
     server.call("process/start", params);
-    let first = server.next_matching(|m| m["method"] == "process/output" && m["params"]["processId"] == "tty1");
-    assert_eq!(first["params"]["stream"], "pty");
-    let text = String::from_utf8_lossy(&unb64(first["params"]["chunk"].as_str().expect("chunk"))).into_owned();
+    // The terminal may hand over `tty`'s line in more than one read, so
+    // gather chunks until the line is complete before judging it.
+    let mut text = String::new();
+    while !text.contains('\n') {
+        let next = server.next_matching(|m| m["method"] == "process/output" && m["params"]["processId"] == "tty1");
+        assert_eq!(next["params"]["stream"], "pty");
+        text.push_str(&String::from_utf8_lossy(&unb64(next["params"]["chunk"].as_str().expect("chunk"))));
+    }
     assert!(text.starts_with("/dev/pts/") && text.ends_with("\r\n"), "{text:?}");
     let write = server.call("process/write", json!({"processId":"tty1","chunk":b64(b"abc\n"),"writeId":"t1"}));
     assert_eq!(write, json!({"status": "accepted"}));
