@@ -65,9 +65,7 @@ fn run() -> Result<(), String> {
     if env::var(OPT_OUT_VAR).is_ok_and(|v| v == "1") {
         // Not silent: a warning at build time, and `BUNDLED == false` / zero digest that
         // the executor reports at run time.
-        println!(
-            "cargo:warning={OPT_OUT_VAR}=1: building WITHOUT a bundled bubblewrap (development build)"
-        );
+        println!("cargo:warning={OPT_OUT_VAR}=1: building WITHOUT a bundled bubblewrap (development build)");
         let code = "pub const BUNDLED: bool = false;\n\
                     pub const BWRAP_SHA256: [u8; 32] = [0u8; 32];\n\
                     pub static BWRAP_BYTES: &[u8] = &[];\n\
@@ -96,11 +94,7 @@ fn run() -> Result<(), String> {
     let _ = writeln!(code, "pub const BUNDLED: bool = true;");
     let _ = writeln!(code, "pub const BWRAP_SHA256: [u8; 32] = [{digest_literal}];");
     // include_bytes! of the exact file that was hashed above.
-    let _ = writeln!(
-        code,
-        "pub static BWRAP_BYTES: &[u8] = include_bytes!({:?});",
-        binary.display().to_string()
-    );
+    let _ = writeln!(code, "pub static BWRAP_BYTES: &[u8] = include_bytes!({:?});", binary.display().to_string());
     let _ = writeln!(code, "pub const BWRAP_VERSION: &str = {BWRAP_VERSION:?};");
     write(&generated, &code)
 }
@@ -119,8 +113,7 @@ fn write(path: &Path, contents: &str) -> Result<(), String> {
 /// fetches only the build graph, which holds this crate and its dependencies.
 fn locate_sources(out_dir: &Path) -> Result<PathBuf, String> {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let manifest_dir =
-        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").ok_or("CARGO_MANIFEST_DIR is not set")?);
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").ok_or("CARGO_MANIFEST_DIR is not set")?);
     // Only this target's dependency graph: offline metadata of the whole graph would need
     // every other platform's crates (e.g. UEFI-only ones) downloaded too.
     let target = env::var("TARGET").map_err(|_| "TARGET is not set")?;
@@ -163,16 +156,11 @@ fn write_locator(out_dir: &Path, manifest_dir: &Path) -> Result<PathBuf, String>
 
 /// The workspace this crate belongs to: the nearest ancestor holding a Cargo.lock.
 fn workspace_root(manifest_dir: &Path) -> PathBuf {
-    manifest_dir
-        .ancestors()
-        .find(|dir| dir.join("Cargo.lock").is_file())
-        .unwrap_or(manifest_dir)
-        .to_path_buf()
+    manifest_dir.ancestors().find(|dir| dir.join("Cargo.lock").is_file()).unwrap_or(manifest_dir).to_path_buf()
 }
 
 fn source_dir_from_metadata(json: &[u8]) -> Result<PathBuf, String> {
-    let metadata: serde_json::Value =
-        serde_json::from_slice(json).map_err(|e| format!("`cargo metadata` printed invalid JSON: {e}"))?;
+    let metadata: serde_json::Value = serde_json::from_slice(json).map_err(|e| format!("`cargo metadata` printed invalid JSON: {e}"))?;
     let packages = metadata["packages"].as_array().ok_or("`cargo metadata` has no packages")?;
     let manifest = packages
         .iter()
@@ -190,10 +178,7 @@ fn verify_sources(dir: &Path) -> Result<(), String> {
         let bytes = fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
         let actual = hex(&Sha256::digest(&bytes));
         if actual != *expected {
-            return Err(format!(
-                "{} does not match the reviewed source: expected sha256:{expected}, got sha256:{actual}",
-                path.display()
-            ));
+            return Err(format!("{} does not match the reviewed source: expected sha256:{expected}, got sha256:{actual}", path.display()));
         }
     }
     Ok(())
@@ -208,16 +193,13 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn compile(source_dir: &Path, out_dir: &Path) -> Result<PathBuf, String> {
-    let libcap = pkg_config::Config::new()
-        .cargo_metadata(false)
-        .probe("libcap")
-        .map_err(|e| {
-            format!(
-                "libcap development files were not found ({e}).\n  \
+    let libcap = pkg_config::Config::new().cargo_metadata(false).probe("libcap").map_err(|e| {
+        format!(
+            "libcap development files were not found ({e}).\n  \
                  Install them: `apt-get install libcap-dev pkg-config` (Debian/Ubuntu), \
                  `dnf install libcap-devel pkgconf` (Fedora), `apk add libcap-dev pkgconf` (Alpine)."
-            )
-        })?;
+        )
+    })?;
 
     // upstream's meson build generates config.h; bubblewrap only reads PACKAGE_STRING.
     let config_h = out_dir.join("config.h");
@@ -227,9 +209,7 @@ fn compile(source_dir: &Path, out_dir: &Path) -> Result<PathBuf, String> {
         .opt_level(2)
         .debug(false)
         .try_get_compiler()
-        .map_err(|e| {
-            format!("no C compiler for the target ({e}).\n  Install one: `apt-get install gcc` (Debian/Ubuntu).")
-        })?;
+        .map_err(|e| format!("no C compiler for the target ({e}).\n  Install one: `apt-get install gcc` (Debian/Ubuntu)."))?;
     let binary = out_dir.join("bwrap");
     let mut cmd = compiler.to_command();
     cmd.arg("-std=gnu99")
@@ -277,9 +257,7 @@ fn compile(source_dir: &Path, out_dir: &Path) -> Result<PathBuf, String> {
         }
     }
     cmd.arg("-o").arg(&binary);
-    let output = cmd
-        .output()
-        .map_err(|e| format!("running the C compiler {}: {e}", compiler.path().display()))?;
+    let output = cmd.output().map_err(|e| format!("running the C compiler {}: {e}", compiler.path().display()))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let hint = if stderr.contains("sys/capability.h") || stderr.contains("-lcap") {

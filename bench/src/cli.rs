@@ -61,16 +61,8 @@ pub enum Workload {
 }
 
 impl Workload {
-    pub const ALL: [Workload; 8] = [
-        Self::Init,
-        Self::True,
-        Self::Stream,
-        Self::Rss,
-        Self::BareBwrap,
-        Self::SandboxTrue,
-        Self::FsRead,
-        Self::FsMeta,
-    ];
+    pub const ALL: [Workload; 8] =
+        [Self::Init, Self::True, Self::Stream, Self::Rss, Self::BareBwrap, Self::SandboxTrue, Self::FsRead, Self::FsMeta];
     pub const DEFAULT: [Workload; 4] = [Self::Init, Self::True, Self::Stream, Self::Rss];
 
     /// Name on the command line and key in the JSON report.
@@ -289,8 +281,7 @@ mod tests {
 
     #[test]
     fn sandboxed_workloads_and_their_counts() {
-        let Ok(Command::Bench(cfg)) =
-            parse(&args("--only sandbox-true,fs-read,fs-meta --sandbox-runs 9 --read-mib 2 --meta-runs 7 -- x"))
+        let Ok(Command::Bench(cfg)) = parse(&args("--only sandbox-true,fs-read,fs-meta --sandbox-runs 9 --read-mib 2 --meta-runs 7 -- x"))
         else {
             panic!("bench config expected")
         };

@@ -57,9 +57,7 @@ impl Server {
     /// Starts the server in its own process group so that the whole tree (a
     /// launcher and the real server) can be killed at once.
     pub fn spawn(cmd: &ServerCommand) -> Result<Self> {
-        let Some((program, args)) = cmd.argv.split_first() else {
-            fail!("no server command given (put it after `--`)")
-        };
+        let Some((program, args)) = cmd.argv.split_first() else { fail!("no server command given (put it after `--`)") };
         let stderr = if cmd.inherit_stderr { Stdio::inherit() } else { Stdio::piped() };
         let spawned_at = Instant::now();
         let mut child = Command::new(program)
@@ -70,9 +68,7 @@ impl Server {
             .process_group(0)
             .spawn()
             .map_err(|e| Error(format!("cannot start `{program}`: {e}")))?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            fail!("server pipes were not created")
-        };
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else { fail!("server pipes were not created") };
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
         if let Some(err) = child.stderr.take() {
             let tail = Arc::clone(&stderr_tail);
@@ -234,12 +230,8 @@ fn trimmed_len(line: &[u8]) -> usize {
 
 /// Classifies one line as a response or a notification.
 pub fn parse_message(line: &[u8]) -> Result<Message> {
-    let value: Value = serde_json::from_slice(line).map_err(|e| {
-        Error(format!("server sent invalid JSON ({e}): {}", preview(line)))
-    })?;
-    let Value::Object(mut obj) = value else {
-        fail!("server sent a non-object: {}", preview(line))
-    };
+    let value: Value = serde_json::from_slice(line).map_err(|e| Error(format!("server sent invalid JSON ({e}): {}", preview(line))))?;
+    let Value::Object(mut obj) = value else { fail!("server sent a non-object: {}", preview(line)) };
     if let Some(Value::String(method)) = obj.remove("method") {
         let params = obj.remove("params").unwrap_or(Value::Null);
         return Ok(Message::Notification { method, params });

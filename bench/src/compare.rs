@@ -88,7 +88,11 @@ fn serverless_lines(reports: &[Value]) -> String {
             out.push_str(&format!("{} (no server, from the `{}` run): {} {}\n", m.name, label(r), fmt_num(v), m.unit_name()));
         }
     }
-    if out.is_empty() { out } else { format!("\n{out}") }
+    if out.is_empty() {
+        out
+    } else {
+        format!("\n{out}")
+    }
 }
 
 /// The same comparison as JSON.

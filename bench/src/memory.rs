@@ -28,9 +28,7 @@ impl TreeMemory {
         let members: Vec<Value> = self
             .members
             .iter()
-            .map(|(node, m)| {
-                json!({"pid": m.pid, "comm": m.comm, "depth": node.depth, "rss_kib": m.rss_kib, "hwm_kib": m.hwm_kib})
-            })
+            .map(|(node, m)| json!({"pid": m.pid, "comm": m.comm, "depth": node.depth, "rss_kib": m.rss_kib, "hwm_kib": m.hwm_kib}))
             .collect();
         json!({
             "server": {"pid": self.server.pid, "comm": self.server.comm,

@@ -111,8 +111,7 @@ impl OutputCounter {
         if params.get("processId").and_then(Value::as_str) != Some(self.process_id.as_str()) {
             return Ok(());
         }
-        let (Some(stream), Some(chunk)) =
-            (params.get("stream").and_then(Value::as_str), params.get("chunk").and_then(Value::as_str))
+        let (Some(stream), Some(chunk)) = (params.get("stream").and_then(Value::as_str), params.get("chunk").and_then(Value::as_str))
         else {
             fail!("process/output without string stream/chunk: {params}")
         };
@@ -148,8 +147,7 @@ impl OutputCounter {
 mod tests {
     use super::*;
 
-    const LINE: &[u8] =
-        br#"{"method":"process/output","params":{"processId":"s1","seq":1,"stream":"stdout","chunk":"aGVsbG8K"}}"#;
+    const LINE: &[u8] = br#"{"method":"process/output","params":{"processId":"s1","seq":1,"stream":"stdout","chunk":"aGVsbG8K"}}"#;
 
     #[test]
     fn compact_line_is_read_without_parsing() {

@@ -51,9 +51,7 @@ pub fn run(server: &mut Server, params: Value) -> Result<ProcessRun> {
         let message = crate::client::parse_message(line)?;
         follow.handle(id, message)?;
     }
-    let (Some(closed_at), Some(responded_at)) = (follow.closed_at, follow.responded_at) else {
-        fail!("internal: loop ended early")
-    };
+    let (Some(closed_at), Some(responded_at)) = (follow.closed_at, follow.responded_at) else { fail!("internal: loop ended early") };
     Ok(ProcessRun {
         start_to_closed: closed_at - sent,
         start_to_response: responded_at - sent,

@@ -13,10 +13,7 @@ pub struct Report {
 
 impl Report {
     pub fn new(cfg: &Config) -> Self {
-        let unix_time = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let unix_time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let value = json!({
             "tool": "exec-bench",
             "version": env!("CARGO_PKG_VERSION"),
@@ -108,23 +105,33 @@ pub fn notes(report: &Value) -> String {
             (None, Some(e)) => format!("environment/info failed: {e}"),
             (None, None) => "launcher not reported".into(),
         };
-        out.push_str(&format!("  sandbox-true: sandboxType {}, {launcher}
-", sbx["sandbox_type"]));
+        out.push_str(&format!(
+            "  sandbox-true: sandboxType {}, {launcher}
+",
+            sbx["sandbox_type"]
+        ));
         if let Some(argv) = sbx["bare_bwrap_ws_argv"].as_array() {
             let argv: Vec<&str> = argv.iter().filter_map(Value::as_str).collect();
-            out.push_str(&format!("  bare-bwrap-ws argv: {}
-", argv.join(" ")));
+            out.push_str(&format!(
+                "  bare-bwrap-ws argv: {}
+",
+                argv.join(" ")
+            ));
         }
     }
     if let Some(r) = w["fs-read"]["sandboxed"]["helper_warmup_small_read_ms"].as_f64() {
-        out.push_str(&format!("  fs-read: first sandboxed call (helper start, 4-byte file) {r} ms
-"));
+        out.push_str(&format!(
+            "  fs-read: first sandboxed call (helper start, 4-byte file) {r} ms
+"
+        ));
     }
     for (name, v) in w.as_object().into_iter().flatten() {
         for (mode, m) in v.as_object().into_iter().flatten() {
             if let Some(e) = m.get("error").and_then(Value::as_str) {
-                out.push_str(&format!("  ERROR in {name} ({mode}): {e}
-"));
+                out.push_str(&format!(
+                    "  ERROR in {name} ({mode}): {e}
+"
+                ));
             }
         }
     }

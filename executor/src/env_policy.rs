@@ -8,8 +8,7 @@ use wildmatch::WildMatch;
 use crate::protocol::types::{EnvPolicy, Inherit};
 
 /// Names kept by `inherit: "core"`, matched case-insensitively (§17.2).
-const CORE_NAMES: &[&str] =
-    &["PATH", "SHELL", "TMPDIR", "TEMP", "TMP", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "LOGNAME", "USER"];
+const CORE_NAMES: &[&str] = &["PATH", "SHELL", "TMPDIR", "TEMP", "TMP", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "LOGNAME", "USER"];
 
 /// Dropped unless `ignoreDefaultExcludes`: these name patterns usually carry credentials.
 const DEFAULT_EXCLUDES: &[&str] = &["*KEY*", "*SECRET*", "*TOKEN*"];
@@ -41,10 +40,7 @@ pub fn build_child_env(
     result
 }
 
-fn apply_policy(
-    server_env: impl IntoIterator<Item = (String, String)>,
-    policy: &EnvPolicy,
-) -> HashMap<String, String> {
+fn apply_policy(server_env: impl IntoIterator<Item = (String, String)>, policy: &EnvPolicy) -> HashMap<String, String> {
     let inherited = server_env.into_iter().filter(|(name, _)| match policy.inherit {
         Inherit::All => true,
         Inherit::None => false,
@@ -92,13 +88,7 @@ mod tests {
     }
 
     fn policy(inherit: Inherit) -> EnvPolicy {
-        EnvPolicy {
-            inherit,
-            ignore_default_excludes: false,
-            exclude: vec![],
-            set: HashMap::new(),
-            include_only: vec![],
-        }
+        EnvPolicy { inherit, ignore_default_excludes: false, exclude: vec![], set: HashMap::new(), include_only: vec![] }
     }
 
     fn names(env: &HashMap<String, String>) -> Vec<&str> {

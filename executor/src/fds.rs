@@ -49,8 +49,7 @@ fn mark_range(first: RawFd, last: RawFd) -> io::Result<()> {
 /// lists them (without the one the listing itself used).
 pub fn open_from(first: RawFd) -> io::Result<Vec<RawFd>> {
     let dir = std::fs::read_dir("/proc/self/fd")?;
-    let mut fds: Vec<RawFd> =
-        dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).filter(|fd| *fd >= first).collect();
+    let mut fds: Vec<RawFd> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).filter(|fd| *fd >= first).collect();
     fds.sort_unstable();
     // The listing's own descriptor is closed by now.
     // SAFETY: F_GETFD on a descriptor number only reads its flags.

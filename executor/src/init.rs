@@ -23,8 +23,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, getpid, getppid, ForkResult, Pid};
 
 /// Signals the supervisor passes on to the server.
-const FORWARDED: [Signal; 6] =
-    [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
+const FORWARDED: [Signal; 6] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -62,8 +61,7 @@ pub fn supervise(reap_orphans: bool) -> Result<(), InitError> {
         set.add(signal);
     }
     let mut old_mask = SigSet::empty();
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old_mask))
-        .map_err(InitError::SignalMask)?;
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old_mask)).map_err(InitError::SignalMask)?;
     let supervisor = getpid();
     match fork_server() {
         Ok(ForkResult::Child) => {

@@ -25,7 +25,9 @@ const MIN_RESERVE: u64 = 32;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum LimitError {
-    #[error("too many open file handles: this session already holds {cap}, the limit set by --max-fs-handles; close one with fs/close first")]
+    #[error(
+        "too many open file handles: this session already holds {cap}, the limit set by --max-fs-handles; close one with fs/close first"
+    )]
     FsHandles { cap: usize },
     #[error("too many processes: this session already runs {cap} that have not closed, the limit set by --max-processes")]
     Processes { cap: usize },

@@ -215,9 +215,8 @@ fn log_filter() -> (EnvFilter, Option<String>) {
     let Some((name, value)) = set else {
         return (EnvFilter::new(DEFAULT_LOG_FILTER), None);
     };
-    let parsed = value.to_str().ok_or_else(|| "it is not UTF-8".to_string()).and_then(|text| {
-        EnvFilter::try_new(text).map_err(|e| e.to_string())
-    });
+    let parsed =
+        value.to_str().ok_or_else(|| "it is not UTF-8".to_string()).and_then(|text| EnvFilter::try_new(text).map_err(|e| e.to_string()));
     match parsed {
         Ok(filter) => (filter, None),
         Err(why) => (
@@ -320,12 +319,8 @@ fn new_server(config: ServerConfig) -> Arc<Server> {
     // fs/watchMissing runs with the executor's own rights, which --require-sandbox (without
     // a default) refuses: then the client is told not to send it.
     let fs_watch_missing = !(config.require_sandbox && config.default_sandbox.is_none());
-    let capabilities = Capabilities {
-        file_write_streaming: true,
-        sandboxed_file_streaming: true,
-        fs_watch_missing,
-        ..Capabilities::default()
-    };
+    let capabilities =
+        Capabilities { file_write_streaming: true, sandboxed_file_streaming: true, fs_watch_missing, ..Capabilities::default() };
     let info = environment_info(capabilities, sandbox_facts(&config));
     Server::new(config, info)
 }

@@ -241,8 +241,7 @@ impl Connection {
             Err(e) => {
                 // The client is told; the operator sees it only when asking for detail.
                 tracing::debug!(transport = self.label, "malformed message: {e}");
-                let error =
-                    RpcError::invalid_request(format!("failed to parse JSON-RPC message from {}: {e}", self.label));
+                let error = RpcError::invalid_request(format!("failed to parse JSON-RPC message from {}: {e}", self.label));
                 self.send(error_line(&RequestId::UNPARSEABLE, &error)).await;
                 Ok(())
             }
@@ -286,12 +285,7 @@ impl Connection {
             self.answer(&id, outcome).await;
             return Ok(());
         }
-        let ctx = RequestContext {
-            server: self.server.clone(),
-            connection: self.id,
-            phase: self.phase.clone(),
-            id: id.clone(),
-        };
+        let ctx = RequestContext { server: self.server.clone(), connection: self.id, phase: self.phase.clone(), id: id.clone() };
         if rpc::runs_inline(&method) {
             let outcome = rpc::dispatch(ctx, &method, params).await;
             self.answer(&id, outcome).await;
@@ -321,10 +315,7 @@ impl Connection {
             Some(id) => sessions.resume(id, self.id, self.outbound.clone())?,
             None => sessions.create(self.id, self.outbound.clone()),
         };
-        let result = InitializeResult {
-            session_id: session.id.clone(),
-            environment_info: self.server.environment_info.clone(),
-        };
+        let result = InitializeResult { session_id: session.id.clone(), environment_info: self.server.environment_info.clone() };
         self.pending_session = Some(session);
         self.phase = Phase::AwaitingInitialized;
         serde_json::to_value(result).map_err(|e| RpcError::internal(e.to_string()))

@@ -124,10 +124,7 @@ mod tests {
         let e = FsError::not_a_file(Path::new("/x"));
         assert_eq!(e.to_string(), "path `/x` is not a file");
         assert_eq!(e.code(), -32600);
-        assert_eq!(
-            FsError::CopyNeedsRecursive.to_string(),
-            "fs/copy requires recursive: true when sourcePath is a directory"
-        );
+        assert_eq!(FsError::CopyNeedsRecursive.to_string(), "fs/copy requires recursive: true when sourcePath is a directory");
         let e = FsError::InvalidBase64(base64::DecodeError::InvalidByte(0, b'!'));
         assert_eq!(e.to_string(), "fs/writeFile requires valid base64 dataBase64: Invalid symbol 33, offset 0.");
         assert_eq!(e.code(), -32600);

@@ -10,8 +10,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::{
-    getsockname, getsockopt, recvmsg, sendmsg, sockopt, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
-    SockType, SockaddrLike, SockaddrStorage,
+    getsockname, getsockopt, recvmsg, sendmsg, sockopt, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockType,
+    SockaddrLike, SockaddrStorage,
 };
 use nix::sys::stat::{fstat, SFlag};
 

@@ -174,10 +174,7 @@ mod tests {
         .concat();
         let replies = run(input, None);
         assert_eq!(replies.len(), 5);
-        assert_eq!(
-            replies[0],
-            json!({"status": "ok", "payload": {"operation": "fs/writeFile", "response": {}}})
-        );
+        assert_eq!(replies[0], json!({"status": "ok", "payload": {"operation": "fs/writeFile", "response": {}}}));
         assert_eq!(replies[1]["status"], "error");
         assert_eq!(replies[1]["payload"]["code"], -32600);
         let msg = replies[1]["payload"]["message"].as_str().unwrap();

@@ -201,22 +201,19 @@ mod tests {
 
     #[test]
     fn defaults_and_unknown_members() {
-        let p: RemoveParams =
-            serde_json::from_value(json!({"path": "file:///x", "sandbox": {"a": 1}, "zzz": 2})).unwrap();
+        let p: RemoveParams = serde_json::from_value(json!({"path": "file:///x", "sandbox": {"a": 1}, "zzz": 2})).unwrap();
         assert!(p.recursive && p.force);
         let p: CreateDirectoryParams = serde_json::from_value(json!({"path": "file:///x"})).unwrap();
         assert!(p.recursive);
         let p: OpenParams = serde_json::from_value(json!({"handleId": "h", "path": "file:///x"})).unwrap();
         assert_eq!(p.mode, OpenMode::Read);
-        let p: OpenParams =
-            serde_json::from_value(json!({"handleId": "h", "path": "file:///x", "mode": "replace"})).unwrap();
+        let p: OpenParams = serde_json::from_value(json!({"handleId": "h", "path": "file:///x", "mode": "replace"})).unwrap();
         assert_eq!(p.mode, OpenMode::Replace);
     }
 
     #[test]
     fn required_members() {
-        let e = serde_json::from_value::<CopyParams>(json!({"sourcePath": "file:///a", "destinationPath": "file:///b"}))
-            .unwrap_err();
+        let e = serde_json::from_value::<CopyParams>(json!({"sourcePath": "file:///a", "destinationPath": "file:///b"})).unwrap_err();
         assert_eq!(e.to_string(), "missing field `recursive`");
         let e = serde_json::from_value::<WalkParams>(
             json!({"path": "file:///a", "options": {"maxDepth": 1, "maxDirectories": 1, "maxEntries": 1}}),
@@ -229,14 +226,7 @@ mod tests {
 
     #[test]
     fn result_shapes() {
-        let m = MetadataResult {
-            is_directory: false,
-            is_file: true,
-            is_symlink: false,
-            size: 12,
-            created_at_ms: 0,
-            modified_at_ms: 5,
-        };
+        let m = MetadataResult { is_directory: false, is_file: true, is_symlink: false, size: 12, created_at_ms: 0, modified_at_ms: 5 };
         assert_eq!(
             serde_json::to_string(&m).unwrap(),
             r#"{"isDirectory":false,"isFile":true,"isSymlink":false,"size":12,"createdAtMs":0,"modifiedAtMs":5}"#

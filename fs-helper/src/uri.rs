@@ -25,19 +25,8 @@ pub const REMOTE_HOST_PREFIX: &str = "invalid URI: file URI host is not local: "
 
 /// Same byte set as the `url` crate's file-path segment encoding (WHATWG path set
 /// plus `/`, `%` and `\`), so our output equals `Url::from_file_path`.
-const SEGMENT: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'<')
-    .add(b'>')
-    .add(b'`')
-    .add(b'#')
-    .add(b'?')
-    .add(b'{')
-    .add(b'}')
-    .add(b'/')
-    .add(b'%')
-    .add(b'\\');
+const SEGMENT: &AsciiSet =
+    &CONTROLS.add(b' ').add(b'"').add(b'<').add(b'>').add(b'`').add(b'#').add(b'?').add(b'{').add(b'}').add(b'/').add(b'%').add(b'\\');
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UriError {
@@ -213,13 +202,7 @@ mod tests {
 
     #[test]
     fn credentials_port_query_fragment_rejected() {
-        for s in [
-            "file://user@host/p",
-            "file://user:pw@localhost/p",
-            "file://localhost:8080/p",
-            "file:///p?q=1",
-            "file:///p#frag",
-        ] {
+        for s in ["file://user@host/p", "file://user:pw@localhost/p", "file://localhost:8080/p", "file:///p?q=1", "file:///p#frag"] {
             let e = err(s);
             assert_eq!(e.code(), -32602, "{s}: {e}");
         }

@@ -191,7 +191,8 @@ impl Executor {
 
     /// The next message (in arrival order) that satisfies `pred`; others stay pending.
     pub fn next_matching(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
-        self.try_next_matching(&pred, TIMEOUT).unwrap_or_else(|| panic!("no matching message within {TIMEOUT:?}; pending: {:?}", self.pending))
+        self.try_next_matching(&pred, TIMEOUT)
+            .unwrap_or_else(|| panic!("no matching message within {TIMEOUT:?}; pending: {:?}", self.pending))
     }
 
     pub fn try_next_matching(&mut self, pred: &dyn Fn(&Value) -> bool, timeout: Duration) -> Option<Value> {

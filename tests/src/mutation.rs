@@ -40,10 +40,13 @@ pub fn requests(scratch: &Path) -> Vec<(&'static str, Value)> {
         ("initialize", json!({"clientName": "mutant", "resumeSessionId": null})),
         ("environment/info", json!({})),
         ("environment/status", Value::Null),
-        ("process/start", json!({"processId": "p", "argv": ["echo", "x"], "cwd": format!("file://{}", scratch.display()),
+        (
+            "process/start",
+            json!({"processId": "p", "argv": ["echo", "x"], "cwd": format!("file://{}", scratch.display()),
             "env": {"A": "1"}, "tty": false, "pipeStdin": false, "arg0": null,
             "envPolicy": {"inherit": "core", "ignoreDefaultExcludes": false, "exclude": ["*KEY*"], "set": {"B": "2"}, "includeOnly": []},
-            "sandbox": sandbox(scratch)})),
+            "sandbox": sandbox(scratch)}),
+        ),
         ("process/read", json!({"processId": "done", "afterSeq": 0, "maxBytes": 1024, "waitMs": 0})),
         ("process/write", json!({"processId": "done", "chunk": "aGkK", "writeId": "w1"})),
         ("process/signal", json!({"processId": "done", "signal": "interrupt"})),
@@ -60,7 +63,10 @@ pub fn requests(scratch: &Path) -> Vec<(&'static str, Value)> {
         ("fs/getMetadata", json!({"path": file, "followSymlinks": false})),
         ("fs/canonicalize", json!({"path": at(scratch, "ws/../f.txt")})),
         ("fs/readDirectory", json!({"path": at(scratch, "ws")})),
-        ("fs/walk", json!({"path": at(scratch, "ws"), "options": {"maxDepth": 4, "maxDirectories": 16, "maxEntries": 64, "followDirectorySymlinks": false}})),
+        (
+            "fs/walk",
+            json!({"path": at(scratch, "ws"), "options": {"maxDepth": 4, "maxDirectories": 16, "maxEntries": 64, "followDirectorySymlinks": false}}),
+        ),
         ("fs/remove", json!({"path": at(scratch, "ws/gone"), "recursive": true, "force": true})),
         ("fs/copy", json!({"sourcePath": file, "destinationPath": at(scratch, "ws/copy.txt"), "recursive": false})),
         ("fs/open", json!({"handleId": "o", "path": file, "mode": "read"})),
@@ -77,14 +83,45 @@ pub fn requests(scratch: &Path) -> Vec<(&'static str, Value)> {
 /// URIs: malformed, non-local, inside the scratch tree (some of them escaping it,
 /// which the scratch check then keeps from a real server).
 fn interesting_uri(scratch: &Path) -> impl Strategy<Value = Value> {
-    let uris: Vec<Value> = ["", "file:", "file:///%00", "file://otherhost/x", "file://u:p@localhost/x", "file:///x?q#f",
-        "file:///x#f", "relative", "/native/path", "http://example.test/", "file://localhost/nonexistent"]
+    let uris: Vec<Value> = [
+        "",
+        "file:",
+        "file:///%00",
+        "file://otherhost/x",
+        "file://u:p@localhost/x",
+        "file:///x?q#f",
+        "file:///x#f",
+        "relative",
+        "/native/path",
+        "http://example.test/",
+        "file://localhost/nonexistent",
+    ]
+    .iter()
+    .map(|s| json!(s))
+    .chain(
+        [
+            "f.txt",
+            "ws",
+            "ws/x",
+            "ws/new dir/y",
+            "denied",
+            "denied/s",
+            "missing/x",
+            "ws/%2E%2E",
+            "ws/%2Fx",
+            "link-ws",
+            "link-ws/y",
+            "%20a",
+            "x%2.txt",
+            "ws/./z",
+            "f.txt/x",
+            "ws/gone",
+        ]
         .iter()
-        .map(|s| json!(s))
-        .chain(["f.txt", "ws", "ws/x", "ws/new dir/y", "denied", "denied/s", "missing/x", "ws/%2E%2E", "ws/%2Fx", "link-ws",
-            "link-ws/y", "%20a", "x%2.txt", "ws/./z", "f.txt/x", "ws/gone"].iter().map(|p| json!(at(scratch, p))))
-        .chain([json!(format!("file://{}", scratch.display())), json!(format!("file://localhost{}/f.txt", scratch.display()))])
-        .collect();
+        .map(|p| json!(at(scratch, p))),
+    )
+    .chain([json!(format!("file://{}", scratch.display())), json!(format!("file://localhost{}/f.txt", scratch.display()))])
+    .collect();
     proptest::sample::select(uris)
 }
 
@@ -92,10 +129,47 @@ fn interesting_uri(scratch: &Path) -> impl Strategy<Value = Value> {
 /// odd characters, URIs.
 fn interesting_string(scratch: &Path) -> impl Strategy<Value = Value> {
     let strings: Vec<Value> = [
-        "", "interrupt", "kill", "read", "replace", "managed", "restricted", "disabled", "external", "unrestricted",
-        "enabled", "special", "path", "glob_pattern", "root", "minimal", "current_working_directory", "project_roots",
-        "tmpdir", "slash_tmp", "unknown", "write", "none", "deny", "all", "core", "skip", "**", "*", "[", "[!",
-        "{a,b}", "?", "aGVsbG8=", "!!not base64", "=", "\u{0}", "é\u{202e}x", "../../x", "ws", "/abs",
+        "",
+        "interrupt",
+        "kill",
+        "read",
+        "replace",
+        "managed",
+        "restricted",
+        "disabled",
+        "external",
+        "unrestricted",
+        "enabled",
+        "special",
+        "path",
+        "glob_pattern",
+        "root",
+        "minimal",
+        "current_working_directory",
+        "project_roots",
+        "tmpdir",
+        "slash_tmp",
+        "unknown",
+        "write",
+        "none",
+        "deny",
+        "all",
+        "core",
+        "skip",
+        "**",
+        "*",
+        "[",
+        "[!",
+        "{a,b}",
+        "?",
+        "aGVsbG8=",
+        "!!not base64",
+        "=",
+        "\u{0}",
+        "é\u{202e}x",
+        "../../x",
+        "ws",
+        "/abs",
     ]
     .iter()
     .map(|s| json!(s))
@@ -111,30 +185,76 @@ fn interesting_string(scratch: &Path) -> impl Strategy<Value = Value> {
 /// Numbers at the edges of the types the protocol uses, and any other.
 fn interesting_number() -> impl Strategy<Value = Value> {
     let numbers = vec![
-        json!(0), json!(1), json!(-1), json!(i64::MIN), json!(i64::MAX), json!(u64::MAX), json!(u32::MAX),
-        json!(u32::MAX as u64 + 1), json!(9_007_199_254_740_993_u64), json!(1.5), json!(-0.0), json!(1e308),
-        json!(64 * 1024 * 1024 + 1), json!(86_400_000),
+        json!(0),
+        json!(1),
+        json!(-1),
+        json!(i64::MIN),
+        json!(i64::MAX),
+        json!(u64::MAX),
+        json!(u32::MAX),
+        json!(u32::MAX as u64 + 1),
+        json!(9_007_199_254_740_993_u64),
+        json!(1.5),
+        json!(-0.0),
+        json!(1e308),
+        json!(64 * 1024 * 1024 + 1),
+        json!(86_400_000),
     ];
     prop_oneof![3 => proptest::sample::select(numbers), 1 => any::<i64>().prop_map(|n| json!(n))]
 }
 
 /// Leaves that are often almost right.
 fn interesting_leaf(scratch: &Path) -> impl Strategy<Value = Value> {
-    prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        interesting_number(),
-        interesting_string(scratch),
-    ]
+    prop_oneof![Just(Value::Null), any::<bool>().prop_map(Value::Bool), interesting_number(), interesting_string(scratch),]
 }
 
 /// Member names of the protocol, so that added members are often meaningful.
 const KEYS: &[&str] = &[
-    "processId", "argv", "cwd", "env", "tty", "pipeStdin", "arg0", "envPolicy", "sandbox", "path", "dataBase64",
-    "followSymlinks", "recursive", "force", "options", "maxDepth", "handleId", "offset", "len", "chunk", "mode",
-    "watchId", "missing", "permissions", "type", "file_system", "entries", "access", "value", "kind", "subpath",
-    "pattern", "network", "workspaceRoots", "windowsSandboxLevel", "glob_scan_max_depth", "afterSeq", "waitMs",
-    "maxBytes", "writeId", "signal", "sourcePath", "destinationPath", "enforceManagedNetwork", "shellSnapshot",
+    "processId",
+    "argv",
+    "cwd",
+    "env",
+    "tty",
+    "pipeStdin",
+    "arg0",
+    "envPolicy",
+    "sandbox",
+    "path",
+    "dataBase64",
+    "followSymlinks",
+    "recursive",
+    "force",
+    "options",
+    "maxDepth",
+    "handleId",
+    "offset",
+    "len",
+    "chunk",
+    "mode",
+    "watchId",
+    "missing",
+    "permissions",
+    "type",
+    "file_system",
+    "entries",
+    "access",
+    "value",
+    "kind",
+    "subpath",
+    "pattern",
+    "network",
+    "workspaceRoots",
+    "windowsSandboxLevel",
+    "glob_scan_max_depth",
+    "afterSeq",
+    "waitMs",
+    "maxBytes",
+    "writeId",
+    "signal",
+    "sourcePath",
+    "destinationPath",
+    "enforceManagedNetwork",
+    "shellSnapshot",
 ];
 
 /// JSON built from interesting leaves, up to a few levels deep.
@@ -153,10 +273,24 @@ pub fn json_value(scratch: &Path) -> impl Strategy<Value = Value> {
 #[derive(Debug, Clone)]
 pub enum Mutation {
     /// A new value of the same JSON type (a bool is flipped, a null becomes the string).
-    Tweak { at: Vec<usize>, uri: Value, string: Value, number: Value },
-    Replace { at: Vec<usize>, with: Value },
-    Remove { at: Vec<usize> },
-    Insert { at: Vec<usize>, key: &'static str, value: Value },
+    Tweak {
+        at: Vec<usize>,
+        uri: Value,
+        string: Value,
+        number: Value,
+    },
+    Replace {
+        at: Vec<usize>,
+        with: Value,
+    },
+    Remove {
+        at: Vec<usize>,
+    },
+    Insert {
+        at: Vec<usize>,
+        key: &'static str,
+        value: Value,
+    },
 }
 
 /// Mostly changes that keep the shape (so that decoding gets far and the handlers run),
@@ -316,5 +450,9 @@ fn harmless_program(argv: Option<&Value>) -> bool {
 fn not_found(program: &str) -> bool {
     let path = std::env::var("PATH").unwrap_or_default();
     let dirs = DEFAULT_PATH.iter().copied().chain(path.split(':'));
-    !program.is_empty() && !program.contains('/') && program != "." && program != ".." && dirs.into_iter().all(|d| !Path::new(d).join(program).exists())
+    !program.is_empty()
+        && !program.contains('/')
+        && program != "."
+        && program != ".."
+        && dirs.into_iter().all(|d| !Path::new(d).join(program).exists())
 }

@@ -347,8 +347,7 @@ impl WsClient {
         let deadline = Instant::now() + TIMEOUT;
         loop {
             assert!(Instant::now() < deadline, "{process_id} did not close within {TIMEOUT:?}");
-            let result =
-                self.call("process/read", json!({"processId": process_id, "afterSeq": after, "waitMs": 1000}));
+            let result = self.call("process/read", json!({"processId": process_id, "afterSeq": after, "waitMs": 1000}));
             for chunk in result["chunks"].as_array().expect("chunks") {
                 let seq = chunk["seq"].as_u64().expect("seq");
                 chunks.push((seq, crate::unb64(chunk["chunk"].as_str().expect("chunk"))));
@@ -362,8 +361,7 @@ impl WsClient {
 }
 
 fn parse(bytes: &[u8]) -> Value {
-    serde_json::from_slice(bytes)
-        .unwrap_or_else(|e| panic!("server sent a non-JSON frame {:?}: {e}", String::from_utf8_lossy(bytes)))
+    serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("server sent a non-JSON frame {:?}: {e}", String::from_utf8_lossy(bytes)))
 }
 
 /// A plain HTTP/1.1 request to `addr` (`127.0.0.1:PORT`); returns status and body.

@@ -74,8 +74,11 @@ fn one_client(url: &str, i: usize, barrier: &Barrier) -> Result<(), String> {
     client.handshake();
     let id = format!("load-{i}");
     let script = format!("echo client-{i}; seq 1 {LINES}");
-    let out = client.run(&id, json!({"argv": ["sh", "-c", script], "cwd": "file:///tmp",
-        "env": {"PATH": "/usr/bin:/bin"}, "tty": false}));
+    let out = client.run(
+        &id,
+        json!({"argv": ["sh", "-c", script], "cwd": "file:///tmp",
+        "env": {"PATH": "/usr/bin:/bin"}, "tty": false}),
+    );
     let expected = expected_output(i);
     if out.stdout_str() != expected || out.exit_code != Some(0) {
         return Err(format!("notifications: exit {:?}, {} of {} bytes", out.exit_code, out.stdout.len(), expected.len()));
@@ -92,9 +95,5 @@ fn one_client(url: &str, i: usize, barrier: &Barrier) -> Result<(), String> {
 /// Peak resident set (VmHWM) of a process, in KiB.
 pub fn peak_rss_kib(pid: i32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok())
 }

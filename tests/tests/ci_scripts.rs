@@ -39,7 +39,13 @@ fn serve_sets_up_only_the_build() {
 fn test_sets_up_the_tests_and_ends_with_the_fresh_machine_check() {
     let test = script("test.sh");
     let test = commands(&test);
-    assert!(test.iter().any(|l| *l == "bash ci/setup-tests.sh"), "{test:?}");
+    assert!(test.contains(&"bash ci/setup-tests.sh"), "{test:?}");
+    let gates = ["cargo fmt --all --check", "cargo clippy --workspace --all-targets --locked -- -D warnings"];
+    let first_test = test.iter().position(|l| l.starts_with("cargo test")).expect("ci/test.sh runs cargo test");
+    for gate in gates {
+        let at = test.iter().position(|l| *l == gate).unwrap_or_else(|| panic!("ci/test.sh lacks the gate {gate:?}"));
+        assert!(at < first_test, "{gate:?} runs before the tests");
+    }
     assert_eq!(test.last(), Some(&"bash ci/fresh-machine.sh"), "last, after every unit and integration test");
     let setup_tests = script("setup-tests.sh");
     assert!(setup_tests.contains("setup.d/*.sh") && setup_tests.contains("bash setup.sh"), "{setup_tests}");

@@ -10,11 +10,7 @@ use std::process::{Command, Output, Stdio};
 use executor_tests::executor_bin;
 
 fn executor(args: &[&str]) -> Output {
-    Command::new(executor_bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run executor {args:?}: {e}"))
+    Command::new(executor_bin()).args(args).stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run executor {args:?}: {e}"))
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -59,7 +55,11 @@ fn a_bwrap_path_that_is_missing_or_untrusted_stops_the_start_with_a_fix_for_the_
     let copy = dir.path().join("bwrap");
     std::fs::copy("/usr/bin/bwrap", &copy).expect("copy /usr/bin/bwrap");
     let copy = copy.to_str().expect("utf8");
-    for args in [&["--bwrap-path", copy][..], &["--listen", "ws://127.0.0.1:0", "--bwrap-path", copy], &["sandbox", "--bwrap-path", copy, "--", "true"]] {
+    for args in [
+        &["--bwrap-path", copy][..],
+        &["--listen", "ws://127.0.0.1:0", "--bwrap-path", copy],
+        &["sandbox", "--bwrap-path", copy, "--", "true"],
+    ] {
         let stderr = assert_usage_error(args, "is not trusted");
         assert!(stderr.contains(&format!("FIX: make {copy} and every directory above it owned by root")), "{stderr}");
         assert!(!stderr.contains("install bubblewrap"), "{stderr}");
@@ -85,7 +85,9 @@ fn sandbox_is_a_subcommand_in_help() {
     let sandbox_help = text(&out.stdout);
     assert!(sandbox_help.contains("Usage: executor sandbox [OPTIONS]"), "{sandbox_help}");
     // Flags of the launcher come from the same parser as the server's.
-    for flag in ["--policy", "--writable", "--deny", "--network", "--cwd", "--permissions", "--bwrap", "--bwrap-path", "--sandbox-max-procs"] {
+    for flag in
+        ["--policy", "--writable", "--deny", "--network", "--cwd", "--permissions", "--bwrap", "--bwrap-path", "--sandbox-max-procs"]
+    {
         assert!(sandbox_help.contains(flag), "{flag} missing from `executor help sandbox`: {sandbox_help}");
     }
     // What --writable adds to: the default policy's own writable set.
@@ -194,7 +196,17 @@ fn sandbox_writable_adds_to_the_policy() {
     }
     let tmp_file = format!("/tmp/executor-cli-writable-{}", std::process::id());
     let touch = |policy: &str, target: &Path| {
-        let args = ["sandbox", "--policy", policy, "--cwd", cwd.to_str().expect("utf8"), "--writable", extra.to_str().expect("utf8"), "--", "touch"];
+        let args = [
+            "sandbox",
+            "--policy",
+            policy,
+            "--cwd",
+            cwd.to_str().expect("utf8"),
+            "--writable",
+            extra.to_str().expect("utf8"),
+            "--",
+            "touch",
+        ];
         Command::new(executor_bin()).args(args).arg(target).stdin(Stdio::null()).output().expect("executor sandbox").status.success()
     };
     assert!(touch("workspace-write", &extra.join("a")), "the --writable directory");

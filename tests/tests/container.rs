@@ -52,8 +52,7 @@ fn the_dockerfile_entrypoint_runs_as_pid1() {
     let server = start_argv_as_pid1(&args);
     assert_eq!(http_get(server.addr(), "/readyz", &[]).0, 200);
     assert_eq!(http_get(server.addr(), "/", UPGRADE_HEADERS), (401, "missing websocket bearer token".into()));
-    let mut client =
-        WsClient::connect(&server.url, &[("Authorization", "Bearer container-token")]).expect("authorized upgrade");
+    let mut client = WsClient::connect(&server.url, &[("Authorization", "Bearer container-token")]).expect("authorized upgrade");
     client.handshake();
     let (comm, code) = run(&mut client, "pid1", "cat /proc/1/comm");
     assert_eq!((comm.trim(), code), ("executor", Some(0)));
@@ -122,12 +121,18 @@ fn sigterm_to_pid1_terminates_children_and_exits() {
     let marker = marker_dir.path().join("got-term");
     let mut client = server.ready();
     // A child that records SIGTERM and exits, and one that ignores SIGTERM.
-    client.call("process/start", json!({"processId": "polite",
+    client.call(
+        "process/start",
+        json!({"processId": "polite",
         "argv": ["sh", "-c", format!("trap 'echo term > {}; exit 0' TERM; echo $$; while :; do sleep 0.05; done", marker.display())],
-        "cwd": "file:///tmp", "env": {"PATH": "/usr/bin:/bin"}, "tty": false}));
-    client.call("process/start", json!({"processId": "stubborn",
+        "cwd": "file:///tmp", "env": {"PATH": "/usr/bin:/bin"}, "tty": false}),
+    );
+    client.call(
+        "process/start",
+        json!({"processId": "stubborn",
         "argv": ["sh", "-c", "trap '' TERM; echo $$; while :; do sleep 0.05; done"],
-        "cwd": "file:///tmp", "env": {"PATH": "/usr/bin:/bin"}, "tty": false}));
+        "cwd": "file:///tmp", "env": {"PATH": "/usr/bin:/bin"}, "tty": false}),
+    );
     let mut host_pids = Vec::new();
     for id in ["polite", "stubborn"] {
         let event = client.next_matching(|m| m["method"] == "process/output" && m["params"]["processId"] == json!(id));

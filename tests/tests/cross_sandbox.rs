@@ -105,10 +105,18 @@ fn planted_symlink_does_not_widen_the_next_sandbox(user: Option<(u32, u32)>) {
     let mut explicit = vec![special("root", "read"), path_entry(&b1, "write")];
     let forms: Vec<(&str, Value, &Path)> = vec![
         ("explicit write entry", sandbox(std::mem::take(&mut explicit), &ws, None), &b1),
-        ("current_working_directory", sandbox(vec![special("root", "read"), special("current_working_directory", "write")], &b1, None), &b1),
+        (
+            "current_working_directory",
+            sandbox(vec![special("root", "read"), special("current_working_directory", "write")], &b1, None),
+            &b1,
+        ),
         (
             "project_roots",
-            sandbox(vec![special("root", "read"), json!({"path": {"type": "special", "value": {"kind": "project_roots"}}, "access": "write"})], &ws, Some(vec![&b1])),
+            sandbox(
+                vec![special("root", "read"), json!({"path": {"type": "special", "value": {"kind": "project_roots"}}, "access": "write"})],
+                &ws,
+                Some(vec![&b1]),
+            ),
             &b1,
         ),
         ("entry planted after it was granted", sandbox(planting, &ws, None), &later),
@@ -149,7 +157,11 @@ fn denied_dir_cannot_be_moved_away(user: Option<(u32, u32)>) {
     let out = run(&mut s, "mover", script, &t.ws, policy.clone()).unwrap();
     let stdout = out.stdout_str();
     for refused in ["mv-a=1", "mv-mid=1", "py=1"] {
-        assert!(stdout.contains(refused), "an ancestor of the denied path was moved ({refused}): {stdout} {:?}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            stdout.contains(refused),
+            "an ancestor of the denied path was moved ({refused}): {stdout} {:?}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     assert!(String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"), "{out:?}");
     // Control: other directories in the same root move freely.

@@ -44,10 +44,7 @@ fn doc_ssh_argv() -> Vec<String> {
 fn deploy_ssh_shows_the_command_line_the_ssh_test_runs() {
     let line = doc_ssh_argv().join(" ");
     let shell_blocks = fenced_blocks(&doc("deploy-ssh.md"), "sh");
-    assert!(
-        shell_blocks.iter().any(|b| b.lines().any(|l| l.trim() == line)),
-        "docs/deploy-ssh.md must show exactly:\n{line}"
-    );
+    assert!(shell_blocks.iter().any(|b| b.lines().any(|l| l.trim() == line)), "docs/deploy-ssh.md must show exactly:\n{line}");
 }
 
 #[test]
@@ -73,12 +70,7 @@ fn codex_environments_toml_examples_work() {
     }
     let field = |env: &toml::Value, key: &str| env.get(key).and_then(|v| v.as_str()).map(str::to_owned);
     let args_of = |env: &toml::Value| -> Vec<String> {
-        env.get("args")
-            .and_then(|v| v.as_array())
-            .expect("args")
-            .iter()
-            .map(|a| a.as_str().expect("string arg").to_owned())
-            .collect()
+        env.get("args").and_then(|v| v.as_array()).expect("args").iter().map(|a| a.as_str().expect("string arg").to_owned()).collect()
     };
     assert_eq!(environments.len(), 3, "local, ssh and url entries");
     for env in &environments {

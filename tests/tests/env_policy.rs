@@ -37,11 +37,7 @@ fn child_env(server: &mut Executor, id: &str, env: Value, policy: Option<Value>)
         params["envPolicy"] = policy;
     }
     let out = server.run(id, params);
-    out.stdout_str()
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+    out.stdout_str().lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
 }
 
 fn names(env: &BTreeMap<String, String>) -> Vec<&str> {
@@ -66,7 +62,8 @@ fn inherit_all_drops_default_excludes() {
 #[test]
 fn exclude_set_and_ignore_default_excludes() {
     let mut server = server();
-    let policy = json!({"inherit":"all","ignoreDefaultExcludes":true,"exclude":["foo","lc_*"],"set":{"NEW":"n","FOO":"setwins"},"includeOnly":[]});
+    let policy =
+        json!({"inherit":"all","ignoreDefaultExcludes":true,"exclude":["foo","lc_*"],"set":{"NEW":"n","FOO":"setwins"},"includeOnly":[]});
     let env = child_env(&mut server, "e2", json!({"OVER":"o"}), Some(policy));
     assert_eq!(env.get("FOO").map(String::as_str), Some("setwins"));
     assert_eq!(env.get("MY_API_KEY").map(String::as_str), Some("k"));
@@ -86,7 +83,8 @@ fn inherit_core_is_case_insensitive() {
 #[test]
 fn include_only_after_set_and_unfiltered_overlay() {
     let mut server = server();
-    let policy = json!({"inherit":"none","ignoreDefaultExcludes":false,"exclude":[],"set":{"S_TOKEN":"x","Z":"z"},"includeOnly":["z","path"]});
+    let policy =
+        json!({"inherit":"none","ignoreDefaultExcludes":false,"exclude":[],"set":{"S_TOKEN":"x","Z":"z"},"includeOnly":["z","path"]});
     let env = child_env(&mut server, "e4", json!({"PATH":"/bin","Y_TOKEN":"overlay"}), Some(policy));
     assert_eq!(names(&env), ["PATH", "Y_TOKEN", "Z"]);
     assert_eq!(env["PATH"], "/bin");
@@ -98,7 +96,8 @@ fn include_only_after_set_and_unfiltered_overlay() {
 #[test]
 fn policy_decoding_errors() {
     let mut server = server();
-    let mut params = json!({"processId":"e6","argv":["/usr/bin/env"],"cwd":"file:///tmp","env":{},"tty":false,"envPolicy":{"inherit":"all"}});
+    let mut params =
+        json!({"processId":"e6","argv":["/usr/bin/env"],"cwd":"file:///tmp","env":{},"tty":false,"envPolicy":{"inherit":"all"}});
     let (code, message) = server.call_err("process/start", params.clone());
     assert_eq!((code, message.as_str()), (-32602, "missing field `ignoreDefaultExcludes`"));
     params["envPolicy"] = json!({"inherit":"All","ignoreDefaultExcludes":false,"exclude":[],"set":{},"includeOnly":[]});

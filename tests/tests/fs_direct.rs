@@ -30,14 +30,16 @@ fn files_directories_metadata_and_errors() {
     let meta = s.call("fs/getMetadata", json!({"path": uri(&hello)}));
     assert_eq!((meta["isFile"].clone(), meta["isDirectory"].clone(), meta["size"].clone()), (json!(true), json!(false), json!(12)));
     let listing = s.call("fs/readDirectory", json!({"path": uri(&a)}));
-    let mut names: Vec<String> = listing["entries"].as_array().expect("entries").iter().map(|e| e["fileName"].as_str().unwrap_or("").to_owned()).collect();
+    let mut names: Vec<String> =
+        listing["entries"].as_array().expect("entries").iter().map(|e| e["fileName"].as_str().unwrap_or("").to_owned()).collect();
     names.sort();
     assert_eq!(names, ["b", "hello.txt"]);
     let (code, message) = s.call_err("fs/readDirectory", json!({"path": uri(&hello)}));
     assert_eq!((code, message.as_str()), (-32603, "Not a directory (os error 20)"));
     let canon = s.call("fs/canonicalize", json!({"path": format!("{}/../a/hello.txt", uri(&a))}));
     assert_eq!(canon["path"], json!(uri(&hello)));
-    let (code, message) = s.call_err("fs/copy", json!({"sourcePath": uri(&a), "destinationPath": uri(&root.join("a2")), "recursive": false}));
+    let (code, message) =
+        s.call_err("fs/copy", json!({"sourcePath": uri(&a), "destinationPath": uri(&root.join("a2")), "recursive": false}));
     assert_eq!((code, message.as_str()), (-32600, "fs/copy requires recursive: true when sourcePath is a directory"));
     s.call("fs/copy", json!({"sourcePath": uri(&a), "destinationPath": uri(&root.join("a2")), "recursive": true}));
     assert_eq!(std::fs::read(root.join("a2/hello.txt")).expect("copied"), b"hello world\n");
@@ -58,12 +60,18 @@ fn walk_is_breadth_first_sorted_and_truncates() {
     std::fs::write(root.join("with space.txt"), b"x").expect("write");
     std::fs::write(root.join("a/z.txt"), b"x").expect("write");
     let mut s = Executor::ready(&[]);
-    let walk = s.call("fs/walk", json!({"path": uri(root), "options": {"maxDepth": 3, "maxDirectories": 10, "maxEntries": 100, "followDirectorySymlinks": false}}));
+    let walk = s.call(
+        "fs/walk",
+        json!({"path": uri(root), "options": {"maxDepth": 3, "maxDirectories": 10, "maxEntries": 100, "followDirectorySymlinks": false}}),
+    );
     let paths: Vec<&str> = walk["entries"].as_array().expect("entries").iter().map(|e| e["path"].as_str().unwrap_or("")).collect();
     let base = uri(root);
     assert_eq!(paths, [format!("{base}/a"), format!("{base}/with%20space.txt"), format!("{base}/a/b"), format!("{base}/a/z.txt")]);
     assert_eq!(walk["truncated"], false);
-    let walk = s.call("fs/walk", json!({"path": uri(root), "options": {"maxDepth": 3, "maxDirectories": 10, "maxEntries": 2, "followDirectorySymlinks": false}}));
+    let walk = s.call(
+        "fs/walk",
+        json!({"path": uri(root), "options": {"maxDepth": 3, "maxDirectories": 10, "maxEntries": 2, "followDirectorySymlinks": false}}),
+    );
     assert_eq!(walk["entries"].as_array().map(Vec::len), Some(2));
     assert_eq!(walk["truncated"], true);
     let (code, _) = s.call_err("fs/walk", json!({"path": uri(root), "options": {"maxDepth": 3}}));

@@ -91,7 +91,13 @@ impl Tree {
         }
         std::fs::write(outside.join("o.txt"), b"outside\n").unwrap();
         let ws_denied_file = ws.join("secret.env");
-        for f in [secret.join("s.txt"), ws_denied.join("key.txt"), ws_denied_file.clone(), outside_denied.join("d.txt"), outside_denied.join("sub/d2.txt")] {
+        for f in [
+            secret.join("s.txt"),
+            ws_denied.join("key.txt"),
+            ws_denied_file.clone(),
+            outside_denied.join("d.txt"),
+            outside_denied.join("sub/d2.txt"),
+        ] {
             std::fs::write(f, FILE_SECRET).unwrap();
         }
         std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();

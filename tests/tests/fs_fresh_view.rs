@@ -283,7 +283,10 @@ fn recreated_workspace_gets_the_writes(user: Option<(u32, u32)>) {
     let made = fx.sandboxed("fs/createDirectory", json!({"path": uri(&ws.join("sub/dir")), "recursive": true}));
     assert!(made.get("result").is_some(), "{made}");
     assert!(ws.join("sub/dir").is_dir());
-    let copied = fx.sandboxed("fs/copy", json!({"sourcePath": uri(&ws.join("new.txt")), "destinationPath": uri(&ws.join("c.txt")), "recursive": false}));
+    let copied = fx.sandboxed(
+        "fs/copy",
+        json!({"sourcePath": uri(&ws.join("new.txt")), "destinationPath": uri(&ws.join("c.txt")), "recursive": false}),
+    );
     assert!(copied.get("result").is_some(), "{copied}");
     assert_eq!(std::fs::read(ws.join("c.txt")).unwrap(), b"fresh");
     let removed = fx.sandboxed("fs/remove", json!({"path": uri(&ws.join("c.txt"))}));
@@ -321,4 +324,8 @@ fn running_process_keeps_its_start_view(user: Option<(u32, u32)>) {
     );
 }
 
-executor_tests::as_root_and_unprivileged!(replaced_denied_dir_stays_hidden, recreated_workspace_gets_the_writes, running_process_keeps_its_start_view);
+executor_tests::as_root_and_unprivileged!(
+    replaced_denied_dir_stays_hidden,
+    recreated_workspace_gets_the_writes,
+    running_process_keeps_its_start_view
+);

@@ -88,8 +88,7 @@ fn read_file_over_the_cap_is_refused_and_read_block_reads_it() {
     let size = READ_FILE_CAP + 1;
     sparse_file(&file, size, b"end");
     let mut s = Executor::ready(&[]);
-    let expected =
-        format!("fs/readFile: file `{}` is {size} bytes, larger than the {READ_FILE_CAP}-byte limit", file.display());
+    let expected = format!("fs/readFile: file `{}` is {size} bytes, larger than the {READ_FILE_CAP}-byte limit", file.display());
     for sandbox in [None, Some(workspace_write(&root))] {
         let (code, message) = s.call_err("fs/readFile", params(&file, &sandbox));
         assert_eq!((code, message.as_str()), (-32600, expected.as_str()));

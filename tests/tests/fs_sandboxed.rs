@@ -65,13 +65,20 @@ fn writes_inside_the_writable_root_only() {
     assert!(!l.outside.join("dotdot.txt").exists());
     // A symlink inside the root that points outside does not carry write access out.
     symlink(&l.outside, l.ws.join("link")).expect("symlink");
-    let (code, _) = s.call_err("fs/writeFile", with_sandbox(json!({"path": uri(&l.ws.join("link/via-link.txt")), "dataBase64": b64(b"x")}), &l));
+    let (code, _) =
+        s.call_err("fs/writeFile", with_sandbox(json!({"path": uri(&l.ws.join("link/via-link.txt")), "dataBase64": b64(b"x")}), &l));
     assert_eq!(code, -32603);
     assert!(!l.outside.join("via-link.txt").exists());
     let (code, _) = s.call_err("fs/remove", with_sandbox(json!({"path": uri(&l.outside.join("o.txt"))}), &l));
     assert_eq!(code, -32603);
     assert!(l.outside.join("o.txt").exists(), "remove outside the root was refused");
-    let (code, _) = s.call_err("fs/copy", with_sandbox(json!({"sourcePath": uri(&l.ws.join("in.txt")), "destinationPath": uri(&l.outside.join("copy.txt")), "recursive": false}), &l));
+    let (code, _) = s.call_err(
+        "fs/copy",
+        with_sandbox(
+            json!({"sourcePath": uri(&l.ws.join("in.txt")), "destinationPath": uri(&l.outside.join("copy.txt")), "recursive": false}),
+            &l,
+        ),
+    );
     assert_eq!(code, -32603);
     assert!(!l.outside.join("copy.txt").exists());
     let (code, _) = s.call_err("fs/createDirectory", with_sandbox(json!({"path": uri(&l.outside.join("d"))}), &l));
@@ -92,7 +99,8 @@ fn denied_paths_cannot_be_read_listed_or_copied_out() {
     let walk = s.request("fs/walk", with_sandbox(json!({"path": uri(&l.secret), "options": {"maxDepth": 3, "maxDirectories": 10, "maxEntries": 100, "followDirectorySymlinks": false}}), &l));
     assert!(walk["result"]["entries"].as_array().is_none_or(|e| e.is_empty()), "{walk}");
     let copied = l.ws.join("stolen.txt");
-    let copy = s.request("fs/copy", with_sandbox(json!({"sourcePath": secret_file, "destinationPath": uri(&copied), "recursive": false}), &l));
+    let copy =
+        s.request("fs/copy", with_sandbox(json!({"sourcePath": secret_file, "destinationPath": uri(&copied), "recursive": false}), &l));
     assert!(copy.get("error").is_some(), "{copy}");
     assert!(!copied.exists() || std::fs::read(&copied).expect("read") != b"s3cret\n");
     // Control: the same read without a sandbox is served directly.
@@ -248,7 +256,8 @@ fn sandboxed_replace_writes_only_inside_the_writable_root() {
     assert_eq!(code, -32603);
     assert!(!created.exists());
     symlink(&l.outside, l.ws.join("link")).expect("symlink");
-    let (code, _) = s.call_err("fs/open", with_sandbox(json!({"handleId": "s", "path": uri(&l.ws.join("link/o.txt")), "mode": "replace"}), &l));
+    let (code, _) =
+        s.call_err("fs/open", with_sandbox(json!({"handleId": "s", "path": uri(&l.ws.join("link/o.txt")), "mode": "replace"}), &l));
     assert_eq!(code, -32603);
     assert_eq!(std::fs::read(&existing).expect("read"), b"outside\n");
     // None of the refused ids was registered.

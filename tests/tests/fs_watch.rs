@@ -37,18 +37,13 @@ fn fire_control(s: &mut Executor, watch_id: u64, path: &Path) {
 /// Threads of `pid` named `fs-watch`.
 fn watch_threads(pid: u32) -> usize {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
-    tasks
-        .filter_map(Result::ok)
-        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "fs-watch"))
-        .count()
+    tasks.filter_map(Result::ok).filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "fs-watch")).count()
 }
 
 /// Open inotify instances of `pid`.
 fn inotify_fds(pid: u32) -> usize {
     let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return 0 };
-    fds.filter_map(Result::ok)
-        .filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == "anon_inode:inotify"))
-        .count()
+    fds.filter_map(Result::ok).filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == "anon_inode:inotify")).count()
 }
 
 /// Waits (hang guard only) until the server holds `threads` watcher threads and `fds`

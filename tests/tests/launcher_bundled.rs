@@ -167,19 +167,12 @@ fn resource_file_fallback_is_verified_through_its_descriptor() {
 /// in a new one set to 2, executable memfds are refused for real (no debug hook).
 fn in_pidns_with_memfd_noexec_2(exe: &Path, args: &[&str]) -> std::process::Output {
     let script = format!("echo 2 > /proc/sys/vm/memfd_noexec && exec '{}' \"$@\"", exe.display());
-    Command::new("unshare")
-        .args(["-p", "-f", "--mount-proc", "sh", "-c", &script, "sh"])
-        .args(args)
-        .output()
-        .expect("unshare -p")
+    Command::new("unshare").args(["-p", "-f", "--mount-proc", "sh", "-c", &script, "sh"]).args(args).output().expect("unshare -p")
 }
 
 #[test]
 fn memfd_noexec_2_falls_back_to_the_verified_resource_file() {
-    assert!(
-        Path::new("/proc/sys/vm/memfd_noexec").exists(),
-        "this kernel has no vm.memfd_noexec (needs Linux >= 6.3)"
-    );
+    assert!(Path::new("/proc/sys/vm/memfd_noexec").exists(), "this kernel has no vm.memfd_noexec (needs Linux >= 6.3)");
     let expected = expected_digest();
     // Without a resource file: refused, and the reason is named.
     let out = in_pidns_with_memfd_noexec_2(&executor_bin(), &["doctor", "--exec-bundled-bwrap-version"]);

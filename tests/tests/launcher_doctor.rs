@@ -31,10 +31,7 @@ fn doctor_json_matches_independent_checks() {
         u["apparmor_restrict_unprivileged_userns"].as_str().map(String::from),
         read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
     );
-    assert_eq!(
-        u["unprivileged_userns_clone"].as_str().map(String::from),
-        read("/proc/sys/kernel/unprivileged_userns_clone")
-    );
+    assert_eq!(u["unprivileged_userns_clone"].as_str().map(String::from), read("/proc/sys/kernel/unprivileged_userns_clone"));
     let unshare_ok = Command::new("unshare").args(["-U", "-r", "-m", "-p", "-n", "-f", "true"]).status().expect("unshare").success();
     assert_eq!(u["attempt"]["ok"].as_bool(), Some(unshare_ok), "{u}");
 
@@ -79,7 +76,27 @@ fn doctor_json_matches_independent_checks() {
 
     // The verdict: the same bwrap run done here independently.
     let independent = Command::new("/usr/bin/bwrap")
-        .args(["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net", "--die-with-parent", "--new-session", "--as-pid-1", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--cap-drop", "ALL", "--", "true"])
+        .args([
+            "--unshare-user",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-net",
+            "--die-with-parent",
+            "--new-session",
+            "--as-pid-1",
+            "--ro-bind",
+            "/",
+            "/",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--cap-drop",
+            "ALL",
+            "--",
+            "true",
+        ])
         .status()
         .expect("bwrap")
         .success();
@@ -113,13 +130,12 @@ fn doctor_human_output_has_verdict_and_exit_status() {
 fn doctor_reports_refused_user_namespaces_with_fix() {
     let exe = executor_bin();
     let script = format!("echo 0 > /proc/sys/user/max_user_namespaces && exec '{}' doctor \"$@\"", exe.display());
-    let run = |args: &[&str]| {
-        Command::new("unshare").args(["-U", "-r", "sh", "-c", &script, "sh"]).args(args).output().expect("unshare -U -r")
-    };
+    let run =
+        |args: &[&str]| Command::new("unshare").args(["-U", "-r", "sh", "-c", &script, "sh"]).args(args).output().expect("unshare -U -r");
     let out = run(&["--json"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let r: serde_json::Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("{e}: {stdout} / {}", String::from_utf8_lossy(&out.stderr)));
+    let r: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout} / {}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(out.status.code(), Some(1), "refused userns → no sandbox → exit 1");
     let a = &r["user_namespaces"]["attempt"];
     assert_eq!(a["ok"], false, "{a}");

@@ -17,7 +17,7 @@ use executor::protocol::types as t;
 use executor::protocol::{decode_params, RpcError};
 use executor::sandbox::policy::{resolve, MountOp};
 use executor::sandbox::FileSystemSandboxContext;
-use executor_tests::mutation::{json_value, mutated_request, mutation, apply, requests};
+use executor_tests::mutation::{apply, json_value, mutated_request, mutation, requests};
 use fs_helper::helper::decode_request;
 use fs_helper::ops::{decode_op, Operation};
 use proptest::prelude::*;
@@ -155,10 +155,23 @@ fn tree() -> &'static Path {
             for d in ["ws/.git", "ws/src", "ws2", "gitdir", "ws3", "decoy", "denied", "deep/a/b/c/d/e/f"] {
                 std::fs::create_dir_all(root.join(d)).expect("mkdir");
             }
-            for (f, text) in [("ws/src/a.txt", "a"), ("ws/.env", "k"), ("ws2/.git", "gitdir: ../gitdir\n"), ("denied/secret.txt", "s"), ("file.txt", "f")] {
+            for (f, text) in [
+                ("ws/src/a.txt", "a"),
+                ("ws/.env", "k"),
+                ("ws2/.git", "gitdir: ../gitdir\n"),
+                ("denied/secret.txt", "s"),
+                ("file.txt", "f"),
+            ] {
                 std::fs::write(root.join(f), text).expect("write");
             }
-            for (link, target) in [("ws3/.codex", "../decoy"), ("link-ws", "ws"), ("link-up", ".."), ("link-root", "/"), ("dangling", "nowhere"), ("loop", "loop")] {
+            for (link, target) in [
+                ("ws3/.codex", "../decoy"),
+                ("link-ws", "ws"),
+                ("link-up", ".."),
+                ("link-root", "/"),
+                ("dangling", "nowhere"),
+                ("loop", "loop"),
+            ] {
                 std::os::unix::fs::symlink(target, root.join(link)).expect("symlink");
             }
             nix::unistd::mkfifo(&root.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
@@ -169,20 +182,52 @@ fn tree() -> &'static Path {
 
 /// Paths below the tree (relative) or absolute system paths, as the resolver may meet them.
 const PLACES: &[&str] = &[
-    "", "ws", "ws/src", "ws/.git", "ws/.env", "ws2", "ws3", "denied", "denied/secret.txt", "link-ws", "link-ws/src",
-    "link-up", "link-root", "dangling", "loop", "fifo", "file.txt", "deep/a/b", "missing/x", "ws/./src", "ws//src",
-    "ws/src/../..", "/", "/tmp", "/proc/self", "/dev/null", "/nonexistent", "/etc/passwd",
+    "",
+    "ws",
+    "ws/src",
+    "ws/.git",
+    "ws/.env",
+    "ws2",
+    "ws3",
+    "denied",
+    "denied/secret.txt",
+    "link-ws",
+    "link-ws/src",
+    "link-up",
+    "link-root",
+    "dangling",
+    "loop",
+    "fifo",
+    "file.txt",
+    "deep/a/b",
+    "missing/x",
+    "ws/./src",
+    "ws//src",
+    "ws/src/../..",
+    "/",
+    "/tmp",
+    "/proc/self",
+    "/dev/null",
+    "/nonexistent",
+    "/etc/passwd",
 ];
 
 fn place() -> impl Strategy<Value = String> {
-    proptest::sample::select(PLACES).prop_map(|p| if p.starts_with('/') { format!("file://{p}") } else { format!("file://{}/{p}", tree().display()) })
+    proptest::sample::select(PLACES).prop_map(|p| {
+        if p.starts_with('/') {
+            format!("file://{p}")
+        } else {
+            format!("file://{}/{p}", tree().display())
+        }
+    })
 }
 
 /// Directories a relative glob may start from: walking from these stays in the tree.
 fn cwd() -> impl Strategy<Value = Value> {
     prop_oneof![
         Just(Value::Null),
-        proptest::sample::select(&["", "ws", "ws2", "deep", "link-ws", "missing", "file.txt"][..]).prop_map(|p| json!(format!("file://{}/{p}", tree().display()))),
+        proptest::sample::select(&["", "ws", "ws2", "deep", "link-ws", "missing", "file.txt"][..])
+            .prop_map(|p| json!(format!("file://{}/{p}", tree().display()))),
         Just(json!("not a uri")),
     ]
 }

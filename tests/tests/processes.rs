@@ -34,17 +34,20 @@ fn echo_notifications_share_one_seq_counter_and_read_matches() {
 fn start_errors() {
     let mut server = Executor::ready(&[]);
     server.run("dup", sh("true"));
-    let (code, message) = server.call_err("process/start", json!({"processId":"dup","argv":["true"],"cwd":"file:///tmp","env":{},"tty":false}));
+    let (code, message) =
+        server.call_err("process/start", json!({"processId":"dup","argv":["true"],"cwd":"file:///tmp","env":{},"tty":false}));
     assert_eq!((code, message.as_str()), (-32600, "process dup already exists"));
     let (code, message) = server.call_err("process/start", json!({"processId":"p2","argv":[],"cwd":"file:///tmp","env":{},"tty":false}));
     assert_eq!((code, message.as_str()), (-32602, "argv must not be empty"));
     let (code, message) = server.call_err("process/start", json!({"processId":"p3","argv":["true"],"cwd":"/tmp","env":{},"tty":false}));
     assert_eq!((code, message.as_str()), (-32602, "invalid URI: relative URL without a base"));
-    let (code, message) = server.call_err("process/start", json!({"processId":"p4","argv":["/nonexistent/prog"],"cwd":"file:///tmp","env":{},"tty":false}));
+    let (code, message) =
+        server.call_err("process/start", json!({"processId":"p4","argv":["/nonexistent/prog"],"cwd":"file:///tmp","env":{},"tty":false}));
     assert_eq!((code, message.as_str()), (-32603, "No such file or directory (os error 2)"));
     // A failed spawn leaves the id free.
     server.run("p4", sh("true"));
-    let (code, _) = server.call_err("process/start", json!({"processId":"p5","argv":["true"],"cwd":"file:///nonexistent-dir","env":{},"tty":false}));
+    let (code, _) =
+        server.call_err("process/start", json!({"processId":"p5","argv":["true"],"cwd":"file:///nonexistent-dir","env":{},"tty":false}));
     assert_eq!(code, -32603);
     let (code, message) = server.call_err("process/start", json!({"processId":"p6","argv":["true"],"cwd":"file:///tmp","tty":false}));
     assert_eq!((code, message.as_str()), (-32602, "missing field `env`"));
@@ -325,7 +328,11 @@ fn concurrent_requests_one_processes_requests_in_order() {
 #[test]
 fn unsupported_start_fields_are_refused_not_ignored() {
     let mut server = Executor::ready(&[]);
-    for (field, value) in [("enforceManagedNetwork", json!(true)), ("networkProxy", json!({})), ("shellSnapshot", json!({"scopeId":"s","shell":{"name":"bash","path":"/bin/bash"}}))] {
+    for (field, value) in [
+        ("enforceManagedNetwork", json!(true)),
+        ("networkProxy", json!({})),
+        ("shellSnapshot", json!({"scopeId":"s","shell":{"name":"bash","path":"/bin/bash"}})),
+    ] {
         let mut params = sh("true");
         params["processId"] = json!(format!("u-{field}"));
         params[field] = value;

@@ -414,10 +414,7 @@ const MISSING: [&str; 6] = [".git", ".hg", ".svn", ".codex", ".agents", ".aws"];
 #[track_caller]
 fn assert_none_created(s: &Scratch) {
     for name in MISSING {
-        assert!(
-            std::fs::symlink_metadata(s.ws.join(name)).is_err(),
-            "{name} was created on the host"
-        );
+        assert!(std::fs::symlink_metadata(s.ws.join(name)).is_err(), "{name} was created on the host");
     }
 }
 
@@ -458,27 +455,12 @@ both!(missing_protected_names_cannot_be_created, |sb| {
     }
     assert_line(&o, &format!("mkdir {}/.hg:refused", s.ws.display()));
     assert_none_created(&s);
-    for control in [
-        "mkdir ok-dir",
-        "touch ok-file",
-        "ln -s elsewhere ok-link",
-        "ln f ok-hard",
-        "mv d2 ok-moved",
-        "mkfifo ok-fifo",
-    ] {
+    for control in ["mkdir ok-dir", "touch ok-file", "ln -s elsewhere ok-link", "ln f ok-hard", "mv d2 ok-moved", "mkfifo ok-fifo"] {
         assert_line(&o, &format!("{control}:created"));
     }
-    assert!(
-        s.ws.join("ok-dir").is_dir() && s.ws.join("ok-moved").is_dir() && s.ws.join("d").is_dir()
-    );
-    assert_eq!(
-        std::fs::read_to_string(s.ws.join("ok-hard")).unwrap(),
-        "data\n"
-    );
-    assert_eq!(
-        std::fs::read_link(s.ws.join("sub/dangling")).unwrap(),
-        Path::new("../.git")
-    );
+    assert!(s.ws.join("ok-dir").is_dir() && s.ws.join("ok-moved").is_dir() && s.ws.join("d").is_dir());
+    assert_eq!(std::fs::read_to_string(s.ws.join("ok-hard")).unwrap(), "data\n");
+    assert_eq!(std::fs::read_link(s.ws.join("sub/dangling")).unwrap(), Path::new("../.git"));
 
     // The errno is the one a read-only mount gives.
     let o = sb.sh(&refs(&ro_ws(&s)), &s.ws, "mkdir .git");
@@ -514,16 +496,7 @@ res("excl_ok", lambda: os.close(os.open("ok-excl", os.O_CREAT | os.O_EXCL | os.O
 res("excl_again", lambda: os.close(os.open("ok-excl", os.O_CREAT | os.O_EXCL | os.O_WRONLY, dir_fd=ws)))
 "#;
     let o = sb.py(&refs(&ro_ws(&s)), &s.ws, code);
-    for attack in [
-        "mkdirat",
-        "openat_excl",
-        "symlinkat",
-        "renameat",
-        "linkat",
-        "mknodat",
-        "link_tmpfile",
-        "exchange",
-    ] {
+    for attack in ["mkdirat", "openat_excl", "symlinkat", "renameat", "linkat", "mknodat", "link_tmpfile", "exchange"] {
         assert_line(&o, &format!("{attack}:EROFS"));
     }
     assert_line(&o, "mkdirat_ok:ok");
@@ -610,28 +583,13 @@ both!(create_guard_keeps_call_semantics, |sb| {
     assert_line(&o, "done");
     assert_line(&o, "to-stdout");
     assert!(!has_line(&o, "clobbered"), "{o:?}");
-    let mode = |p: &str| {
-        std::fs::metadata(s.ws.join(p))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777
-    };
+    let mode = |p: &str| std::fs::metadata(s.ws.join(p)).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode("m750"), 0o750);
     assert_eq!(mode("f640"), 0o640);
-    assert_eq!(
-        std::fs::read_to_string(s.ws.join("from-fifo")).unwrap(),
-        "through-fifo\n"
-    );
+    assert_eq!(std::fs::read_to_string(s.ws.join("from-fifo")).unwrap(), "through-fifo\n");
     assert_eq!(std::fs::read_to_string(s.ws.join("a/x")).unwrap(), "deep\n");
-    assert_eq!(
-        std::fs::read_to_string(s.ws.join("a/made-by-link")).unwrap(),
-        "via-link\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(s.ws.join("once")).unwrap(),
-        "once\n"
-    );
+    assert_eq!(std::fs::read_to_string(s.ws.join("a/made-by-link")).unwrap(), "via-link\n");
+    assert_eq!(std::fs::read_to_string(s.ws.join("once")).unwrap(), "once\n");
 
     let code = r#"
 import fcntl
@@ -646,18 +604,9 @@ print("same-file", os.fstat(a).st_ino == os.stat("cx").st_ino)
 
     // The guard reports itself, and is off when nothing is missing.
     let mut c = sb.base_cmd(&sb.exe());
-    c.env("EXECUTOR_SANDBOX_DEBUG", "1")
-        .args(["sandbox"])
-        .args(ro_ws(&s))
-        .arg("--cwd")
-        .arg(&s.ws)
-        .args(["--", "true"]);
+    c.env("EXECUTOR_SANDBOX_DEBUG", "1").args(["sandbox"]).args(ro_ws(&s)).arg("--cwd").arg(&s.ws).args(["--", "true"]);
     let o = out(c.output().unwrap());
-    assert!(
-        o.stderr
-            .contains("create guard: on (6 missing protected names, 0 pinned directories)"),
-        "{o:?}"
-    );
+    assert!(o.stderr.contains("create guard: on (6 missing protected names, 0 pinned directories)"), "{o:?}");
 });
 
 // ------------------------------------------------------------------------------------
@@ -737,14 +686,29 @@ res("tioclinux", lambda: fcntl.ioctl(0, 0x541C, b"\x00"))
 "#;
     let o = sb.py(&[], &s.ws, probe);
     assert_eq!(o.code, 0, "{o:?}");
-    for n in ["ptrace", "process_vm_readv", "io_uring_setup", "bpf", "perf_event_open", "keyctl", "add_key", "unshare_user", "clone_newuser", "mount", "tiocsti", "tioclinux"] {
+    for n in [
+        "ptrace",
+        "process_vm_readv",
+        "io_uring_setup",
+        "bpf",
+        "perf_event_open",
+        "keyctl",
+        "add_key",
+        "unshare_user",
+        "clone_newuser",
+        "mount",
+        "tiocsti",
+        "tioclinux",
+    ] {
         assert_line(&o, &format!("{n}:EPERM"));
     }
     assert_line(&o, "clone3:ENOSYS");
     // Controls on the host: the same calls are not refused with EPERM there (so EPERM
     // above is the filter, not the kernel). Only calls an unprivileged user may make.
     let h = sb.py_host(probe);
-    for (n, not) in [("io_uring_setup", "io_uring_setup:EPERM"), ("keyctl", "keyctl:EPERM"), ("clone3", "clone3:ENOSYS"), ("tiocsti", "tiocsti:EPERM")] {
+    for (n, not) in
+        [("io_uring_setup", "io_uring_setup:EPERM"), ("keyctl", "keyctl:EPERM"), ("clone3", "clone3:ENOSYS"), ("tiocsti", "tiocsti:EPERM")]
+    {
         assert!(!has_line(&h, not), "control {n} on host: {h:?}");
     }
     // shell-level: new user namespace and mount

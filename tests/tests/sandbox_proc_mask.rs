@@ -35,9 +35,8 @@ fn probe(server: &mut Executor, ws: &std::path::Path, id: &str) -> RunOutput {
 
 #[test]
 fn the_simulated_host_really_refuses_a_new_procfs() {
-    let out = in_masked_host("bwrap --unshare-user --unshare-pid --ro-bind / / --dev /dev --proc /proc true", &[])
-        .output()
-        .expect("run unshare");
+    let out =
+        in_masked_host("bwrap --unshare-user --unshare-pid --ro-bind / / --dev /dev --proc /proc true", &[]).output().expect("run unshare");
     assert!(!out.status.success(), "control: bwrap mounted a procfs although /proc has a locked over-mount");
     assert!(String::from_utf8_lossy(&out.stderr).contains("Can't mount proc"), "{}", String::from_utf8_lossy(&out.stderr));
 }
@@ -67,8 +66,8 @@ fn sandboxes_get_an_empty_proc_where_the_host_refuses_one() {
 fn doctor_reports_the_masked_proc() {
     let exe = executor_bin();
     let out = in_masked_host("exec \"$1\" doctor --json", &[&exe.to_string_lossy()]).output().expect("run doctor");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("doctor --json: {e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("doctor --json: {e}: {}", String::from_utf8_lossy(&out.stdout)));
     assert_eq!(report["smoke_test"]["proc_masked"], true, "{report:#}");
     assert_eq!(report["smoke_test"]["ok"], true, "{report:#}");
     // Without a /proc of its own the create guard cannot read callers: reported, with a fix.
@@ -83,8 +82,8 @@ fn doctor_reports_the_masked_proc() {
 #[test]
 fn doctor_reports_the_create_guard_on_a_normal_host() {
     let out = std::process::Command::new(executor_bin()).args(["doctor", "--json"]).output().expect("run doctor");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("doctor --json: {e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("doctor --json: {e}: {}", String::from_utf8_lossy(&out.stdout)));
     assert_eq!(report["smoke_test"]["proc_masked"], false, "{report:#}");
     assert_eq!(guard_layer(&report)["enforced"], true, "{report:#}");
     assert!(!report["verdict"]["problems"].to_string().contains("create guard"), "{report:#}");

@@ -116,7 +116,11 @@ fn a_fork_bomb_leaves_the_server_responsive() {
     let count = processes_with(&marker);
     if count < 40 {
         let out = RunOutput::from_events(&s.events_until_closed("bomb"));
-        panic!("control: the bomb did not multiply ({count} processes); exit {:?}, stderr {}", out.exit_code, String::from_utf8_lossy(&out.stderr));
+        panic!(
+            "control: the bomb did not multiply ({count} processes); exit {:?}, stderr {}",
+            out.exit_code,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     let out = s.run("alive", start("alive", "echo alive"));

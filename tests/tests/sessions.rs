@@ -14,8 +14,7 @@ fn session_id(initialize_result: &Value) -> String {
 
 /// The pid a process printed as its first output line, from its notifications.
 fn first_line_pid(client: &mut WsClient, process_id: &str) -> i32 {
-    let event =
-        client.next_matching(|m| m["method"] == "process/output" && m["params"]["processId"] == json!(process_id));
+    let event = client.next_matching(|m| m["method"] == "process/output" && m["params"]["processId"] == json!(process_id));
     let text = String::from_utf8(unb64(event["params"]["chunk"].as_str().expect("chunk"))).expect("utf8");
     let line = text.lines().next().unwrap_or_default();
     line.trim().parse().unwrap_or_else(|e| panic!("pid line {line:?}: {e}"))
@@ -27,13 +26,15 @@ fn dropped_connection_resumes_and_reads_every_byte() {
     let mut ws1 = server.connect();
     let id = session_id(&ws1.handshake());
     let script = "for i in $(seq 1 200); do echo line$i; sleep 0.01; done";
-    ws1.call("process/start", json!({"processId": "stream", "argv": ["sh", "-c", script],
-        "cwd": "file:///tmp", "env": {"PATH": "/usr/bin:/bin"}, "tty": false}));
+    ws1.call(
+        "process/start",
+        json!({"processId": "stream", "argv": ["sh", "-c", script],
+        "cwd": "file:///tmp", "env": {"PATH": "/usr/bin:/bin"}, "tty": false}),
+    );
     // Some output arrives as notifications, then the client vanishes mid-stream.
     let mut seen = Vec::new();
     while seen.len() < 3 {
-        let event =
-            ws1.next_matching(|m| m["method"] == "process/output" && m["params"]["processId"] == json!("stream"));
+        let event = ws1.next_matching(|m| m["method"] == "process/output" && m["params"]["processId"] == json!("stream"));
         let params = &event["params"];
         seen.push((params["seq"].as_u64().expect("seq"), unb64(params["chunk"].as_str().expect("chunk"))));
     }
@@ -95,8 +96,11 @@ fn a_drop_is_noticed_while_the_connection_waits_for_a_request_slot() {
     let server = WsServer::start(&["--concurrent-requests", "1"]);
     let mut ws1 = server.connect();
     let id = session_id(&ws1.handshake());
-    ws1.call("process/start", json!({"processId": "quiet", "argv": ["sleep", "1000"],
-        "cwd": "file:///tmp", "env": {"PATH": "/usr/bin:/bin"}, "tty": false}));
+    ws1.call(
+        "process/start",
+        json!({"processId": "quiet", "argv": ["sleep", "1000"],
+        "cwd": "file:///tmp", "env": {"PATH": "/usr/bin:/bin"}, "tty": false}),
+    );
     ws1.send_request("process/read", json!({"processId": "quiet", "afterSeq": 0, "waitMs": 600_000}));
     ws1.send_request("environment/status", json!({}));
     ws1.drop_tcp();
@@ -110,8 +114,11 @@ fn detached_sessions_expire_and_their_processes_are_killed() {
     let server = WsServer::start(&["--session-ttl", "2"]);
     let mut ws1 = server.connect();
     let id = session_id(&ws1.handshake());
-    ws1.call("process/start", json!({"processId": "sleeper", "argv": ["sh", "-c", "echo $$; exec sleep 1000"],
-        "cwd": "file:///tmp", "env": {"PATH": "/usr/bin:/bin"}, "tty": false}));
+    ws1.call(
+        "process/start",
+        json!({"processId": "sleeper", "argv": ["sh", "-c", "echo $$; exec sleep 1000"],
+        "cwd": "file:///tmp", "env": {"PATH": "/usr/bin:/bin"}, "tty": false}),
+    );
     let pid = first_line_pid(&mut ws1, "sleeper");
     ws1.drop_tcp();
     assert!(wait_pid_gone(pid), "process {pid} of the expired session is still alive");
@@ -126,8 +133,11 @@ fn reattaching_resets_the_ttl() {
     let server = WsServer::start(&["--session-ttl", "3"]);
     let mut ws1 = server.connect();
     let id = session_id(&ws1.handshake());
-    ws1.call("process/start", json!({"processId": "sleeper", "argv": ["sh", "-c", "echo $$; exec sleep 1000"],
-        "cwd": "file:///tmp", "env": {"PATH": "/usr/bin:/bin"}, "tty": false}));
+    ws1.call(
+        "process/start",
+        json!({"processId": "sleeper", "argv": ["sh", "-c", "echo $$; exec sleep 1000"],
+        "cwd": "file:///tmp", "env": {"PATH": "/usr/bin:/bin"}, "tty": false}),
+    );
     let pid = first_line_pid(&mut ws1, "sleeper");
     ws1.drop_tcp();
     let mut ws2 = server.resume_when_detached(&id);

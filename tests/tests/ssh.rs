@@ -147,8 +147,11 @@ fn full_session_over_ssh_and_children_die_with_the_connection() {
         {"path": {"type": "path", "path": uri(&dir)}, "access": "write"}]}, "network": "restricted"},
         "windowsSandboxLevel": "disabled"});
     let script = format!("echo inside > in.txt && echo ok; echo escaped > {} || echo denied", outside.display());
-    let started = remote.call("process/start", json!({"processId": "boxed", "argv": ["sh", "-c", script],
-        "cwd": uri(&dir), "env": {"PATH": "/usr/bin:/bin"}, "tty": false, "sandbox": sandbox}));
+    let started = remote.call(
+        "process/start",
+        json!({"processId": "boxed", "argv": ["sh", "-c", script],
+        "cwd": uri(&dir), "env": {"PATH": "/usr/bin:/bin"}, "tty": false, "sandbox": sandbox}),
+    );
     assert_eq!(started["sandboxType"], json!("linuxSeccomp"));
     let out = executor_tests::RunOutput::from_events(&remote.events_until_closed("boxed"));
     assert_eq!(out.stdout_str(), "ok\ndenied\n", "stderr: {}", String::from_utf8_lossy(&out.stderr));
@@ -159,8 +162,11 @@ fn full_session_over_ssh_and_children_die_with_the_connection() {
 
     // A long-running child; then the SSH connection goes away (the client is killed, as
     // when a laptop drops off the network): the remote executor and its children must go.
-    remote.call("process/start", json!({"processId": "sleeper", "argv": ["sh", "-c", "echo $$ $PPID; exec sleep 1000"],
-        "cwd": "file:///tmp", "env": {"PATH": "/usr/bin:/bin"}, "tty": false}));
+    remote.call(
+        "process/start",
+        json!({"processId": "sleeper", "argv": ["sh", "-c", "echo $$ $PPID; exec sleep 1000"],
+        "cwd": "file:///tmp", "env": {"PATH": "/usr/bin:/bin"}, "tty": false}),
+    );
     let event = remote.next_matching(|m| m["method"] == "process/output" && m["params"]["processId"] == json!("sleeper"));
     let text = String::from_utf8(unb64(event["params"]["chunk"].as_str().expect("chunk"))).expect("utf8");
     let pids: Vec<i32> = text.split_whitespace().map(|p| p.parse().expect("pid")).collect();
@@ -179,8 +185,11 @@ fn closing_stdin_over_ssh_ends_the_remote_executor() {
     let scratch = tempfile::tempdir().expect("tempdir");
     let mut remote = Executor::spawn(ssh_command(&sshd, &binary.path, scratch.path()));
     remote.handshake();
-    remote.call("process/start", json!({"processId": "sleeper", "argv": ["sh", "-c", "echo $$; exec sleep 1000"],
-        "cwd": "file:///tmp", "env": {"PATH": "/usr/bin:/bin"}, "tty": false}));
+    remote.call(
+        "process/start",
+        json!({"processId": "sleeper", "argv": ["sh", "-c", "echo $$; exec sleep 1000"],
+        "cwd": "file:///tmp", "env": {"PATH": "/usr/bin:/bin"}, "tty": false}),
+    );
     let event = remote.next_matching(|m| m["method"] == "process/output" && m["params"]["processId"] == json!("sleeper"));
     let text = String::from_utf8(unb64(event["params"]["chunk"].as_str().expect("chunk"))).expect("utf8");
     let child_pid: i32 = text.trim().parse().expect("pid");

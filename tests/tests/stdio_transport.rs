@@ -6,10 +6,8 @@ use serde_json::{json, Value};
 #[test]
 fn gating_before_initialize_and_before_initialized() {
     let mut server = Executor::start(&[]);
-    let (code, message) = server.call_err(
-        "process/start",
-        json!({"processId":"early","argv":["true"],"cwd":"file:///tmp","env":{},"tty":false}),
-    );
+    let (code, message) =
+        server.call_err("process/start", json!({"processId":"early","argv":["true"],"cwd":"file:///tmp","env":{},"tty":false}));
     assert_eq!((code, message.as_str()), (-32600, "client must call initialize before using exec methods"));
     let (code, message) = server.call_err("fs/readFile", json!({"path": "file:///tmp"}));
     assert_eq!(code, -32600, "{message}");

@@ -51,10 +51,7 @@ fn binary_frames_parse_errors_and_close() {
     let error = client.next_matching(|m| m["id"] == json!(-1));
     assert_eq!(error["error"]["code"], json!(-32600));
     let message = error["error"]["message"].as_str().expect("message");
-    assert!(
-        message.starts_with("failed to parse JSON-RPC message from exec-server websocket: "),
-        "{message}"
-    );
+    assert!(message.starts_with("failed to parse JSON-RPC message from exec-server websocket: "), "{message}");
     // The connection goes on after a malformed message.
     assert_eq!(client.call("environment/status", json!({})), json!({"status": "ready"}));
 
@@ -148,11 +145,8 @@ fn startup_errors_exit_2_with_a_message() {
         (&["--listen", "http://127.0.0.1:1"], "`http://127.0.0.1:1` is neither `stdio` nor `ws://IP:PORT`"),
     ];
     for (args, expected) in cases {
-        let output = Command::new(executor_bin())
-            .args(*args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run executor: {e}"));
+        let output =
+            Command::new(executor_bin()).args(*args).stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run executor: {e}"));
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "a usage error: {args:?}: {stderr}");
         assert!(stderr.contains(expected), "{args:?}: stderr {stderr:?} lacks {expected:?}");
@@ -211,10 +205,16 @@ fn sigterm_stops_the_server_and_its_children() {
     let mut server = WsServer::start(&["--shutdown-grace-ms", "500"]);
     let mut client = server.ready();
     // One child exits on SIGTERM, the other ignores it and must be killed after the grace.
-    client.call("process/start", json!({"processId": "polite", "argv": ["sh", "-c", "echo $$; exec sleep 1000"],
-        "cwd": "file:///tmp", "env": {"PATH": "/usr/bin:/bin"}, "tty": false}));
-    client.call("process/start", json!({"processId": "stubborn", "argv": ["sh", "-c", "trap '' TERM; echo $$; while :; do sleep 1; done"],
-        "cwd": "file:///tmp", "env": {"PATH": "/usr/bin:/bin"}, "tty": false}));
+    client.call(
+        "process/start",
+        json!({"processId": "polite", "argv": ["sh", "-c", "echo $$; exec sleep 1000"],
+        "cwd": "file:///tmp", "env": {"PATH": "/usr/bin:/bin"}, "tty": false}),
+    );
+    client.call(
+        "process/start",
+        json!({"processId": "stubborn", "argv": ["sh", "-c", "trap '' TERM; echo $$; while :; do sleep 1; done"],
+        "cwd": "file:///tmp", "env": {"PATH": "/usr/bin:/bin"}, "tty": false}),
+    );
     let pid_of = |client: &mut WsClient, id: &str| -> i32 {
         let event = client.next_matching(|m| m["method"] == "process/output" && m["params"]["processId"] == json!(id));
         let text = String::from_utf8(executor_tests::unb64(event["params"]["chunk"].as_str().expect("chunk"))).expect("utf8");

@@ -12,8 +12,7 @@ use crate::error::{Error, Result};
 use crate::fail;
 use crate::stats::summarize;
 
-pub const ARGS: [&str; 10] =
-    ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-all", "--die-with-parent", "--"];
+pub const ARGS: [&str; 10] = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-all", "--die-with-parent", "--"];
 
 pub fn run(cfg: &Config) -> Result<Value> {
     let mut samples = Vec::new();

@@ -100,9 +100,7 @@ fn read_once(server: &mut Server, params: Value) -> Result<(Duration, Vec<u8>)> 
         if let Message::Response { id: got, outcome } = parse_message(line)? {
             if got == json!(id) {
                 let result = outcome.map_err(|e| Error(format!("fs/readFile failed: {e}")))?;
-                let Some(b64) = result.get("dataBase64").and_then(Value::as_str) else {
-                    fail!("fs/readFile result has no dataBase64")
-                };
+                let Some(b64) = result.get("dataBase64").and_then(Value::as_str) else { fail!("fs/readFile result has no dataBase64") };
                 let body = STANDARD.decode(b64).map_err(|e| Error(format!("bad base64 in fs/readFile result: {e}")))?;
                 return Ok((took, body));
             }

@@ -46,8 +46,7 @@ pub fn run_fs_modes(
         out.insert(mode.name().into(), outcome);
     }
     server.shutdown();
-    let errors: Vec<String> =
-        out.iter().filter_map(|(k, v)| v.get("error").and_then(Value::as_str).map(|e| format!("{k}: {e}"))).collect();
+    let errors: Vec<String> = out.iter().filter_map(|(k, v)| v.get("error").and_then(Value::as_str).map(|e| format!("{k}: {e}"))).collect();
     if errors.len() == out.len() {
         fail!("{}", errors.join("; "))
     }

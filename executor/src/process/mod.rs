@@ -22,20 +22,16 @@ pub use output_log::{ExitRecord, OutputLog, RETAINED_OUTPUT_BYTES};
 pub use sandbox_init::info_pipe;
 pub use spawn::SpawnSpec;
 
-use crate::protocol::envelope::{json_string, notification_line, output_notification_line};
-use crate::protocol::types::{
-    methods, ClosedNotification, ExitedNotification, ProcessReadResult,
-    StreamName, WriteStatus,
-};
 use crate::limits::LimitError;
 use crate::notify::NotificationSink;
+use crate::protocol::envelope::{json_string, notification_line, output_notification_line};
+use crate::protocol::types::{methods, ClosedNotification, ExitedNotification, ProcessReadResult, StreamName, WriteStatus};
 use crate::sync::lock;
 use spawn::Streams;
 
 /// How long a closed process stays readable (and its id taken). Longer than the detached
 /// session TTL, so a client that reconnects can still read what finished meanwhile.
 pub const CLOSED_RETENTION: Duration = Duration::from_secs(300);
-
 
 /// How long a signal waits for bwrap to report the sandbox's PID 1 (it does so as soon
 /// as the sandbox exists, so this only matters for a signal sent during the start).
@@ -127,7 +123,6 @@ impl WriteIds {
     }
 }
 
-
 impl ProcessTable {
     /// A table that refuses a start while `max_live` processes have not closed.
     pub fn new(max_live: usize) -> Self {
@@ -148,8 +143,7 @@ impl ProcessTable {
         self.reserve(id)?;
         match spawn::spawn(spec) {
             Ok(spawned) => {
-                let process =
-                    Process::launch(id, spawned, sandboxed, init_report.is_some(), sink, Arc::downgrade(self));
+                let process = Process::launch(id, spawned, sandboxed, init_report.is_some(), sink, Arc::downgrade(self));
                 if let Some(report) = init_report {
                     let learner = process.clone();
                     tokio::spawn(async move { learner.sandbox_init.learn(report).await });
@@ -444,12 +438,11 @@ impl Process {
 
     async fn emit_exit(&self, code: i32) {
         let bwrap_failed = self.explain_bwrap_error(code).await;
-        let sandbox_denied = self.sandboxed
-            && (bwrap_failed || code == crate::sandbox::EXIT_EXEC_DENIED || code == crate::sandbox::EXIT_SETUP_FAILED);
+        let sandbox_denied =
+            self.sandboxed && (bwrap_failed || code == crate::sandbox::EXIT_EXEC_DENIED || code == crate::sandbox::EXIT_SETUP_FAILED);
         let record = lock(&self.log).record_exit(code, sandbox_denied);
         self.changed.send_replace(());
-        let params =
-            ExitedNotification { process_id: &self.id, seq: record.seq, exit_code: code, sandbox_denied };
+        let params = ExitedNotification { process_id: &self.id, seq: record.seq, exit_code: code, sandbox_denied };
         self.sink.send(notification_line(methods::EXITED, &params)).await;
     }
 

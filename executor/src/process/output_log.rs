@@ -87,9 +87,7 @@ impl OutputLog {
 
     /// Whether a read after `after_seq` has something to report now (§5.5 step 4).
     pub fn has_news_after(&self, after_seq: u64) -> bool {
-        self.chunks.back().is_some_and(|c| c.seq > after_seq)
-            || self.is_closed()
-            || self.exit.is_some_and(|e| e.seq > after_seq)
+        self.chunks.back().is_some_and(|c| c.seq > after_seq) || self.is_closed() || self.exit.is_some_and(|e| e.seq > after_seq)
     }
 
     /// The `process/read` answer (§5.5 steps 1–3).

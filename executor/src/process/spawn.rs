@@ -41,13 +41,7 @@ const PIPE_SIZE: usize = 1024 * 1024;
 
 pub fn spawn(spec: SpawnSpec) -> io::Result<Spawned> {
     let mut command = Command::new(&spec.program);
-    command
-        .arg0(&spec.argv0)
-        .args(&spec.args)
-        .current_dir(&spec.cwd)
-        .env_clear()
-        .envs(&spec.env)
-        .kill_on_drop(false);
+    command.arg0(&spec.argv0).args(&spec.args).current_dir(&spec.cwd).env_clear().envs(&spec.env).kill_on_drop(false);
     crate::fds::InheritedFds::new(spec.inherited).install(&mut command);
     crate::limits::restore_for_child(&mut command);
     if spec.tty {
@@ -58,11 +52,7 @@ pub fn spawn(spec: SpawnSpec) -> io::Result<Spawned> {
 }
 
 fn spawn_with_pipes(mut command: Command, pipe_stdin: bool) -> io::Result<Spawned> {
-    command
-        .process_group(0)
-        .stdin(if pipe_stdin { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    command.process_group(0).stdin(if pipe_stdin { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = command.spawn()?;
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(io::Error::other("child pipes were not created"));
@@ -75,10 +65,7 @@ fn spawn_with_pipes(mut command: Command, pipe_stdin: bool) -> io::Result<Spawne
 
 fn spawn_on_pty(mut command: Command) -> io::Result<Spawned> {
     let pair = pty::open()?;
-    command
-        .stdin(Stdio::from(pair.slave.try_clone()?))
-        .stdout(Stdio::from(pair.slave.try_clone()?))
-        .stderr(Stdio::from(pair.slave));
+    command.stdin(Stdio::from(pair.slave.try_clone()?)).stdout(Stdio::from(pair.slave.try_clone()?)).stderr(Stdio::from(pair.slave));
     // SAFETY: the closure runs in the forked child before exec and only calls setsid and
     // ioctl, both async-signal-safe; it touches no memory shared with the parent.
     unsafe {

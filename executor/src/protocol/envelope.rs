@@ -22,8 +22,14 @@ impl RequestId {
 /// One parsed line from the client.
 #[derive(Debug)]
 pub enum Incoming {
-    Request { id: RequestId, method: String, params: Value },
-    Notification { method: String },
+    Request {
+        id: RequestId,
+        method: String,
+        params: Value,
+    },
+    Notification {
+        method: String,
+    },
     /// The client sent a response or an error object: the connection is closed.
     Response,
 }
@@ -54,21 +60,14 @@ pub fn parse_line(line: &[u8]) -> Result<Incoming, ParseError> {
             Ok(Incoming::Request { id, method, params })
         }
         (None, Some(method)) => Ok(Incoming::Notification { method }),
-        (Some(_), None) if object.contains_key("result") || object.contains_key("error") => {
-            Ok(Incoming::Response)
-        }
-        _ => Err(ParseError(
-            "data did not match any variant of untagged enum JSONRPCMessage".into(),
-        )),
+        (Some(_), None) if object.contains_key("result") || object.contains_key("error") => Ok(Incoming::Response),
+        _ => Err(ParseError("data did not match any variant of untagged enum JSONRPCMessage".into())),
     }
 }
 
 fn parse_id(raw: Value) -> Result<RequestId, ParseError> {
     match raw {
-        Value::Number(n) if n.is_i64() => n
-            .as_i64()
-            .map(RequestId::Integer)
-            .ok_or_else(|| ParseError(UNTAGGED_ID.into())),
+        Value::Number(n) if n.is_i64() => n.as_i64().map(RequestId::Integer).ok_or_else(|| ParseError(UNTAGGED_ID.into())),
         Value::String(s) => Ok(RequestId::String(s)),
         _ => Err(ParseError(UNTAGGED_ID.into())),
     }
@@ -211,15 +210,9 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(
-            parse_line(br#"{"method":"initialized"}"#),
-            Ok(Incoming::Notification { .. })
-        ));
+        assert!(matches!(parse_line(br#"{"method":"initialized"}"#), Ok(Incoming::Notification { .. })));
         assert!(matches!(parse_line(br#"{"id":1,"result":{}}"#), Ok(Incoming::Response)));
-        assert!(matches!(
-            parse_line(br#"{"id":1,"error":{"code":1,"message":"x"}}"#),
-            Ok(Incoming::Response)
-        ));
+        assert!(matches!(parse_line(br#"{"id":1,"error":{"code":1,"message":"x"}}"#), Ok(Incoming::Response)));
     }
 
     #[test]
@@ -243,10 +236,7 @@ mod tests {
         }
         let id = "p\"1\\é";
         let line = output_notification_line(&json_string(id), 42, "stderr", "aGVsbG8K");
-        let expected = notification_line(
-            "process/output",
-            &Output { process_id: id, seq: 42, stream: "stderr", chunk: "aGVsbG8K" },
-        );
+        let expected = notification_line("process/output", &Output { process_id: id, seq: 42, stream: "stderr", chunk: "aGVsbG8K" });
         assert_eq!(line, expected);
     }
 

@@ -51,9 +51,7 @@ mod tests {
     fn serde_messages_match_the_reference() {
         let e = decode_params::<InitializeParams>(json!({})).err().map(|e| e.message);
         assert_eq!(e.as_deref(), Some("missing field `clientName`"));
-        let e = decode_params::<ProcessSignalParams>(json!({"processId":"p","signal":"kill"}))
-            .err()
-            .map(|e| e.message);
+        let e = decode_params::<ProcessSignalParams>(json!({"processId":"p","signal":"kill"})).err().map(|e| e.message);
         assert_eq!(e.as_deref(), Some("unknown variant `kill`, expected `interrupt`"));
         let e = decode_params::<EnvPolicy>(json!({"inherit":"All","ignoreDefaultExcludes":false,
             "exclude":[],"set":{},"includeOnly":[]}))

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 pub use fs_helper::uri::PathUri;
 use serde::{Deserialize, Serialize};
 
-
 /// The `sandbox` field of `process/start` and `fs/*` requests.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

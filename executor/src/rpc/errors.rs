@@ -9,12 +9,8 @@ impl From<crate::process::ProcessError> for RpcError {
         use crate::process::ProcessError as E;
         let code = match &e {
             E::AlreadyExists(_) | E::UnknownProcess(_) | E::Starting(_) => INVALID_REQUEST,
-            E::EmptyArgv | E::EmptyWriteId | E::InvalidBase64(_) | E::Sandbox { client: true, .. } => {
-                INVALID_PARAMS
-            }
-            E::Spawn(_) | E::StdinClosed | E::Pty(_) | E::Sandbox { client: false, .. } => {
-                INTERNAL_ERROR
-            }
+            E::EmptyArgv | E::EmptyWriteId | E::InvalidBase64(_) | E::Sandbox { client: true, .. } => INVALID_PARAMS,
+            E::Spawn(_) | E::StdinClosed | E::Pty(_) | E::Sandbox { client: false, .. } => INTERNAL_ERROR,
             E::Limit(limit) => return limit.clone().into(),
         };
         Self::new(code, e.to_string())
@@ -38,7 +34,6 @@ impl From<crate::session::SessionError> for RpcError {
         Self::new(code, e.to_string())
     }
 }
-
 
 impl From<crate::fs::watch::WatchError> for RpcError {
     fn from(e: crate::fs::watch::WatchError) -> Self {

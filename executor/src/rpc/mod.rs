@@ -50,12 +50,10 @@ impl RequestContext {
     pub fn gate(&self, family: &str) -> Result<&Arc<Session>, RpcError> {
         match &self.phase {
             Phase::Ready(session) => Ok(session),
-            Phase::AwaitingInitialized => Err(RpcError::invalid_request(format!(
-                "client must send initialized before using {family} methods"
-            ))),
-            Phase::New => Err(RpcError::invalid_request(format!(
-                "client must call initialize before using {family} methods"
-            ))),
+            Phase::AwaitingInitialized => {
+                Err(RpcError::invalid_request(format!("client must send initialized before using {family} methods")))
+            }
+            Phase::New => Err(RpcError::invalid_request(format!("client must call initialize before using {family} methods"))),
         }
     }
 }
@@ -84,7 +82,9 @@ async fn guarded(method: &str, handler: impl Future<Output = Result<Answer, RpcE
     // statements; a half-done request leaves at worst an entry that its owner can remove.
     match std::panic::AssertUnwindSafe(handler).catch_unwind().await {
         Ok(outcome) => outcome,
-        Err(payload) => Err(RpcError::internal(crate::crash::report(&format!("the {method} handler"), &crate::crash::panic_text(&*payload)))),
+        Err(payload) => {
+            Err(RpcError::internal(crate::crash::report(&format!("the {method} handler"), &crate::crash::panic_text(&*payload))))
+        }
     }
 }
 

@@ -11,8 +11,8 @@ use crate::env_policy::{build_child_env, server_env};
 use crate::limits::Use;
 use crate::process::{decode_chunk, info_pipe, ProcessError, SpawnSpec};
 use crate::protocol::types::{
-    ProcessReadParams, ProcessSignalParams, ProcessStartParams, ProcessStartResult, ProcessTerminateParams,
-    ProcessTerminateResult, ProcessWriteParams, ProcessWriteResult, SandboxType, SignalName,
+    ProcessReadParams, ProcessSignalParams, ProcessStartParams, ProcessStartResult, ProcessTerminateParams, ProcessTerminateResult,
+    ProcessWriteParams, ProcessWriteResult, SandboxType, SignalName,
 };
 use crate::protocol::RpcError;
 use crate::sandbox::{self, FileSystemSandboxContext};
@@ -75,9 +75,9 @@ pub fn effective_sandbox(
             let workspace_write = profile == DefaultSandbox::WorkspaceWrite;
             Ok(Some(sandbox::policy::builtin_context(workspace_write, cwd, &[], &[], false)))
         }
-        None if config.require_sandbox => Err(RpcError::invalid_params(
-            "this executor requires a sandbox: requests without `sandbox` are refused (--require-sandbox)",
-        )),
+        None if config.require_sandbox => {
+            Err(RpcError::invalid_params("this executor requires a sandbox: requests without `sandbox` are refused (--require-sandbox)"))
+        }
         None => Ok(None),
     }
 }
@@ -98,9 +98,7 @@ fn reject_unsupported(params: &ProcessStartParams) -> Result<(), RpcError> {
         ));
     }
     if params.shell_snapshot.is_some() {
-        return Err(RpcError::invalid_params(
-            "shellSnapshot is not supported by this executor (capabilities.shellSnapshotV2 is false)",
-        ));
+        return Err(RpcError::invalid_params("shellSnapshot is not supported by this executor (capabilities.shellSnapshotV2 is false)"));
     }
     Ok(())
 }

@@ -46,21 +46,16 @@ pub struct BwrapArgs {
     pub args: Vec<OsString>,
 }
 
-pub fn build(
-    launcher: &Launcher,
-    plan: &SandboxPlan,
-    exe: &Path,
-    command_cwd: &Path,
-    inner_config: &str,
-    argv: &[String],
-) -> BwrapArgs {
+pub fn build(launcher: &Launcher, plan: &SandboxPlan, exe: &Path, command_cwd: &Path, inner_config: &str, argv: &[String]) -> BwrapArgs {
     let mut a: Vec<OsString> = Vec::with_capacity(64 + plan.ops.len() * 4 + argv.len());
     let mut push = |s: &str| a.push(OsString::from(s));
 
     if launcher.supports_as_pid_1 {
         push("--as-pid-1");
     }
-    for f in ["--new-session", "--die-with-parent", "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"] {
+    for f in
+        ["--new-session", "--die-with-parent", "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+    {
         push(f);
     }
     if !plan.network {

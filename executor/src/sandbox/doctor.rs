@@ -9,7 +9,6 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 
-
 use serde::Serialize;
 
 use super::host_errors::{diagnose, explain_bwrap_failure};
@@ -338,11 +337,9 @@ fn landlock() -> Landlock {
 }
 
 fn seccomp() -> Seccomp {
-    let current_mode = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
-        s.lines()
-            .find_map(|l| l.strip_prefix("Seccomp:"))
-            .and_then(|v| v.trim().parse::<u32>().ok())
-    });
+    let current_mode = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Seccomp:")).and_then(|v| v.trim().parse::<u32>().ok()));
     const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
     let action: u32 = SECCOMP_RET_ERRNO;
     // SAFETY: SECCOMP_GET_ACTION_AVAIL only reads the u32 we pass and changes nothing.
@@ -357,7 +354,9 @@ fn seccomp() -> Seccomp {
         current_mode,
         filters_available: false,
         error: Some(err.to_string()),
-        fix: Some("use a kernel built with CONFIG_SECCOMP_FILTER=y; in a container, a seccomp profile that allows the seccomp() syscall".into()),
+        fix: Some(
+            "use a kernel built with CONFIG_SECCOMP_FILTER=y; in a container, a seccomp profile that allows the seccomp() syscall".into(),
+        ),
     }
 }
 
@@ -377,9 +376,7 @@ fn container() -> Option<String> {
     }
     // systemd-nspawn, LXC and others set `container=` in PID 1's environment.
     let env = std::fs::read("/proc/1/environ").ok()?;
-    env.split(|b| *b == 0)
-        .find_map(|kv| kv.strip_prefix(b"container="))
-        .map(|v| String::from_utf8_lossy(v).into_owned())
+    env.split(|b| *b == 0).find_map(|kv| kv.strip_prefix(b"container=")).map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 // ---------------------------------------------------------------------------------
@@ -631,12 +628,7 @@ impl Facts {
         let landlock_abi = self.landlock.abi;
         let seccomp = self.seccomp.filters_available;
         vec![
-            Layer {
-                name: "namespaces (bwrap)",
-                enforced: enforceable,
-                available: enforceable,
-                detail: self.namespace_detail(),
-            },
+            Layer { name: "namespaces (bwrap)", enforced: enforceable, available: enforceable, detail: self.namespace_detail() },
             Layer {
                 name: "no_new_privs + capability drop",
                 enforced: enforceable,
@@ -723,7 +715,11 @@ fn bundled_problems(b: &BundledBwrap) -> Vec<Problem> {
 }
 
 fn yes(b: bool) -> &'static str {
-    if b { "ok  " } else { "FAIL" }
+    if b {
+        "ok  "
+    } else {
+        "FAIL"
+    }
 }
 
 pub fn render_human(r: &Report) -> String {
@@ -747,11 +743,21 @@ pub fn render_human(r: &Report) -> String {
     if let Some(f) = &u.attempt.fix {
         let _ = writeln!(o, "      FIX: {f}");
     }
-    let _ = writeln!(o, "\n[{}] landlock: {}", yes(r.landlock.abi.is_some()), r.landlock.abi.map(|a| format!("ABI {a}")).unwrap_or_else(|| r.landlock.error.clone().unwrap_or_default()));
+    let _ = writeln!(
+        o,
+        "\n[{}] landlock: {}",
+        yes(r.landlock.abi.is_some()),
+        r.landlock.abi.map(|a| format!("ABI {a}")).unwrap_or_else(|| r.landlock.error.clone().unwrap_or_default())
+    );
     if let Some(f) = &r.landlock.fix {
         let _ = writeln!(o, "      FIX: {f}");
     }
-    let _ = writeln!(o, "\n[{}] seccomp filters (current mode {})", yes(r.seccomp.filters_available), r.seccomp.current_mode.map(|m| m.to_string()).unwrap_or_else(|| "?".into()));
+    let _ = writeln!(
+        o,
+        "\n[{}] seccomp filters (current mode {})",
+        yes(r.seccomp.filters_available),
+        r.seccomp.current_mode.map(|m| m.to_string()).unwrap_or_else(|| "?".into())
+    );
     if let Some(f) = &r.seccomp.fix {
         let _ = writeln!(o, "      FIX: {f}");
     }
@@ -777,7 +783,8 @@ pub fn render_human(r: &Report) -> String {
     }
     let b = &r.bundled_bwrap;
     let _ = writeln!(o, "\n[{}] bundled bwrap {}", yes(b.usable), if b.included { b.version.as_str() } else { "(not built in)" });
-    let _ = writeln!(o, "      expected sha256:{}{}", b.expected_sha256, if b.dev_build { " (development build: not verified)" } else { "" });
+    let _ =
+        writeln!(o, "      expected sha256:{}{}", b.expected_sha256, if b.dev_build { " (development build: not verified)" } else { "" });
     if let Some(m) = &b.measured_sha256 {
         let _ = writeln!(o, "      measured sha256:{m} through the executed descriptor");
     }
@@ -801,9 +808,21 @@ pub fn render_human(r: &Report) -> String {
     let _ = writeln!(o, "\n[{status}] memfd exec (vm.memfd_noexec = {})", opt(&m.memfd_noexec));
     if let Some(e) = &m.error {
         let _ = writeln!(o, "      {e}");
-        let _ = writeln!(o, "      FIX: `sysctl -w vm.memfd_noexec=0`, or install the bwrap as {} next to the executor", launcher::RESOURCE_RELATIVE_PATH);
+        let _ = writeln!(
+            o,
+            "      FIX: `sysctl -w vm.memfd_noexec=0`, or install the bwrap as {} next to the executor",
+            launcher::RESOURCE_RELATIVE_PATH
+        );
     }
-    let _ = writeln!(o, "\n[info] cgroup v2: {}", if r.cgroup_v2.available { format!("yes ({})", r.cgroup_v2.controllers.join(" ")) } else { "no (/sys/fs/cgroup/cgroup.controllers missing)".into() });
+    let _ = writeln!(
+        o,
+        "\n[info] cgroup v2: {}",
+        if r.cgroup_v2.available {
+            format!("yes ({})", r.cgroup_v2.controllers.join(" "))
+        } else {
+            "no (/sys/fs/cgroup/cgroup.controllers missing)".into()
+        }
+    );
     if let Some(s) = &r.smoke_test {
         let _ = writeln!(o, "\n[{}] test run: bwrap {}", yes(s.ok), s.argv.join(" "));
         if let Some(e) = &s.stderr {
@@ -826,12 +845,7 @@ fn render_verdict(v: &Verdict) -> String {
         if v.sandbox_enforceable { "a sandbox CAN be enforced" } else { "NO sandbox can be enforced on this host" }
     )];
     lines.push(match &v.launcher {
-        Some(l) => format!(
-            "  launcher: {} bwrap {} ({})",
-            kind_name(l.kind),
-            l.version.as_deref().unwrap_or("?"),
-            l.exec_path.display()
-        ),
+        Some(l) => format!("  launcher: {} bwrap {} ({})", kind_name(l.kind), l.version.as_deref().unwrap_or("?"), l.exec_path.display()),
         None => "  launcher: none (the problem below says why)".to_string(),
     });
     for layer in &v.layers {
@@ -913,5 +927,9 @@ pub fn exec_bundled_bwrap_version() -> ExitCode {
     println!("exec_path: {}", l.exec_path.display());
     println!("sha256: {}", l.measured_digest_hex().unwrap_or_default());
     println!("dev_build: {}", l.is_dev_build());
-    if out.status.success() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    if out.status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }

@@ -137,10 +137,11 @@ pub struct Diagnosis {
 pub fn diagnose(stderr: &str) -> Option<Diagnosis> {
     // Only bwrap's own lines: the sandboxed command's output may contain anything.
     stderr.lines().map(str::trim).filter(|l| l.starts_with("bwrap:")).find_map(|line| {
-        RULES
-            .iter()
-            .find(|r| r.all.iter().all(|f| line.contains(f)))
-            .map(|r| Diagnosis { line: line.to_string(), cause: r.cause, fix: r.fix })
+        RULES.iter().find(|r| r.all.iter().all(|f| line.contains(f))).map(|r| Diagnosis {
+            line: line.to_string(),
+            cause: r.cause,
+            fix: r.fix,
+        })
     })
 }
 
@@ -210,10 +211,9 @@ mod tests {
 
     #[test]
     fn loopback_addr_and_link() {
-        for s in [
-            "bwrap: loopback: Failed RTM_NEWADDR: Operation not permitted",
-            "bwrap: loopback: Failed RTM_NEWLINK: Operation not permitted",
-        ] {
+        for s in
+            ["bwrap: loopback: Failed RTM_NEWADDR: Operation not permitted", "bwrap: loopback: Failed RTM_NEWLINK: Operation not permitted"]
+        {
             let e = explain(s);
             assert!(e.contains("CAP_NET_ADMIN"), "{e}");
             assert!(e.contains("apparmor_restrict_unprivileged_userns=0"), "{e}");

@@ -131,13 +131,7 @@ pub struct FileIdentity {
 
 impl FileIdentity {
     fn of(meta: &std::fs::Metadata) -> Self {
-        Self {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            mtime: meta.mtime(),
-            mtime_nsec: meta.mtime_nsec(),
-            size: meta.size(),
-        }
+        Self { dev: meta.dev(), ino: meta.ino(), mtime: meta.mtime(), mtime_nsec: meta.mtime_nsec(), size: meta.size() }
     }
 }
 
@@ -212,7 +206,8 @@ impl LauncherError {
     pub fn fix(&self) -> String {
         match self {
             LauncherError::SystemNotFound { .. } | LauncherError::NoUsableSystem(_) => {
-                "install bubblewrap >= 0.5 (`apt-get install bubblewrap`), or use the bundled one (`--bwrap auto` or `--bwrap bundled`)".into()
+                "install bubblewrap >= 0.5 (`apt-get install bubblewrap`), or use the bundled one (`--bwrap auto` or `--bwrap bundled`)"
+                    .into()
             }
             LauncherError::SystemUnresolvable { path, .. } => format!(
                 "give --bwrap-path the path of an installed bwrap (`command -v bwrap`, usually /usr/bin/bwrap) instead of {}, \
@@ -503,11 +498,7 @@ pub fn check_trusted(canonical: &Path) -> Result<FileIdentity, String> {
             return Err(format!("parent directory {} is owned by uid {}, not root", dir.display(), d.uid()));
         }
         if d.mode() & 0o022 != 0 {
-            return Err(format!(
-                "parent directory {} is group/other-writable (mode {:o})",
-                dir.display(),
-                d.mode() & 0o7777
-            ));
+            return Err(format!("parent directory {} is group/other-writable (mode {:o})", dir.display(), d.mode() & 0o7777));
         }
     }
     Ok(FileIdentity::of(&meta))
@@ -544,17 +535,14 @@ fn probe_system(canonical: &Path, identity: FileIdentity) -> Result<ProbeResult,
     result
 }
 
-
 fn evaluate_system(found_at: &Path) -> (Option<PathBuf>, Result<Arc<Launcher>, LauncherError>) {
     let canonical = match std::fs::canonicalize(found_at) {
         Ok(c) => c,
         Err(source) => return (None, Err(LauncherError::SystemUnresolvable { path: found_at.to_path_buf(), source })),
     };
     let result = (|| {
-        let identity = check_trusted(&canonical)
-            .map_err(|reason| LauncherError::SystemUntrusted { path: canonical.clone(), reason })?;
-        let probe = probe_system(&canonical, identity)
-            .map_err(|reason| LauncherError::SystemProbe { path: canonical.clone(), reason })?;
+        let identity = check_trusted(&canonical).map_err(|reason| LauncherError::SystemUntrusted { path: canonical.clone(), reason })?;
+        let probe = probe_system(&canonical, identity).map_err(|reason| LauncherError::SystemProbe { path: canonical.clone(), reason })?;
         let mut missing = Vec::new();
         if !probe.flags.perms {
             missing.push("--perms");
@@ -586,9 +574,20 @@ pub fn is_proc_mount_failure(stderr: &str) -> bool {
 /// The bwrap arguments of [`Launcher::trial_run`].
 pub fn trial_args(proc_args: [&'static str; 2]) -> Vec<&'static str> {
     let mut args = vec![
-        "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
-        "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--as-pid-1",
-        "--ro-bind", "/", "/", "--dev", "/dev",
+        "--unshare-user",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-net",
+        "--unshare-cgroup-try",
+        "--die-with-parent",
+        "--new-session",
+        "--as-pid-1",
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
     ];
     args.extend(proc_args);
     args.extend(["--cap-drop", "ALL", "--", true_binary()]);
@@ -654,9 +653,7 @@ pub fn inspect_system(config: &LauncherConfig) -> Vec<SystemCandidate> {
 fn select_system(config: &LauncherConfig) -> Result<Arc<Launcher>, LauncherError> {
     let candidates = inspect_system(config);
     if candidates.is_empty() {
-        return Err(LauncherError::SystemNotFound {
-            path: std::env::var("PATH").unwrap_or_else(|_| "PATH unset".into()),
-        });
+        return Err(LauncherError::SystemNotFound { path: std::env::var("PATH").unwrap_or_else(|_| "PATH unset".into()) });
     }
     let mut reasons = Vec::new();
     for c in candidates {
@@ -783,11 +780,7 @@ fn exec_version(fd: &File) -> io::Result<String> {
     let out = run_probe(cmd)?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() || !text.starts_with("bubblewrap ") {
-        return Err(io::Error::other(format!(
-            "`bwrap --version` gave status {} and output {:?}",
-            out.status,
-            output_text(&out).trim()
-        )));
+        return Err(io::Error::other(format!("`bwrap --version` gave status {} and output {:?}", out.status, output_text(&out).trim())));
     }
     Ok(parse_version(&text).unwrap_or_default())
 }
@@ -800,11 +793,7 @@ fn verify(source_desc: &str, fd: &File) -> Result<([u8; 32], bool), LauncherErro
         return Ok((actual, true));
     }
     if actual != expected {
-        return Err(LauncherError::DigestMismatch {
-            source_desc: source_desc.to_string(),
-            expected: hex(&expected),
-            actual: hex(&actual),
-        });
+        return Err(LauncherError::DigestMismatch { source_desc: source_desc.to_string(), expected: hex(&expected), actual: hex(&actual) });
     }
     Ok((actual, false))
 }
@@ -832,14 +821,13 @@ fn memfd_launcher() -> Result<Launcher, MemfdFailure> {
     if !bwrap_vendor::BUNDLED {
         return Err(MemfdFailure::Unavailable("built without a bundled bwrap".into()));
     }
-    let file = sealed_memfd(bwrap_vendor::BWRAP_BYTES)
-        .map_err(|e| {
-            MemfdFailure::Unavailable(if e.raw_os_error() == Some(libc::EACCES) {
-                format!("executable memfds are refused here (vm.memfd_noexec=2 or an LSM policy): {e}")
-            } else {
-                format!("creating the sealed memfd failed: {e}")
-            })
-        })?;
+    let file = sealed_memfd(bwrap_vendor::BWRAP_BYTES).map_err(|e| {
+        MemfdFailure::Unavailable(if e.raw_os_error() == Some(libc::EACCES) {
+            format!("executable memfds are refused here (vm.memfd_noexec=2 or an LSM policy): {e}")
+        } else {
+            format!("creating the sealed memfd failed: {e}")
+        })
+    })?;
     // Verified through the very descriptor that will be executed.
     let (digest, dev_build) = verify("sealed memfd", &file).map_err(MemfdFailure::Fatal)?;
     if memfd_exec_refused_for_test() {
@@ -866,17 +854,13 @@ fn resource_launcher(memfd_error: String) -> Result<Launcher, LauncherError> {
     let path = resource_path().map_err(io_err("locating the executable"))?;
     let unavailable = |resource: String| LauncherError::BundledUnavailable { memfd: memfd_error.clone(), resource };
     // O_NOFOLLOW on the last component: a symlink planted there is not followed.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags_nofollow()
-        .open(&path)
-        .map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound && !bwrap_vendor::BUNDLED {
-                LauncherError::NoBundled
-            } else {
-                unavailable(format!("{}: {e}", path.display()))
-            }
-        })?;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags_nofollow().open(&path).map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound && !bwrap_vendor::BUNDLED {
+            LauncherError::NoBundled
+        } else {
+            unavailable(format!("{}: {e}", path.display()))
+        }
+    })?;
     let meta = file.metadata().map_err(io_err(format!("fstat {}", path.display())))?;
     // SAFETY: geteuid has no preconditions and cannot fail.
     let euid = unsafe { libc::geteuid() };
@@ -946,8 +930,7 @@ pub fn select(config: &LauncherConfig) -> Result<Arc<Launcher>, LauncherError> {
         (BwrapMode::Auto, Some(_)) => select_system(config),
         (BwrapMode::Auto, None) => match select_system(config) {
             Ok(l) => Ok(l),
-            Err(system) => bundled()
-                .map_err(|bundled| LauncherError::Unavailable { system: Box::new(system), bundled: Box::new(bundled) }),
+            Err(system) => bundled().map_err(|bundled| LauncherError::Unavailable { system: Box::new(system), bundled: Box::new(bundled) }),
         },
     }
 }
@@ -967,7 +950,6 @@ pub fn select_for(config: &LauncherConfig, cwd: &Path, writable_roots: &[PathBuf
         Err(e) => Err(e),
     }
 }
-
 
 /// `--bwrap` / `--bwrap-path`, for the server command, `executor sandbox` and `doctor`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -1033,7 +1015,8 @@ mod tests {
 
     #[test]
     fn help_with_argv0() {
-        let f = parse_help(&format!("{HELP_080}    --argv0 VALUE                Set argv[0] to the value VALUE before running the program\n"));
+        let f =
+            parse_help(&format!("{HELP_080}    --argv0 VALUE                Set argv[0] to the value VALUE before running the program\n"));
         assert!(f.argv0 && f.perms && f.as_pid_1);
     }
 
@@ -1096,9 +1079,8 @@ mod tests {
     fn trusted_dir() -> tempfile::TempDir {
         // Under the target dir: root-owned, not group/other-writable up to `/`,
         // unlike /tmp (sticky, world-writable), which `check_trusted` rejects.
-        let trusted = |d: &Path| {
-            d.ancestors().all(|a| std::fs::metadata(a).map(|m| m.uid() == 0 && m.mode() & 0o022 == 0).unwrap_or(false))
-        };
+        let trusted =
+            |d: &Path| d.ancestors().all(|a| std::fs::metadata(a).map(|m| m.uid() == 0 && m.mode() & 0o022 == 0).unwrap_or(false));
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default();
         let base = [workspace, PathBuf::from("/run"), PathBuf::from("/root")]
             .into_iter()
@@ -1265,7 +1247,8 @@ mod tests {
             Err(LauncherError::DigestMismatch { expected, actual, .. }) => {
                 assert_eq!(expected, hex(&bwrap_vendor::BWRAP_SHA256));
                 assert_eq!(actual, hex(&Sha256::digest(b"not bwrap")));
-                let msg = LauncherError::DigestMismatch { source_desc: "x".into(), expected: expected.clone(), actual: actual.clone() }.to_string();
+                let msg = LauncherError::DigestMismatch { source_desc: "x".into(), expected: expected.clone(), actual: actual.clone() }
+                    .to_string();
                 assert!(msg.contains(&expected) && msg.contains(&actual), "{msg}");
             }
             other => panic!("expected a mismatch, got {other:?}"),
@@ -1285,9 +1268,19 @@ mod tests {
 
     #[test]
     fn config_conflict_and_explicit_path_do_not_fall_back() {
-        let c = LauncherConfig { mode: BwrapMode::Bundled, path_override: Some("/usr/bin/bwrap".into()), max_procs: None, ..LauncherConfig::default() };
+        let c = LauncherConfig {
+            mode: BwrapMode::Bundled,
+            path_override: Some("/usr/bin/bwrap".into()),
+            max_procs: None,
+            ..LauncherConfig::default()
+        };
         assert!(matches!(select(&c), Err(LauncherError::ConfigConflict)));
-        let c = LauncherConfig { mode: BwrapMode::Auto, path_override: Some("/nonexistent/bwrap".into()), max_procs: None, ..LauncherConfig::default() };
+        let c = LauncherConfig {
+            mode: BwrapMode::Auto,
+            path_override: Some("/nonexistent/bwrap".into()),
+            max_procs: None,
+            ..LauncherConfig::default()
+        };
         let e = select(&c).expect_err("explicit path that does not exist");
         assert!(e.to_string().contains("/nonexistent/bwrap"), "{e}");
     }

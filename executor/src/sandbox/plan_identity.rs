@@ -35,10 +35,15 @@ pub struct PlanIdentity(Vec<(PathBuf, Option<Identity>)>);
 impl PlanIdentity {
     /// Every path `plan` names, and `cwd`, as they are on the host now.
     pub fn of(plan: &SandboxPlan, cwd: &Path) -> Self {
-        PlanIdentity(plan_paths(plan, cwd).into_iter().map(|p| {
-            let id = identity(&p);
-            (p, id)
-        }).collect())
+        PlanIdentity(
+            plan_paths(plan, cwd)
+                .into_iter()
+                .map(|p| {
+                    let id = identity(&p);
+                    (p, id)
+                })
+                .collect(),
+        )
     }
 
     /// The first path whose identity differs in `now`, when something changed.

@@ -23,7 +23,6 @@ pub enum SessionError {
     Evicted,
 }
 
-
 pub struct Session {
     pub id: String,
     pub processes: Arc<ProcessTable>,

@@ -76,8 +76,8 @@ impl TokenDigest {
         if !path.is_absolute() {
             return Err(AuthConfigError::RelativeTokenFile(path.to_owned()));
         }
-        let content = std::fs::read(path)
-            .map_err(|e| AuthConfigError::UnreadableTokenFile { path: path.to_owned(), error: e.to_string() })?;
+        let content =
+            std::fs::read(path).map_err(|e| AuthConfigError::UnreadableTokenFile { path: path.to_owned(), error: e.to_string() })?;
         let token = content.trim_ascii();
         if token.is_empty() {
             return Err(AuthConfigError::EmptyTokenFile(path.to_owned()));
@@ -173,11 +173,7 @@ mod tests {
         assert!(matches!(none.resolve(true), Ok(None)));
         let token_only = AuthFlags { token_sha256: Some(DIGEST.into()), ..AuthFlags::default() };
         assert_eq!(token_only.resolve(false).err(), Some(AuthConfigError::TokenWithoutAuth));
-        let both = AuthFlags {
-            capability_token: true,
-            token_file: Some("/x".into()),
-            token_sha256: Some(DIGEST.into()),
-        };
+        let both = AuthFlags { capability_token: true, token_file: Some("/x".into()), token_sha256: Some(DIGEST.into()) };
         assert_eq!(both.resolve(false).err(), Some(AuthConfigError::NotExactlyOneToken));
         let neither = AuthFlags { capability_token: true, ..AuthFlags::default() };
         assert_eq!(neither.resolve(false).err(), Some(AuthConfigError::NotExactlyOneToken));

@@ -67,7 +67,9 @@ enum Line {
     Complete(Vec<u8>),
     /// A line over the limit, read up to and including its newline (or EOF) but kept
     /// only for its first [`KEPT_PREFIX_BYTES`].
-    TooLarge { prefix: Vec<u8> },
+    TooLarge {
+        prefix: Vec<u8>,
+    },
     Eof,
 }
 

@@ -132,11 +132,7 @@ mod tests {
     use crate::uri::PathUri;
 
     fn cp(src: &Path, dst: &Path, recursive: bool) -> Result<(), FsError> {
-        copy(&CopyParams {
-            source_path: PathUri(src.into()),
-            destination_path: PathUri(dst.into()),
-            recursive,
-        })
+        copy(&CopyParams { source_path: PathUri(src.into()), destination_path: PathUri(dst.into()), recursive })
     }
 
     #[test]

@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::FsError;
 use crate::protocol::{
-    DirectoryEntry, ReadDirectoryParams, ReadDirectoryResult, WalkEntry, WalkEntryKind, WalkError, WalkOptions,
-    WalkParams, WalkResult,
+    DirectoryEntry, ReadDirectoryParams, ReadDirectoryResult, WalkEntry, WalkEntryKind, WalkError, WalkOptions, WalkParams, WalkResult,
 };
 use crate::uri::PathUri;
 
@@ -197,10 +196,7 @@ mod tests {
     fn breadth_first_sorted_root_excluded() {
         let d = tree();
         let r = walk_in(d.path(), opts(3, 10, 100, false)).unwrap();
-        assert_eq!(
-            listed(d.path(), &r),
-            ["d:a", "d:a2", "f:with space.txt", "d:a/b", "f:a/z.txt", "f:a/b/deep.txt"]
-        );
+        assert_eq!(listed(d.path(), &r), ["d:a", "d:a2", "f:with space.txt", "d:a/b", "f:a/z.txt", "f:a/b/deep.txt"]);
         assert!(!r.truncated && r.errors.is_empty());
         assert!(serde_json::to_string(&r).unwrap().contains("with%20space.txt"));
     }
@@ -302,10 +298,7 @@ mod tests {
         let mut r = read_directory(&ReadDirectoryParams { path: PathUri(d.path().into()) }).unwrap().entries;
         r.sort_by(|a, b| a.file_name.cmp(&b.file_name));
         let got: Vec<_> = r.iter().map(|e| (e.file_name.as_str(), e.is_directory, e.is_file)).collect();
-        assert_eq!(
-            got,
-            [("a", true, false), ("a2", true, false), ("dl", true, false), ("with space.txt", false, true)]
-        );
+        assert_eq!(got, [("a", true, false), ("a2", true, false), ("dl", true, false), ("with space.txt", false, true)]);
         let e = read_directory(&ReadDirectoryParams { path: PathUri(d.path().join("a/z.txt")) }).unwrap_err();
         assert_eq!((e.code(), e.to_string()), (-32603, "Not a directory (os error 20)".into()));
     }

@@ -225,9 +225,7 @@ fn decode_into(data: &[u8], out: &mut impl Write) -> Result<(), FsError> {
     for block in data.chunks(DECODE_BLOCK) {
         let n = STANDARD.decode_slice(block, &mut scratch).map_err(|e| match e {
             base64::DecodeSliceError::DecodeError(e) => FsError::InvalidBase64(e),
-            base64::DecodeSliceError::OutputSliceTooSmall => {
-                FsError::Io(io::Error::other("base64 block larger than its buffer"))
-            }
+            base64::DecodeSliceError::OutputSliceTooSmall => FsError::Io(io::Error::other("base64 block larger than its buffer")),
         })?;
         out.write_all(&scratch[..n])?;
     }
@@ -520,5 +518,4 @@ mod tests {
             assert_eq!((e.code(), e.to_string()), (-32600, "path `/dev/null` is not a file".into()));
         }
     }
-
 }

@@ -6,9 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::FsError;
 use crate::ops::file::reject_symlink_if_nofollow;
-use crate::protocol::{
-    CanonicalizeParams, CanonicalizeResult, CreateDirectoryParams, GetMetadataParams, MetadataResult, RemoveParams,
-};
+use crate::protocol::{CanonicalizeParams, CanonicalizeResult, CreateDirectoryParams, GetMetadataParams, MetadataResult, RemoveParams};
 use crate::uri::PathUri;
 
 /// `fs/getMetadata`: `isSymlink` comes from lstat, everything else from the target

@@ -37,8 +37,8 @@ pub fn doctor_json(args: &[&str], envs: &[(&str, &str)]) -> (i32, serde_json::Va
     let out = run(cmd);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let json: serde_json::Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("doctor --json printed invalid JSON ({e}):\n{stdout}\nstderr:\n{stderr}"));
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("doctor --json printed invalid JSON ({e}):\n{stdout}\nstderr:\n{stderr}"));
     (out.status.code().unwrap_or(-1), json, stderr)
 }
 

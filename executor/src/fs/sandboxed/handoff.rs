@@ -115,5 +115,4 @@ mod tests {
         send_fd(theirs.as_fd(), f.as_fd(), b"next").unwrap();
         assert!(take_handoff(ours.as_fd(), "next").is_ok(), "the next open is not matched with a stale message");
     }
-
 }

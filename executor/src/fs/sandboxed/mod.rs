@@ -43,11 +43,11 @@ use crate::fds::InheritedFds;
 use crate::protocol::envelope::response_head;
 use crate::protocol::{RequestId, RpcError};
 use crate::rpc::Answer;
-use crate::sync::lock;
 use crate::sandbox::launcher::{self, LauncherConfig};
 use crate::sandbox::plan_identity::PlanIdentity;
 use crate::sandbox::policy::SandboxPlan;
 use crate::sandbox::{self, FileSystemSandboxContext};
+use crate::sync::lock;
 
 /// argv[1] that makes the executor binary serve the helper protocol on stdin/stdout.
 pub const HELPER_ARG1: &str = "--run-as-fs-helper";
@@ -125,7 +125,6 @@ struct Slot {
 pub struct HelperPool {
     slots: Mutex<HashMap<String, Slot>>,
 }
-
 
 /// The plan for `ctx` as of now; `plan.direct` means no sandbox at all (then the
 /// executor serves the request itself). Entries that depend on a cwd need the context's
@@ -223,9 +222,7 @@ impl HelperPool {
                 slots.remove(&oldest);
             }
         }
-        let slot = slots
-            .entry(key.to_owned())
-            .or_insert_with(|| Slot { helper: Arc::new(tokio::sync::Mutex::new(None)), last_used: now });
+        let slot = slots.entry(key.to_owned()).or_insert_with(|| Slot { helper: Arc::new(tokio::sync::Mutex::new(None)), last_used: now });
         slot.last_used = now;
         slot.helper.clone()
     }
@@ -284,12 +281,7 @@ fn spawn_helper(config: &LauncherConfig, plan: &SandboxPlan, cwd: &Path, view: P
     let inherited = InheritedFds::new(vec![theirs]);
     let numbers = inherited.numbers();
     let helper_fd: RawFd = numbers.first().copied().unwrap_or(-1);
-    let argv = [
-        exe.to_string_lossy().into_owned(),
-        HELPER_ARG1.to_owned(),
-        FD_SOCKET_ARG.to_owned(),
-        helper_fd.to_string(),
-    ];
+    let argv = [exe.to_string_lossy().into_owned(), HELPER_ARG1.to_owned(), FD_SOCKET_ARG.to_owned(), helper_fd.to_string()];
     let launcher = launcher::select_for(config, cwd, &plan.writable_roots).map_err(|e| sandbox_error(e.into()))?;
     // The inner stage makes every descriptor above stderr close-on-exec but these.
     let launch = sandbox::launch_for_plan(&launcher, plan, cwd, &argv, None, &numbers, config).map_err(sandbox_error)?;
@@ -320,8 +312,7 @@ fn spawn_helper(config: &LauncherConfig, plan: &SandboxPlan, cwd: &Path, view: P
 /// `Ok(Err(..))` is the operation's own error.
 async fn exchange(helper: &mut Helper, request: Request<'_>) -> Result<Result<Reply, RpcError>, RpcError> {
     let Request { op, params, id, handoff, .. } = request;
-    let mut line = serde_json::to_vec(&json!({"operation": op.name(), "params": params}))
-        .map_err(|e| RpcError::internal(e.to_string()))?;
+    let mut line = serde_json::to_vec(&json!({"operation": op.name(), "params": params})).map_err(|e| RpcError::internal(e.to_string()))?;
     line.push(b'\n');
     helper.stdin.write_all(&line).await.map_err(|e| broken(&e.to_string()))?;
     helper.stdin.flush().await.map_err(|e| broken(&e.to_string()))?;
@@ -382,7 +373,6 @@ fn raw_stdio() -> std::io::Result<(File, File)> {
     let stdout = std::io::stdout().as_fd().try_clone_to_owned()?;
     Ok((stdin.into(), stdout.into()))
 }
-
 
 /// `[]` (no hand-off: `fs/open` is refused) or `["--fd-socket", N]`.
 fn fd_socket_from_args(args: &[OsString]) -> Result<Option<OwnedFd>, String> {

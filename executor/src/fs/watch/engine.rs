@@ -16,9 +16,9 @@ use tokio::runtime::Handle;
 
 use super::state::{exists, Fired, Key, Watches};
 use super::{WatchError, MAX_WATCHES_PER_SESSION};
+use crate::notify::NotificationSink;
 use crate::protocol::envelope::notification_line;
 use crate::protocol::types::{methods, MissingChangedNotification};
-use crate::notify::NotificationSink;
 use crate::sync::lock;
 
 /// How often watches that inotify does not cover are re-checked.
@@ -100,8 +100,7 @@ impl Engine {
             return Ok(());
         }
         let inotify = self.use_inotify.then(open_inotify).flatten();
-        let (wake_rx, wake_tx) =
-            nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).map_err(|e| WatchError::Thread(e.to_string()))?;
+        let (wake_rx, wake_tx) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).map_err(|e| WatchError::Thread(e.to_string()))?;
         let engine = self.clone();
         let thread_inotify = inotify.clone();
         std::thread::Builder::new()
@@ -242,10 +241,7 @@ mod tests {
         let key = Key { owner: engine.new_owner(), watch_id: 7 };
         let (engine2, sink, paths) = (engine.clone(), session.sink.clone(), vec![target.clone()]);
         let handle = Handle::current();
-        let watching = tokio::task::spawn_blocking(move || engine2.watch(key, paths, sink, handle))
-            .await
-            .expect("join")
-            .expect("watch");
+        let watching = tokio::task::spawn_blocking(move || engine2.watch(key, paths, sink, handle)).await.expect("join").expect("watch");
         assert!(watching);
         std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
         std::fs::write(&target, b"x").expect("write");

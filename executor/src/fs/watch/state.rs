@@ -102,9 +102,7 @@ impl Watches {
     }
 
     fn all_keys(&self) -> impl Iterator<Item = Key> + '_ {
-        self.by_owner
-            .iter()
-            .flat_map(|(owner, watches)| watches.keys().map(|id| Key { owner: *owner, watch_id: *id }))
+        self.by_owner.iter().flat_map(|(owner, watches)| watches.keys().map(|id| Key { owner: *owner, watch_id: *id }))
     }
 
     pub fn polling_keys(&self) -> Vec<Key> {

@@ -79,9 +79,7 @@ impl Assembler {
             let target = match to {
                 Target::Next => from + 1,
                 Target::End => end,
-                Target::Label(l) => {
-                    self.labels.get(l.0).copied().flatten().ok_or_else(|| format!("bpf: label {} never placed", l.0))?
-                }
+                Target::Label(l) => self.labels.get(l.0).copied().flatten().ok_or_else(|| format!("bpf: label {} never placed", l.0))?,
             };
             target
                 .checked_sub(from + 1)

@@ -129,11 +129,7 @@ impl InnerConfig {
     pub fn encode(&self) -> Result<String, SandboxError> {
         let s = serde_json::to_string(self).map_err(|e| SandboxError::Encode(e.to_string()))?;
         if s.len() > MAX_CONFIG_LEN {
-            return Err(SandboxError::Encode(format!(
-                "{} bytes of path rules exceed the {} byte argument limit",
-                s.len(),
-                MAX_CONFIG_LEN
-            )));
+            return Err(SandboxError::Encode(format!("{} bytes of path rules exceed the {} byte argument limit", s.len(), MAX_CONFIG_LEN)));
         }
         Ok(s)
     }
@@ -334,10 +330,7 @@ fn open_descriptors_above_stderr(keep: &[i32]) -> Vec<i32> {
 /// own processes rather than every process of the user on the host; the kernel exempts
 /// host root from it.
 fn limit_processes(limit: u64) -> Result<(), InnerError> {
-    let rlim = libc::rlimit {
-        rlim_cur: limit,
-        rlim_max: limit,
-    };
+    let rlim = libc::rlimit { rlim_cur: limit, rlim_max: limit };
     // SAFETY: setrlimit reads one rlimit struct that lives for the call.
     if unsafe { libc::setrlimit(libc::RLIMIT_NPROC, &rlim) } != 0 {
         return Err(InnerError::ProcessLimit { limit, source: std::io::Error::last_os_error() });

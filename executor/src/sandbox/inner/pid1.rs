@@ -53,7 +53,14 @@ impl Prepared {
         for a in &argv[1..] {
             args.push(cs(a.as_bytes())?);
         }
-        Ok(Prepared { file, argv: args, display: first.to_string_lossy().into_owned(), guard: None, debug: false, exec_failure: ExecFailure::default() })
+        Ok(Prepared {
+            file,
+            argv: args,
+            display: first.to_string_lossy().into_owned(),
+            guard: None,
+            debug: false,
+            exec_failure: ExecFailure::default(),
+        })
     }
 }
 

@@ -41,13 +41,13 @@ use std::collections::BTreeMap;
 
 use libc::sock_filter;
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen as Len, SeccompCmpOp as Op, SeccompCondition as Cond, SeccompFilter,
-    SeccompRule, TargetArch,
+    BpfProgram, SeccompAction, SeccompCmpArgLen as Len, SeccompCmpOp as Op, SeccompCondition as Cond, SeccompFilter, SeccompRule,
+    TargetArch,
 };
 
-use super::bpf::{Assembler, Target, AUDIT_ARCH, JEQ_K, JGE_K, LD_W_ABS, OFF_ARCH, OFF_NR, RET_ALLOW, RET_ENOSYS, RET_K};
 #[cfg(target_arch = "x86_64")]
 use super::bpf::JSET_K;
+use super::bpf::{Assembler, Target, AUDIT_ARCH, JEQ_K, JGE_K, LD_W_ABS, OFF_ARCH, OFF_NR, RET_ALLOW, RET_ENOSYS, RET_K};
 
 #[cfg(target_arch = "x86_64")]
 const ARCH: TargetArch = TargetArch::x86_64;
@@ -102,10 +102,7 @@ fn denied_rules(network: bool) -> Result<BTreeMap<i64, Vec<SeccompRule>>, String
     // the upper half cannot dodge the rule.
     m.insert(
         libc::SYS_ioctl,
-        vec![
-            rule(vec![cond(1, Len::Dword, Op::Eq, libc::TIOCSTI)?])?,
-            rule(vec![cond(1, Len::Dword, Op::Eq, libc::TIOCLINUX)?])?,
-        ],
+        vec![rule(vec![cond(1, Len::Dword, Op::Eq, libc::TIOCSTI)?])?, rule(vec![cond(1, Len::Dword, Op::Eq, libc::TIOCLINUX)?])?],
     );
     if !network {
         let unix = libc::AF_UNIX as u64;

@@ -13,11 +13,8 @@ pub fn builtin_context(
     denied: &[PathBuf],
     network: bool,
 ) -> FileSystemSandboxContext {
-    let special = |value: SpecialPath, access: Access| FileSystemEntry {
-        path: EntryPath::Special { value },
-        access,
-        missing_path_behavior: None,
-    };
+    let special =
+        |value: SpecialPath, access: Access| FileSystemEntry { path: EntryPath::Special { value }, access, missing_path_behavior: None };
     let path = |p: &Path, access: Access| FileSystemEntry {
         path: EntryPath::Path { path: PathUri(p.to_path_buf()) },
         access,

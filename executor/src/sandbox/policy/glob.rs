@@ -8,11 +8,9 @@ use crate::sandbox::error::SandboxError;
 
 /// Expand a glob by walking from its literal prefix, bounded (see module docs).
 pub(super) fn expand_glob(pattern: &Path, max_depth: u32) -> Result<Vec<PathBuf>, SandboxError> {
-    let pattern_str = pattern
-        .to_str()
-        .ok_or_else(|| SandboxError::InvalidPolicy("glob pattern is not valid UTF-8".into()))?;
-    let matcher = glob::Pattern::new(pattern_str)
-        .map_err(|e| SandboxError::InvalidPolicy(format!("invalid glob pattern `{pattern_str}`: {e}")))?;
+    let pattern_str = pattern.to_str().ok_or_else(|| SandboxError::InvalidPolicy("glob pattern is not valid UTF-8".into()))?;
+    let matcher =
+        glob::Pattern::new(pattern_str).map_err(|e| SandboxError::InvalidPolicy(format!("invalid glob pattern `{pattern_str}`: {e}")))?;
     let opts = glob::MatchOptions { case_sensitive: true, require_literal_separator: true, require_literal_leading_dot: false };
 
     let mut prefix = PathBuf::new();

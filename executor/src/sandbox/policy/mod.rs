@@ -29,10 +29,10 @@ pub(crate) mod path_list;
 mod plan;
 mod resolve;
 
+pub use crate::protocol::sandbox_context::*;
 pub use builtin::builtin_context;
 pub use plan::{Base, Effective, MountOp, SandboxPlan};
 pub use resolve::resolve;
-pub use crate::protocol::sandbox_context::*;
 
 /// Metadata directories kept read-only inside every writable root.
 pub const PROTECTED_NAMES: &[&str] = &[".git", ".hg", ".svn", ".codex", ".agents", ".aws"];

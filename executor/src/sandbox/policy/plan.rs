@@ -32,7 +32,10 @@ pub enum MountOp {
     /// Hide a non-directory: bind `/dev/null` read-only over it.
     MaskFile(PathBuf),
     /// Recreate a top-level symlink (e.g. merged-/usr `/bin -> usr/bin`) in an empty root.
-    Symlink { target: PathBuf, link: PathBuf },
+    Symlink {
+        target: PathBuf,
+        link: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone)]

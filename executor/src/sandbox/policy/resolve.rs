@@ -13,8 +13,8 @@ use std::path::{Component, Path, PathBuf};
 
 use super::glob::expand_glob;
 use super::plan::{Base, Effective, MountOp, SandboxPlan};
-use crate::protocol::sandbox_context::*;
 use super::{DEFAULT_GLOB_DEPTH, MINIMAL_READ_ROOTS, PROTECTED_NAMES};
+use crate::protocol::sandbox_context::*;
 use crate::sandbox::error::SandboxError;
 use crate::sandbox::trusted_path::{self, is_missing, Follow, Resolved, WritableHistory};
 
@@ -165,11 +165,7 @@ fn resolve_requested(requested: Vec<(PathBuf, Access)>) -> Result<Vec<(PathBuf, 
 /// Step 3: protected metadata inside writable roots is read-only; missing names are
 /// listed for the create guard. An explicit entry at exactly the same path wins (the
 /// client asked for it).
-fn protect_metadata(
-    access: &mut BTreeMap<PathBuf, Effective>,
-    base: Effective,
-    plan: &mut SandboxPlan,
-) -> Result<(), SandboxError> {
+fn protect_metadata(access: &mut BTreeMap<PathBuf, Effective>, base: Effective, plan: &mut SandboxPlan) -> Result<(), SandboxError> {
     let mut writable: Vec<PathBuf> = access.iter().filter(|(_, a)| **a == Effective::Write).map(|(p, _)| p.clone()).collect();
     if base == Effective::Write {
         writable.push(PathBuf::from("/"));
@@ -285,10 +281,7 @@ fn inherited_access(access: &BTreeMap<PathBuf, Effective>, p: &Path, base: Effec
 /// `subpath` of `project_roots` must stay inside the root.
 fn join_relative(root: &Path, sub: &Path) -> Result<PathBuf, SandboxError> {
     if sub.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
-        return Err(SandboxError::InvalidPolicy(format!(
-            "project_roots subpath must be a relative path without `..`: {}",
-            sub.display()
-        )));
+        return Err(SandboxError::InvalidPolicy(format!("project_roots subpath must be a relative path without `..`: {}", sub.display())));
     }
     Ok(root.join(sub))
 }
@@ -309,8 +302,8 @@ fn gitdir_pointer(file: &Path) -> Option<PathBuf> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::sandbox::policy::builtin_context;
     use crate::protocol::sandbox_context::tests::ctx;
+    use crate::sandbox::policy::builtin_context;
 
     #[test]
     fn unknown_special_kind_is_ignored_and_all_accesses_parse() {

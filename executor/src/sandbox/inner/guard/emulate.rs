@@ -74,12 +74,8 @@ fn decode(n: &Notif) -> Option<Call> {
         libc::SYS_mknod => return Some(Call::Mknod { dirfd: cwd, path: a[0], mode: a[1] as u32, dev: a[2] }),
         libc::SYS_symlink => return Some(Call::Symlink { target: a[0], dirfd: cwd, path: a[1] }),
         libc::SYS_link => return Some(Call::Link { old_dirfd: cwd, old: a[0], new_dirfd: cwd, new: a[1], flags: 0 }),
-        libc::SYS_rename => {
-            return Some(Call::Rename { old_dirfd: cwd, old: a[0], new_dirfd: cwd, new: a[1], flags: 0 })
-        }
-        libc::SYS_renameat => {
-            return Some(Call::Rename { old_dirfd: int(a[0]), old: a[1], new_dirfd: int(a[2]), new: a[3], flags: 0 })
-        }
+        libc::SYS_rename => return Some(Call::Rename { old_dirfd: cwd, old: a[0], new_dirfd: cwd, new: a[1], flags: 0 }),
+        libc::SYS_renameat => return Some(Call::Rename { old_dirfd: int(a[0]), old: a[1], new_dirfd: int(a[2]), new: a[3], flags: 0 }),
         _ => {}
     }
     match n.nr {
@@ -87,12 +83,8 @@ fn decode(n: &Notif) -> Option<Call> {
         libc::SYS_mkdirat => Some(Call::Mkdir { dirfd: int(a[0]), path: a[1], mode: a[2] as u32 }),
         libc::SYS_mknodat => Some(Call::Mknod { dirfd: int(a[0]), path: a[1], mode: a[2] as u32, dev: a[3] }),
         libc::SYS_symlinkat => Some(Call::Symlink { target: a[0], dirfd: int(a[1]), path: a[2] }),
-        libc::SYS_linkat => {
-            Some(Call::Link { old_dirfd: int(a[0]), old: a[1], new_dirfd: int(a[2]), new: a[3], flags: int(a[4]) })
-        }
-        libc::SYS_renameat2 => {
-            Some(Call::Rename { old_dirfd: int(a[0]), old: a[1], new_dirfd: int(a[2]), new: a[3], flags: a[4] as u32 })
-        }
+        libc::SYS_linkat => Some(Call::Link { old_dirfd: int(a[0]), old: a[1], new_dirfd: int(a[2]), new: a[3], flags: int(a[4]) }),
+        libc::SYS_renameat2 => Some(Call::Rename { old_dirfd: int(a[0]), old: a[1], new_dirfd: int(a[2]), new: a[3], flags: a[4] as u32 }),
         _ => None,
     }
 }
@@ -240,10 +232,7 @@ fn open(ctx: &Ctx<'_>, dirfd: i32, path: &[u8], flags: i32, mode: u32) -> Result
                 return Ok(Outcome::Blocking(BlockingOpen { parent: p.parent, last: p.last, flags, mode, umask }));
             }
             Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == libc::makedev(5, 0) => {
-                return ctx
-                    .target
-                    .controlling_tty(ctx.root, flags)
-                    .map(|fd| Outcome::File { fd, cloexec: flags & libc::O_CLOEXEC != 0 });
+                return ctx.target.controlling_tty(ctx.root, flags).map(|fd| Outcome::File { fd, cloexec: flags & libc::O_CLOEXEC != 0 });
             }
             _ => {}
         }

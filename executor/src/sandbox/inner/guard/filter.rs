@@ -11,8 +11,7 @@
 use libc::sock_filter;
 
 use crate::sandbox::inner::bpf::{
-    off_arg, Assembler, Label, Target, AUDIT_ARCH, JEQ_K, JSET_K, LD_W_ABS, OFF_ARCH, OFF_NR, RET_ALLOW, RET_ENOSYS, RET_K,
-    RET_NOTIFY,
+    off_arg, Assembler, Label, Target, AUDIT_ARCH, JEQ_K, JSET_K, LD_W_ABS, OFF_ARCH, OFF_NR, RET_ALLOW, RET_ENOSYS, RET_K, RET_NOTIFY,
 };
 
 /// Calls that always go to the supervisor.
@@ -32,8 +31,7 @@ const ALWAYS: &[i64] = &[
     libc::SYS_creat,
 ];
 #[cfg(target_arch = "aarch64")]
-const ALWAYS: &[i64] =
-    &[libc::SYS_mkdirat, libc::SYS_mknodat, libc::SYS_symlinkat, libc::SYS_linkat, libc::SYS_renameat2];
+const ALWAYS: &[i64] = &[libc::SYS_mkdirat, libc::SYS_mknodat, libc::SYS_symlinkat, libc::SYS_linkat, libc::SYS_renameat2];
 
 /// Calls that go to the supervisor when the flags argument (index) has `O_CREAT`.
 #[cfg(target_arch = "x86_64")]

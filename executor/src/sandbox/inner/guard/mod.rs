@@ -84,11 +84,7 @@ pub fn prepare(missing: &[PathBuf], pinned: &[PathBuf]) -> Result<Option<Setup>,
         let Ok(md) = std::fs::metadata(dir) else {
             continue;
         };
-        protected.push((
-            std::os::unix::fs::MetadataExt::dev(&md),
-            std::os::unix::fs::MetadataExt::ino(&md),
-            name.as_bytes().to_vec(),
-        ));
+        protected.push((std::os::unix::fs::MetadataExt::dev(&md), std::os::unix::fs::MetadataExt::ino(&md), name.as_bytes().to_vec()));
     }
     if protected.is_empty() && pinned.is_empty() {
         return Ok(None);
@@ -99,13 +95,9 @@ pub fn prepare(missing: &[PathBuf], pinned: &[PathBuf]) -> Result<Option<Setup>,
     if std::fs::metadata("/proc/self/mem").is_err() {
         return Err("needs the sandbox's /proc, which this host does not allow".into());
     }
-    let (parent_end, child_end) = socket::socketpair(
-        socket::AddressFamily::Unix,
-        socket::SockType::SeqPacket,
-        None,
-        socket::SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(|e| format!("socketpair: {e}"))?;
+    let (parent_end, child_end) =
+        socket::socketpair(socket::AddressFamily::Unix, socket::SockType::SeqPacket, None, socket::SockFlag::SOCK_CLOEXEC)
+            .map_err(|e| format!("socketpair: {e}"))?;
     Ok(Some(Setup { guard: Guard { protected, pinned }, program: filter::program()?, parent_end, child_end }))
 }
 

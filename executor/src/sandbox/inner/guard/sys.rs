@@ -25,10 +25,9 @@ fn check(r: libc::c_int) -> Result<(), Errno> {
 pub fn install_listener(prog: &[libc::sock_filter]) -> Result<OwnedFd, Errno> {
     let fprog = libc::sock_fprog { len: prog.len() as libc::c_ushort, filter: prog.as_ptr() as *mut libc::sock_filter };
     let mut last = libc::EINVAL;
-    for flags in [
-        libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
-        libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
-    ] {
+    for flags in
+        [libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER]
+    {
         // SAFETY: `fprog` points at `prog`, which outlives the call; the kernel copies
         // the program before returning.
         let fd = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, flags, &fprog as *const _) };
@@ -163,8 +162,7 @@ pub fn is_procfs(fd: BorrowedFd<'_>) -> bool {
 pub fn readlinkat(dir: BorrowedFd<'_>, name: &CStr) -> Result<Vec<u8>, Errno> {
     let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
     // SAFETY: `name` is NUL-terminated; the kernel writes at most `buf.len()` bytes.
-    let n =
-        unsafe { libc::readlinkat(dir.as_raw_fd(), name.as_ptr(), buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    let n = unsafe { libc::readlinkat(dir.as_raw_fd(), name.as_ptr(), buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
     if n < 0 {
         return Err(errno());
     }
@@ -201,9 +199,7 @@ pub fn linkat((old_dir, old): Entry<'_>, (new_dir, new): Entry<'_>, flags: i32) 
 
 pub fn renameat2((old_dir, old): Entry<'_>, (new_dir, new): Entry<'_>, flags: u32) -> Result<(), Errno> {
     // SAFETY: both strings are NUL-terminated and outlive the call; integers otherwise.
-    let r = unsafe {
-        libc::syscall(libc::SYS_renameat2, old_dir.as_raw_fd(), old.as_ptr(), new_dir.as_raw_fd(), new.as_ptr(), flags)
-    };
+    let r = unsafe { libc::syscall(libc::SYS_renameat2, old_dir.as_raw_fd(), old.as_ptr(), new_dir.as_raw_fd(), new.as_ptr(), flags) };
     if r < 0 {
         Err(errno())
     } else {

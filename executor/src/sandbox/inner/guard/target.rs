@@ -90,13 +90,7 @@ impl Target {
 
     /// Resolves every component of `dir` from `start` (or `/` for an absolute path),
     /// following symbolic links as the kernel does for intermediate components.
-    pub fn walk(
-        &self,
-        root: BorrowedFd<'_>,
-        start: BorrowedFd<'_>,
-        dir: &[u8],
-        links: &mut u32,
-    ) -> Result<OwnedFd, Errno> {
+    pub fn walk(&self, root: BorrowedFd<'_>, start: BorrowedFd<'_>, dir: &[u8], links: &mut u32) -> Result<OwnedFd, Errno> {
         let mut cur = if dir.first() == Some(&b'/') { dup(root)? } else { dup(start)? };
         let mut todo: VecDeque<Vec<u8>> = components(dir);
         while let Some(comp) = todo.pop_front() {
@@ -245,9 +239,6 @@ mod tests {
         assert_eq!(parts("a//b"), ("a/".into(), "b".into(), "b".into()));
         assert_eq!(parts("//"), ("/".into(), ".".into(), ".".into()));
         assert!(split(b"").is_err());
-        assert_eq!(
-            components(b"/a/./b//c/").into_iter().collect::<Vec<_>>(),
-            vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
-        );
+        assert_eq!(components(b"/a/./b//c/").into_iter().collect::<Vec<_>>(), vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
     }
 }
