@@ -5,6 +5,7 @@ pub mod env_policy;
 pub mod environment;
 pub mod fds;
 pub mod fs;
+pub mod http;
 pub mod init;
 pub mod limits;
 pub mod notify;

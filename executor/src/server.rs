@@ -30,6 +30,8 @@ pub struct ServerConfig {
     pub session_ttl: Duration,
     /// What one session may hold (fs handles, live processes).
     pub limits: SessionLimits,
+    /// `http/request`: the egress policy.
+    pub http: crate::http::HttpConfig,
 }
 
 /// Built-in profiles an operator can impose with `--default-sandbox`.
@@ -59,6 +61,8 @@ pub struct Server {
     pub fs_helpers: crate::fs::sandboxed::HelperPool,
     /// The executor's descriptor limit and the reserve kept for process and helper starts.
     pub descriptors: DescriptorBudget,
+    /// `http/request`: the shared clients and each connection's requests.
+    pub http: crate::http::HttpService,
     next_connection: AtomicU64,
 }
 
@@ -88,6 +92,7 @@ impl Server {
     pub fn new(config: ServerConfig, environment_info: EnvironmentInfo) -> Arc<Self> {
         Arc::new(Self {
             sessions: SessionRegistry::new(config.limits),
+            http: crate::http::HttpService::new(config.http.clone()),
             config,
             environment_info,
             fs_helpers: Default::default(),
@@ -126,6 +131,7 @@ impl Server {
             permits: Arc::new(Semaphore::new(self.config.concurrent_requests.max(1))),
             pending_session: None,
         };
+        self.http.open_connection(connection.id);
         // Oversized messages are answered from here, also while a request is being handled.
         let answers = connection.outbound.clone();
         // At most one message read ahead while the previous one is handled: order is kept,
@@ -167,6 +173,8 @@ impl Server {
                 None => break CloseReason::PeerClosed,
             }
         };
+        // Its HTTP requests end with it; a later resume of the session does not get them.
+        self.http.close_connection(connection.id);
         let session = connection.session();
         if let Some(session) = &session {
             self.detach(session, connection.id);
@@ -285,7 +293,13 @@ impl Connection {
             self.answer(&id, outcome).await;
             return Ok(());
         }
-        let ctx = RequestContext { server: self.server.clone(), connection: self.id, phase: self.phase.clone(), id: id.clone() };
+        let ctx = RequestContext {
+            server: self.server.clone(),
+            connection: self.id,
+            phase: self.phase.clone(),
+            id: id.clone(),
+            outbound: self.outbound.clone(),
+        };
         if rpc::runs_inline(&method) {
             let outcome = rpc::dispatch(ctx, &method, params).await;
             self.answer(&id, outcome).await;
@@ -295,14 +309,18 @@ impl Connection {
         let outbound = self.outbound.clone();
         tokio::spawn(async move {
             let outcome = rpc::dispatch(ctx, &method, params).await;
-            let _ = outbound.send(answer_line(&id, outcome)).await;
+            if let Some(line) = answer_line(&id, outcome) {
+                let _ = outbound.send(line).await;
+            }
             drop(permit);
         });
         Ok(())
     }
 
     async fn answer(&self, id: &RequestId, outcome: Result<Answer, RpcError>) {
-        self.send(answer_line(id, outcome)).await;
+        if let Some(line) = answer_line(id, outcome) {
+            self.send(line).await;
+        }
     }
 
     fn initialize(&mut self, params: Value) -> Result<Value, RpcError> {
@@ -333,10 +351,12 @@ fn too_large_line(label: &str, limit: usize, prefix: &[u8], then_closed: bool) -
     error_line(&id, &error)
 }
 
-fn answer_line(id: &RequestId, outcome: Result<Answer, RpcError>) -> Vec<u8> {
+/// The response line, or nothing when the handler queued it itself.
+fn answer_line(id: &RequestId, outcome: Result<Answer, RpcError>) -> Option<Vec<u8>> {
     match outcome {
-        Ok(Answer::Result(result)) => response_line(id, &result),
-        Ok(Answer::Line(line)) => line,
-        Err(error) => error_line(id, &error),
+        Ok(Answer::Result(result)) => Some(response_line(id, &result)),
+        Ok(Answer::Line(line)) => Some(line),
+        Ok(Answer::Sent) => None,
+        Err(error) => Some(error_line(id, &error)),
     }
 }

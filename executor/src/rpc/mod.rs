@@ -2,6 +2,7 @@
 //! (-32600), then the handler runs. Unknown methods are -32601.
 
 mod errors;
+mod http;
 mod process;
 
 pub use process::effective_sandbox;
@@ -34,6 +35,9 @@ pub struct RequestContext {
     pub phase: Phase,
     /// The request's id, for handlers that write their response line themselves.
     pub id: RequestId,
+    /// The connection's queue of lines, for handlers that answer and then go on sending
+    /// notifications (a streamed `http/request`).
+    pub outbound: crate::notify::Outbound,
 }
 
 /// A handler's success.
@@ -43,6 +47,8 @@ pub enum Answer {
     /// The complete response line, built by the handler (see
     /// [`crate::protocol::envelope::response_head`]).
     Line(Vec<u8>),
+    /// The handler has queued its response line itself.
+    Sent,
 }
 
 impl RequestContext {
@@ -91,6 +97,9 @@ async fn guarded(method: &str, handler: impl Future<Output = Result<Answer, RpcE
 async fn dispatch_unguarded(ctx: RequestContext, method: &str, params: Value) -> Result<Answer, RpcError> {
     if crate::fs::is_fs_method(method) {
         return crate::fs::dispatch(&ctx, method, params).await;
+    }
+    if method == "http/request" {
+        return http::request(&ctx, decode_params(params)?).await;
     }
     dispatch_value(ctx, method, params).await.map(Answer::Result)
 }
