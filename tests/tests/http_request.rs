@@ -296,3 +296,37 @@ fn bad_egress_flags_are_usage_errors() {
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("--http-allow <HOST|CIDR>") && help.contains("--http-deny <HOST|CIDR>"), "{help}");
 }
+
+#[test]
+fn closing_the_connection_cancels_its_requests_and_a_resume_does_not_get_them() {
+    let site = PyServer::http("127.0.0.1");
+    let ws = executor_tests::ws::WsServer::start(&[]);
+    let stats_url = format!("http://127.0.0.1:{}/stats", site.port);
+    let mut watcher = ws.ready();
+    let hanging = |client: &mut executor_tests::ws::WsClient| -> u64 {
+        let result = client.call("http/request", get(&stats_url));
+        echoed(&result)["hanging"].as_u64().expect("hanging")
+    };
+    let session_id = {
+        let mut other = ws.connect();
+        let init = other.call("initialize", json!({"clientName":"ws-tests"}));
+        other.notify("initialized", json!({}));
+        let hang = format!("http://127.0.0.1:{}/hang", site.port);
+        let id = other.send_request("http/request", json!({"method":"GET","url":hang,"requestId":"hang","streamResponse":true}));
+        assert_eq!(other.response(id)["result"]["status"], 200);
+        let first = other.next_matching(|m| m["method"] == DELTA);
+        assert_eq!(unb64(first["params"]["deltaBase64"].as_str().unwrap_or("")), b"data: first\n\n");
+        assert_eq!(hanging(&mut watcher), 1);
+        // The connection goes away without a word, as a dropped network link would.
+        drop(other);
+        init["sessionId"].as_str().expect("sessionId").to_owned()
+    };
+    let deadline = std::time::Instant::now() + executor_tests::TIMEOUT;
+    while hanging(&mut watcher) != 0 {
+        assert!(std::time::Instant::now() < deadline, "the stream was not cancelled when its connection closed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut resumed = ws.resume_when_detached(&session_id);
+    let stray = resumed.try_next_matching(&|m| m["method"] == DELTA, std::time::Duration::from_millis(500));
+    assert!(stray.is_none(), "a resumed session got the old connection's stream: {stray:?}");
+}
