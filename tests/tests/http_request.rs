@@ -330,3 +330,63 @@ fn closing_the_connection_cancels_its_requests_and_a_resume_does_not_get_them() 
     let stray = resumed.try_next_matching(&|m| m["method"] == DELTA, std::time::Duration::from_millis(500));
     assert!(stray.is_none(), "a resumed session got the old connection's stream: {stray:?}");
 }
+
+#[test]
+fn proxies_from_the_environment_are_used_and_no_proxy_is_honoured() {
+    // The fixture answers a proxy's absolute-form request like any other, so it shows
+    // whether a request went through it: its path is then the whole URL.
+    let proxy = PyServer::http("127.0.0.1");
+    let site = PyServer::http("127.0.0.1");
+    let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
+    let mut server = executor_with(&[], &[("HTTP_PROXY", &proxy_url), ("NO_PROXY", "localhost")]);
+    // A name that does not resolve anywhere: only the proxy can answer for it.
+    let via_proxy = server.call("http/request", get("http://executor-test.invalid/echo"));
+    assert_eq!(echoed(&via_proxy)["path"], "http://executor-test.invalid/echo");
+    let direct = server.call("http/request", get(&format!("http://localhost:{}/echo", site.port)));
+    assert_eq!(echoed(&direct)["path"], "/echo", "NO_PROXY=localhost goes direct");
+}
+
+#[test]
+fn a_client_that_stops_reading_does_not_make_the_executor_buffer_the_body() {
+    use std::io::{BufRead, BufReader, Write};
+    let site = PyServer::http("127.0.0.1");
+    let mut child = Command::new(executor_bin())
+        .args(["--listen", "stdio"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("executor starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let size: usize = 256 * 1024 * 1024;
+    let url = format!("http://127.0.0.1:{}/bytes?n={size}", site.port);
+    let request = json!({"id":2,"method":"http/request","params":{"method":"GET","url":url,"requestId":"slow","streamResponse":true}});
+    for line in [json!({"id":1,"method":"initialize","params":{"clientName":"tests"}}), json!({"method":"initialized"}), request] {
+        writeln!(stdin, "{line}").expect("write");
+    }
+    stdin.flush().expect("flush");
+    // Nothing is read for a while: the pipe fills, then the executor's queue, and then the
+    // body must wait in the HTTP server, not in the executor.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (_, peak_kib) = memory_kib(child.id());
+    eprintln!("executor peak RSS while its client read nothing: {} KiB", peak_kib);
+    assert!(peak_kib < 64 * 1024, "the executor's peak RSS reached {} MiB while its client read nothing", peak_kib / 1024);
+    let mut total = 0usize;
+    let mut done = false;
+    for line in BufReader::new(child.stdout.take().expect("stdout")).lines() {
+        let message: Value = serde_json::from_str(&line.expect("line")).expect("json");
+        if message["method"] == DELTA {
+            total += unb64(message["params"]["deltaBase64"].as_str().unwrap_or("")).len();
+            if message["params"]["done"] == true {
+                assert!(message["params"]["error"].is_null(), "{message}");
+                done = true;
+                break;
+            }
+        }
+    }
+    assert!(done, "the stream did not end");
+    assert_eq!(total, size, "the whole body arrived once the client read again");
+    let (_, peak_kib) = memory_kib(child.id());
+    assert!(peak_kib < 64 * 1024, "peak RSS {} MiB for a 256 MiB stream", peak_kib / 1024);
+    drop(stdin);
+    let _ = child.wait();
+}
