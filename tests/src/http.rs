@@ -65,6 +65,12 @@ impl PyServer {
         Self::start("http_server.py", &["--host", host])
     }
 
+    /// `h2_server.py` (hypercorn: HTTP/2 and HTTP/1.1 over TLS) on 127.0.0.1.
+    pub fn h2(ca: &TestCa) -> Self {
+        let (cert, key) = (ca.dir.join("server.pem"), ca.dir.join("server.key"));
+        Self::start("h2_server.py", &["--cert", &cert.to_string_lossy(), "--key", &key.to_string_lossy()])
+    }
+
     /// `http_server.py` on 127.0.0.1 with TLS, its certificate signed by `ca`.
     pub fn https(ca: &TestCa) -> Self {
         let (cert, key) = (ca.dir.join("server.pem"), ca.dir.join("server.key"));

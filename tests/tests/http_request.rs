@@ -390,3 +390,26 @@ fn a_client_that_stops_reading_does_not_make_the_executor_buffer_the_body() {
     drop(stdin);
     let _ = child.wait();
 }
+
+#[test]
+fn connections_are_reused_and_https_negotiates_http2() {
+    let site = PyServer::http("127.0.0.1");
+    let mut server = executor_with(&[], &[]);
+    let url = format!("http://127.0.0.1:{}/echo", site.port);
+    let ports: Vec<Value> = (0..3).map(|_| echoed(&server.call("http/request", get(&url)))["clientPort"].clone()).collect();
+    assert!(ports.iter().all(|p| *p == ports[0]), "HTTP/1.1 keep-alive: one connection for sequential requests: {ports:?}");
+
+    let ca = TestCa::new();
+    let h2 = PyServer::h2(&ca);
+    let mut server = executor_with(&[], &[("SSL_CERT_FILE", &ca.ca_file().to_string_lossy())]);
+    let url = format!("https://localhost:{}/h2", h2.port);
+    let first = echoed(&server.call("http/request", get(&url)));
+    assert_eq!(first["httpVersion"], "2", "ALPN chose HTTP/2: {first}");
+    let (_, deltas) = streamed(&mut server, json!({"method":"GET","url":url,"requestId":"h2","streamResponse":true}));
+    let second: Value = serde_json::from_slice(&joined(&deltas)).expect("json");
+    assert_eq!(
+        (second["httpVersion"].clone(), second["clientPort"].clone()),
+        (json!("2"), first["clientPort"].clone()),
+        "one HTTP/2 connection"
+    );
+}
