@@ -3,17 +3,19 @@
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    /// Not an absolute http or https URL.
-    #[error("http/request url must be an absolute http or https URL: {0}")]
+    // The texts of the params errors are the reference's (codex exec-server 0.169.0).
+    #[error("http/request url is invalid: {0}")]
     BadUrl(String),
+    #[error("http/request only supports http and https URLs, got {0}")]
+    BadScheme(String),
     #[error("http/request method `{0}` is not a valid HTTP method")]
     BadMethod(String),
-    #[error("http/request header name `{0}` is not a valid HTTP header name")]
-    BadHeaderName(String),
-    /// The value is not named: it may have come from the executor's environment.
-    #[error("http/request header `{0}` has a value that is not allowed in an HTTP header")]
+    #[error("http/request header name is invalid: invalid HTTP header name")]
+    BadHeaderName,
+    /// The value is not shown: it may have come from the executor's environment.
+    #[error("http/request header value is invalid for {0}: failed to parse header value")]
     BadHeaderValue(String),
-    #[error("http/request header `{header}`: environment variable `{var}` {why}")]
+    #[error("http/request header {header} requires executor environment variable {var}{why}")]
     EnvVar { header: String, var: String, why: &'static str },
     #[error("http/request bodyBase64 is not valid base64: {0}")]
     BadBody(String),
@@ -42,8 +44,9 @@ impl HttpError {
         matches!(
             self,
             HttpError::BadUrl(_)
+                | HttpError::BadScheme(_)
                 | HttpError::BadMethod(_)
-                | HttpError::BadHeaderName(_)
+                | HttpError::BadHeaderName
                 | HttpError::BadHeaderValue(_)
                 | HttpError::EnvVar { .. }
                 | HttpError::BadBody(_)

@@ -33,19 +33,22 @@ pub struct Prepared {
 /// Checks and converts `params`; `env` reads the executor's environment.
 pub fn prepare(params: HttpRequestParams, env: impl Fn(&str) -> Option<OsString>) -> Result<Prepared, HttpError> {
     let method = Method::from_bytes(params.method.as_bytes()).map_err(|_| HttpError::BadMethod(params.method.clone()))?;
-    let url = url::Url::parse(&params.url).map_err(|e| HttpError::BadUrl(format!("{e}")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(HttpError::BadUrl(format!("`{}` is not http or https", url.scheme())));
+    let url = url::Url::parse(&params.url).map_err(|e| HttpError::BadUrl(e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(HttpError::BadScheme(url.scheme().to_owned()));
+    }
+    if url.host().is_none() {
+        return Err(HttpError::BadUrl("empty host".to_owned()));
     }
     let mut headers = HeaderMap::with_capacity(params.headers.len());
     for header in params.headers {
-        let name = HeaderName::from_bytes(header.name.as_bytes()).map_err(|_| HttpError::BadHeaderName(header.name.clone()))?;
+        let name = HeaderName::from_bytes(header.name.as_bytes()).map_err(|_| HttpError::BadHeaderName)?;
         let mut value = header.value.into_bytes();
         let from_env = header.value_env_var.is_some();
         if let Some(var) = header.value_env_var {
             let env_error = |why| HttpError::EnvVar { header: header.name.clone(), var: var.clone(), why };
-            let found = env(&var).ok_or_else(|| env_error("is not set in the executor's environment"))?;
-            let found = found.into_string().map_err(|_| env_error("is not valid UTF-8"))?;
+            let found = env(&var).ok_or_else(|| env_error(""))?;
+            let found = found.into_string().map_err(|_| env_error(" (its value is not valid UTF-8)"))?;
             value.extend_from_slice(found.as_bytes());
         }
         let mut value = HeaderValue::from_bytes(&value).map_err(|_| HttpError::BadHeaderValue(header.name.clone()))?;
@@ -102,17 +105,14 @@ mod tests {
     fn client_mistakes_are_named_without_values() {
         let err = |v: serde_json::Value| prepare(params(v), no_env).err().map(|e| (e.is_client_error(), e.to_string()));
         let (client, message) = err(json!({"method":"GET","url":"http://x/","requestId":"r",
-            "headers":[{"name":"Authorization","valueEnvVar":"NOPE_TOKEN"}]}))
+            "headers":[{"name":"Authorization","value":"","valueEnvVar":"NOPE_TOKEN"}]}))
         .unwrap_or_default();
         assert!(client);
-        assert_eq!(
-            message,
-            "http/request header `Authorization`: environment variable `NOPE_TOKEN` is not set in the executor's environment"
-        );
+        assert_eq!(message, "http/request header Authorization requires executor environment variable NOPE_TOKEN");
         let (_, message) = err(json!({"method":"GET","url":"/relative","requestId":"r"})).unwrap_or_default();
         assert!(message.contains("relative URL without a base"), "{message}");
         let (_, message) = err(json!({"method":"GET","url":"file:///etc/passwd","requestId":"r"})).unwrap_or_default();
-        assert!(message.contains("`file` is not http or https"), "{message}");
+        assert_eq!(message, "http/request only supports http and https URLs, got file");
         let (_, message) = err(json!({"method":"GET","url":"http://x/","requestId":"r","headers":[{"name":"a","value":"bad\nsecret"}]}))
             .unwrap_or_default();
         assert!(!message.contains("secret"), "{message}");

@@ -5,12 +5,12 @@ use serde::{Deserialize, Serialize};
 
 /// One request header. `valueEnvVar` names a variable of the executor's own environment
 /// whose value is appended to `value` (`httpHeaderEnvVars`), so that a secret such as a
-/// bearer token never travels through the client.
+/// bearer token never travels through the client. `value` is required even then, as the
+/// reference has it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpHeaderParam {
     pub name: String,
-    #[serde(default)]
     pub value: String,
     #[serde(default)]
     pub value_env_var: Option<String>,
@@ -111,10 +111,14 @@ mod tests {
         let e = serde_json::from_value::<HttpRequestParams>(json!({"method":"GET","url":"http://x/"})).err().map(|e| e.to_string());
         assert_eq!(e.as_deref(), Some("missing field `requestId`"));
         let p: HttpRequestParams = serde_json::from_value(
-            json!({"method":"GET","url":"u","requestId":"r","redirectPolicy":"stop","headers":[{"name":"a","valueEnvVar":"V"}]}),
+            json!({"method":"GET","url":"u","requestId":"r","redirectPolicy":"stop","headers":[{"name":"a","value":"","valueEnvVar":"V"}]}),
         )
         .expect("decodes");
         assert_eq!(p.redirect_policy, Some(RedirectPolicy::Stop));
         assert_eq!((p.headers[0].value.as_str(), p.headers[0].value_env_var.as_deref()), ("", Some("V")));
+        let e = serde_json::from_value::<HttpRequestParams>(json!({"method":"GET","url":"u","requestId":"r","headers":[{"name":"a"}]}))
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(e.as_deref(), Some("missing field `value`"), "as the reference");
     }
 }
