@@ -227,7 +227,7 @@ fn an_active_stream_id_cannot_be_reused_until_it_ends() {
     let id = server.send_request("http/request", json!({"method":"GET","url":hang,"requestId":"same","streamResponse":true}));
     assert_eq!(server.response(id)["result"]["status"], 200);
     let (code, message) = server.call_err("http/request", json!({"method":"GET","url":hang,"requestId":"same","streamResponse":true}));
-    assert_eq!((code, message.as_str()), (-32602, "http/request requestId `same` is already active"));
+    assert_eq!((code, message.as_str()), (-32602, "http/request streamResponse requestId `same` is already active"));
     // Another id streams meanwhile, and a finished id is free again.
     let url = format!("http://127.0.0.1:{}/chunked?n=2&size=10", site.port);
     streamed(&mut server, json!({"method":"GET","url":url,"requestId":"other","streamResponse":true}));

@@ -19,7 +19,7 @@ pub enum HttpError {
     EnvVar { header: String, var: String, why: &'static str },
     #[error("http/request bodyBase64 is not valid base64: {0}")]
     BadBody(String),
-    #[error("http/request requestId `{0}` is already active")]
+    #[error("http/request streamResponse requestId `{0}` is already active")]
     StreamActive(String),
     #[error("too many http/request calls in flight on this connection (limit {0})")]
     TooMany(usize),

@@ -111,7 +111,7 @@ mod tests {
         let first = registry.begin(1, "r", true).ok();
         assert!(first.is_some());
         let again = registry.begin(1, "r", true).err().map(|e| e.to_string());
-        assert_eq!(again.as_deref(), Some("http/request requestId `r` is already active"));
+        assert_eq!(again.as_deref(), Some("http/request streamResponse requestId `r` is already active"));
         assert!(registry.begin(2, "r", true).is_ok(), "ids are per connection");
         assert!(registry.begin(1, "r", false).is_ok(), "a buffered request does not stream");
         drop(first);
