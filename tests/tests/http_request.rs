@@ -278,6 +278,9 @@ fn egress_rules_apply_to_literals_resolved_names_and_redirect_hops() {
     let (code, message) = by_address.call_err("http/request", get(&format!("http://localhost:{}/echo", near.port)));
     assert_eq!(code, -32603);
     assert!(message.contains("resolved from `localhost`") && message.contains("--http-deny"), "{message}");
+    // 0.0.0.0 reaches the loopback too, and is judged as it.
+    let (_, message) = by_address.call_err("http/request", get(&format!("http://0.0.0.0:{}/echo", near.port)));
+    assert!(message.ends_with("address 0.0.0.0 is denied by `--http-deny 127.0.0.1`"), "{message}");
     // Host rules match names; allow wins over deny.
     let mut by_name = Executor::ready(&["--http-deny", "localhost"]);
     let (_, message) = by_name.call_err("http/request", get(&format!("http://localhost:{}/echo", near.port)));

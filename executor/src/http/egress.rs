@@ -80,12 +80,19 @@ fn normalise_net(net: IpNet) -> IpNet {
     }
 }
 
-/// The address as IPv4 when it is an IPv4-mapped IPv6 one: `[::ffff:169.254.169.254]`
-/// connects to the IPv4 address and must be judged as it.
+/// The address the connection really reaches, for judging it: an IPv4-mapped IPv6
+/// address (`[::ffff:169.254.169.254]`) reaches the IPv4 one, and the unspecified address
+/// (`0.0.0.0`, `::`) reaches this host's loopback on Linux, so a rule denying 127.0.0.0/8
+/// must not be sidestepped by `http://0.0.0.0:PORT/`.
 fn normalise_ip(ip: IpAddr) -> IpAddr {
-    match ip {
+    let ip = match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         IpAddr::V4(_) => ip,
+    };
+    match ip {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        _ => ip,
     }
 }
 
@@ -177,6 +184,7 @@ impl EgressPolicy {
     pub fn check(&self, host: Option<&str>, ip: Option<IpAddr>) -> Result<(), EgressDenied> {
         let host = host.map(normalise_host);
         let host = host.as_deref();
+        let shown = ip;
         let ip = ip.map(normalise_ip);
         if self.allow.iter().any(|rule| rule.matches(host, ip)) {
             return Ok(());
@@ -184,7 +192,7 @@ impl EgressPolicy {
         match self.deny.iter().find(|rule| rule.matches(host, ip)) {
             None => Ok(()),
             Some(rule) => {
-                let destination = match (host, ip) {
+                let destination = match (host, shown) {
                     (Some(host), Some(ip)) => format!("address {ip} (resolved from `{host}`)"),
                     (Some(host), None) => format!("host `{host}`"),
                     (None, Some(ip)) => format!("address {ip}"),
@@ -289,6 +297,10 @@ mod tests {
         let message = policy.check(Some("localhost"), ip("127.0.0.2")).err().map(|e| e.to_string()).unwrap_or_default();
         assert_eq!(message, "address 127.0.0.2 (resolved from `localhost`) is denied by `--http-deny 127.0.0.2`");
         assert!(policy.check(None, ip("127.0.0.1")).is_ok());
+        let loopback = EgressPolicy::new(vec![], vec![target("127.0.0.0/8"), target("::1")]);
+        let message = loopback.check(None, ip("0.0.0.0")).err().map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(message, "address 0.0.0.0 is denied by `--http-deny 127.0.0.0/8`", "0.0.0.0 reaches loopback");
+        assert!(loopback.check(None, ip("::")).is_err());
         assert!(policy.check(None, ip("10.9.9.9")).is_err());
         assert!(policy.check(None, ip("10.1.2.3")).is_ok());
         let message = policy.check(Some("www.Example.com"), None).err().map(|e| e.to_string()).unwrap_or_default();
