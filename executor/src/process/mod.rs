@@ -279,12 +279,9 @@ impl Process {
         let pumped = process.clone();
         tokio::spawn(async move {
             pumped.pump(spawned.child, output).await;
-            // The slot is given back before the client hears of the close, so a start it
-            // sends on `process/closed` finds the room (--max-processes) it was told of.
             if let Some(table) = table.upgrade() {
                 table.closed_one();
             }
-            pumped.emit_closed().await;
             tokio::time::sleep(CLOSED_RETENTION).await;
             if let Some(table) = table.upgrade() {
                 table.remove_if_same(&pumped.id, &pumped);
@@ -395,6 +392,7 @@ impl Process {
                 }
             }
         }
+        self.emit_closed().await;
     }
 
     async fn emit_output(&self, stream: StreamName, data: &[u8]) {
