@@ -14,8 +14,9 @@ use tracing_subscriber::EnvFilter;
 use executor::environment::environment_info;
 use executor::limits::SessionLimits;
 use executor::protocol::types::Capabilities;
+use executor::sandbox::floor::{DefaultSandbox, OperatorFloor};
 use executor::sandbox::launcher::{LauncherArgs, LauncherConfig, LauncherError};
-use executor::server::{DefaultSandbox, Server, ServerConfig};
+use executor::server::{Server, ServerConfig};
 use executor::transport::auth::{AuthConfigError, AuthFlags, TokenDigest};
 use executor::transport::ws::{self, WsOptions};
 use executor::transport::{self, Listen};
@@ -301,8 +302,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     let config = ServerConfig {
         concurrent_requests: args.concurrent_requests as usize,
         launcher,
-        default_sandbox: args.default_sandbox,
-        require_sandbox: args.require_sandbox,
+        floor: OperatorFloor { default_sandbox: args.default_sandbox, require_sandbox: args.require_sandbox },
         session_ttl: Duration::from_secs(args.session_ttl),
         limits: SessionLimits { max_fs_handles: args.max_fs_handles as usize, max_processes: args.max_processes as usize },
     };
@@ -318,7 +318,7 @@ fn serve(args: ServeArgs) -> ExitCode {
 fn new_server(config: ServerConfig) -> Arc<Server> {
     // fs/watchMissing runs with the executor's own rights, which --require-sandbox (without
     // a default) refuses: then the client is told not to send it.
-    let fs_watch_missing = !(config.require_sandbox && config.default_sandbox.is_none());
+    let fs_watch_missing = config.floor.allows_unsandboxed();
     let capabilities =
         Capabilities { file_write_streaming: true, sandboxed_file_streaming: true, fs_watch_missing, ..Capabilities::default() };
     let info = environment_info(capabilities, sandbox_facts(&config));
@@ -401,8 +401,8 @@ fn sandbox_facts(config: &ServerConfig) -> serde_json::Value {
                 "version": bwrap_vendor::BWRAP_VERSION,
                 "developmentBuild": bwrap_vendor::is_dev_build(),
             },
-            "defaultSandbox": config.default_sandbox.map(|d| format!("{d:?}")),
-            "requireSandbox": config.require_sandbox,
+            "defaultSandbox": config.floor.default_sandbox.map(|d| format!("{d:?}")),
+            "requireSandbox": config.floor.require_sandbox,
             "diagnose": "executor doctor",
         }
     })

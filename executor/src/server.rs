@@ -9,10 +9,11 @@ use serde_json::Value;
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::limits::{DescriptorBudget, SessionLimits};
-use crate::protocol::envelope::{error_line, recover_id, response_line};
+use crate::protocol::envelope::{answer_line, error_line, recover_id, Answer};
 use crate::protocol::types::{EnvironmentInfo, InitializeParams, InitializeResult};
 use crate::protocol::{decode_params, parse_line, Incoming, RequestId, RpcError};
-use crate::rpc::{self, Answer, Phase, RequestContext};
+use crate::rpc::{self, Phase, RequestContext};
+use crate::sandbox::floor::OperatorFloor;
 use crate::sandbox::launcher::LauncherConfig;
 use crate::session::{Outbound, Session, SessionRegistry};
 
@@ -22,23 +23,12 @@ pub struct ServerConfig {
     pub concurrent_requests: usize,
     /// Which bwrap runs sandboxed commands.
     pub launcher: LauncherConfig,
-    /// Operator floor: the sandbox applied to requests that carry none.
-    pub default_sandbox: Option<DefaultSandbox>,
-    /// Operator floor: refuse requests that carry no sandbox (and have no default).
-    pub require_sandbox: bool,
+    /// What requests without a sandbox get (`--default-sandbox`, `--require-sandbox`).
+    pub floor: OperatorFloor,
     /// How long a detached session is kept before it expires and its processes are killed.
     pub session_ttl: Duration,
     /// What one session may hold (fs handles, live processes).
     pub limits: SessionLimits,
-}
-
-/// Built-in profiles an operator can impose with `--default-sandbox`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum DefaultSandbox {
-    /// Read everything, write nothing, no network.
-    ReadOnly,
-    /// Read everything, write the request's cwd and temp dirs, no network.
-    WorkspaceWrite,
 }
 
 /// Detached sessions expire after this long unless resumed (80 s measured on the reference,
@@ -331,12 +321,4 @@ fn too_large_line(label: &str, limit: usize, prefix: &[u8], then_closed: bool) -
     ));
     let id = recover_id(prefix).unwrap_or(RequestId::UNPARSEABLE);
     error_line(&id, &error)
-}
-
-fn answer_line(id: &RequestId, outcome: Result<Answer, RpcError>) -> Vec<u8> {
-    match outcome {
-        Ok(Answer::Result(result)) => response_line(id, &result),
-        Ok(Answer::Line(line)) => line,
-        Err(error) => error_line(id, &error),
-    }
 }

@@ -15,10 +15,11 @@ use fs_helper::FsError;
 use serde_json::{json, Value};
 
 use crate::limits::{LimitError, Use};
+use crate::protocol::envelope::Answer;
 use crate::protocol::envelope::{finish_response, response_head};
 use crate::protocol::types::{CloseParams, ReadBlockParams, WriteBlockParams};
 use crate::protocol::{decode_params, RequestId, RpcError};
-use crate::rpc::{Answer, RequestContext};
+use crate::rpc::RequestContext;
 use crate::sandbox::FileSystemSandboxContext;
 
 const FAMILY: &str = "filesystem";
@@ -136,7 +137,7 @@ async fn run(ctx: &RequestContext, op: Operation, params: Value, sandbox: Option
     let server = &ctx.server;
     let server_cwd = std::env::current_dir().map_err(|e| RpcError::internal(format!("cannot read the server cwd: {e}")))?;
     let requested = sandbox.map(decode_params::<FileSystemSandboxContext>).transpose()?;
-    if let Some(policy) = crate::rpc::effective_sandbox(&server.config, requested, &server_cwd)? {
+    if let Some(policy) = server.config.floor.apply(requested, &server_cwd)? {
         let plan = sandboxed::plan(&policy)?;
         if !plan.direct {
             if op == Operation::Open {

@@ -19,6 +19,23 @@ impl RequestId {
     pub const UNPARSEABLE: RequestId = RequestId::Integer(-1);
 }
 
+/// A handler's success.
+pub enum Answer {
+    /// A result to be serialised into the response.
+    Result(Value),
+    /// The complete response line, built by the handler (see [`response_head`]).
+    Line(Vec<u8>),
+}
+
+/// The line that answers request `id` with a handler's outcome.
+pub fn answer_line(id: &RequestId, outcome: Result<Answer, RpcError>) -> Vec<u8> {
+    match outcome {
+        Ok(Answer::Result(result)) => response_line(id, &result),
+        Ok(Answer::Line(line)) => line,
+        Err(error) => error_line(id, &error),
+    }
+}
+
 /// One parsed line from the client.
 #[derive(Debug)]
 pub enum Incoming {

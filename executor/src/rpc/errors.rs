@@ -17,6 +17,13 @@ impl From<crate::process::ProcessError> for RpcError {
     }
 }
 
+impl From<crate::sandbox::floor::FloorError> for RpcError {
+    fn from(e: crate::sandbox::floor::FloorError) -> Self {
+        // The request lacks what the operator demands of it.
+        Self::new(INVALID_PARAMS, e.to_string())
+    }
+}
+
 impl From<crate::limits::LimitError> for RpcError {
     fn from(e: crate::limits::LimitError) -> Self {
         // Server-side resources ran out, not a malformed request.

@@ -4,8 +4,6 @@
 mod errors;
 mod process;
 
-pub use process::effective_sandbox;
-
 use std::future::Future;
 use std::sync::Arc;
 
@@ -13,6 +11,7 @@ use futures_util::FutureExt as _;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::protocol::envelope::Answer;
 use crate::protocol::types::{NoParams, StatusResult};
 use crate::protocol::{decode_params, RequestId, RpcError};
 use crate::server::Server;
@@ -34,15 +33,6 @@ pub struct RequestContext {
     pub phase: Phase,
     /// The request's id, for handlers that write their response line themselves.
     pub id: RequestId,
-}
-
-/// A handler's success.
-pub enum Answer {
-    /// A result to be serialised into the response.
-    Result(Value),
-    /// The complete response line, built by the handler (see
-    /// [`crate::protocol::envelope::response_head`]).
-    Line(Vec<u8>),
 }
 
 impl RequestContext {

@@ -1,7 +1,6 @@
 //! `process/*` handlers.
 
 use std::os::fd::AsRawFd;
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -15,8 +14,7 @@ use crate::protocol::types::{
     ProcessWriteParams, ProcessWriteResult, SandboxType, SignalName,
 };
 use crate::protocol::RpcError;
-use crate::sandbox::{self, FileSystemSandboxContext};
-use crate::server::{DefaultSandbox, ServerConfig};
+use crate::sandbox;
 
 const FAMILY: &str = "exec";
 
@@ -28,7 +26,7 @@ pub fn start(ctx: &RequestContext, params: ProcessStartParams) -> Result<Value, 
     }
     ctx.server.descriptors.check(Use::Process)?;
     let cwd = params.cwd.0;
-    let sandbox = effective_sandbox(&ctx.server.config, params.sandbox, &cwd)?;
+    let sandbox = ctx.server.config.floor.apply(params.sandbox, &cwd)?;
     let (mut launch, sandboxed) = match &sandbox {
         None => (sandbox::LaunchSpec::direct(&params.argv, params.arg0.as_deref()), false),
         Some(policy) => {
@@ -59,27 +57,6 @@ pub fn start(ctx: &RequestContext, params: ProcessStartParams) -> Result<Value, 
     session.processes.start(&params.process_id, spec, sandboxed, init_report, session.sink.clone())?;
     let sandbox_type = if sandboxed { SandboxType::LinuxSeccomp } else { SandboxType::None };
     to_value(ProcessStartResult { process_id: params.process_id, sandbox_type })
-}
-
-/// The client's sandbox, or the operator's floor for requests without one.
-pub fn effective_sandbox(
-    config: &ServerConfig,
-    requested: Option<FileSystemSandboxContext>,
-    cwd: &Path,
-) -> Result<Option<FileSystemSandboxContext>, RpcError> {
-    if requested.is_some() {
-        return Ok(requested);
-    }
-    match config.default_sandbox {
-        Some(profile) => {
-            let workspace_write = profile == DefaultSandbox::WorkspaceWrite;
-            Ok(Some(sandbox::policy::builtin_context(workspace_write, cwd, &[], &[], false)))
-        }
-        None if config.require_sandbox => {
-            Err(RpcError::invalid_params("this executor requires a sandbox: requests without `sandbox` are refused (--require-sandbox)"))
-        }
-        None => Ok(None),
-    }
 }
 
 fn sandbox_error(e: sandbox::SandboxError) -> ProcessError {

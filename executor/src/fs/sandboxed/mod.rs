@@ -41,8 +41,8 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use crate::fds::InheritedFds;
 use crate::protocol::envelope::response_head;
+use crate::protocol::envelope::Answer;
 use crate::protocol::{RequestId, RpcError};
-use crate::rpc::Answer;
 use crate::sandbox::launcher::{self, LauncherConfig};
 use crate::sandbox::plan_identity::PlanIdentity;
 use crate::sandbox::policy::SandboxPlan;

@@ -89,7 +89,7 @@ pub async fn watch_missing(ctx: &RequestContext, params: Result<WatchMissingPara
     // Same operator floor as the other fs methods: under --require-sandbox without a
     // default, a request that runs with the executor's own rights is refused.
     let server_cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-    crate::rpc::effective_sandbox(&ctx.server.config, None, &server_cwd)?;
+    ctx.server.config.floor.apply(None, &server_cwd)?;
     if params.missing.len() > MAX_PATHS_PER_WATCH {
         return Err(WatchError::TooManyPaths(params.missing.len()).into());
     }
