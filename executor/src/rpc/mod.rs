@@ -2,6 +2,7 @@
 //! (-32600), then the handler runs. Unknown methods are -32601.
 
 mod errors;
+mod fs;
 mod process;
 
 use std::future::Future;
@@ -79,8 +80,8 @@ async fn guarded(method: &str, handler: impl Future<Output = Result<Answer, RpcE
 }
 
 async fn dispatch_unguarded(ctx: RequestContext, method: &str, params: Value) -> Result<Answer, RpcError> {
-    if crate::fs::is_fs_method(method) {
-        return crate::fs::dispatch(&ctx, method, params).await;
+    if fs::is_fs_method(method) {
+        return fs::dispatch(&ctx, method, params).await;
     }
     dispatch_value(ctx, method, params).await.map(Answer::Result)
 }
