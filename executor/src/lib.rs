@@ -1,15 +1,16 @@
 //! executor: a hardened Linux exec-server speaking the Codex exec-server protocol.
 
+pub mod child_env;
+pub mod connection;
 pub mod crash;
-pub mod env_policy;
-pub mod environment;
 pub mod fds;
 pub mod fs;
-pub mod init;
+pub mod host_info;
 pub mod limits;
 pub mod notify;
 pub mod process;
 pub mod protocol;
+pub mod reaper;
 pub mod rpc;
 pub mod sandbox;
 pub mod server;

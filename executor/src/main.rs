@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
-use executor::environment::environment_info;
+use executor::host_info::environment_info;
 use executor::limits::SessionLimits;
 use executor::protocol::types::Capabilities;
 use executor::sandbox::floor::{DefaultSandbox, OperatorFloor};
@@ -287,8 +287,8 @@ fn serve(args: ServeArgs) -> ExitCode {
         return ExitCode::from(1);
     }
     // Before any thread exists: as PID 1 the process splits into a reaping supervisor and
-    // the server (init.rs explains why).
-    if let Err(e) = executor::init::supervise(args.reap_orphans) {
+    // the server (reaper.rs explains why).
+    if let Err(e) = executor::reaper::supervise(args.reap_orphans) {
         eprintln!("executor: {e}");
         return ExitCode::from(1);
     }
@@ -362,7 +362,7 @@ async fn serve_stdio(config: ServerConfig) -> ExitCode {
         }
     };
     let code = tokio::select! {
-        _ = server.serve_connection(stdio.inbound, stdio.outbound) => 0,
+        _ = executor::connection::serve_stdio(&server, stdio.inbound, stdio.outbound) => 0,
         signal = termination_signal() => 128 + signal,
     };
     // stdio has one connection: when it ends, every child of every session goes with it.

@@ -11,7 +11,7 @@
 use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
 
-use executor::env_policy::{build_child_env, server_env};
+use executor::child_env::{build_child_env, server_env};
 use executor::protocol::envelope::{parse_line, recover_id, RequestId};
 use executor::protocol::types as t;
 use executor::protocol::{decode_params, RpcError};

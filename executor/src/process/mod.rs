@@ -3,7 +3,7 @@
 
 mod output_log;
 mod pty;
-mod sandbox_init;
+mod signal_relay;
 mod spawn;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
 pub use output_log::{ExitRecord, OutputLog, RETAINED_OUTPUT_BYTES};
-pub use sandbox_init::info_pipe;
+pub use signal_relay::info_pipe;
 pub use spawn::SpawnSpec;
 
 use crate::limits::LimitError;
@@ -90,7 +90,7 @@ pub struct Process {
     pid: Pid,
     sandboxed: bool,
     /// The sandbox's PID 1, once bwrap reported it.
-    sandbox_init: sandbox_init::SandboxInit,
+    signal_relay: signal_relay::SignalRelay,
     /// The start of stderr when bwrap itself reported an error.
     bwrap_error: Mutex<Option<Vec<u8>>>,
     log: Mutex<OutputLog>,
@@ -146,7 +146,7 @@ impl ProcessTable {
                 let process = Process::launch(id, spawned, sandboxed, init_report.is_some(), sink, Arc::downgrade(self));
                 if let Some(report) = init_report {
                     let learner = process.clone();
-                    tokio::spawn(async move { learner.sandbox_init.learn(report).await });
+                    tokio::spawn(async move { learner.signal_relay.learn(report).await });
                 }
                 lock(&self.slots).insert(id.to_owned(), Slot::Ready(process));
                 Ok(())
@@ -203,7 +203,7 @@ impl ProcessTable {
     /// Sends SIGINT to the process group of a running process; unknown ids are ignored.
     pub async fn interrupt(&self, id: &str) {
         if let Ok(process) = self.get(id) {
-            process.sandbox_init.settled(INIT_REPORT_WAIT).await;
+            process.signal_relay.settled(INIT_REPORT_WAIT).await;
             if process.exit().is_none() {
                 process.signal_group(Signal::SIGINT);
             }
@@ -265,7 +265,7 @@ impl Process {
             id_json: json_string(id),
             pid,
             sandboxed,
-            sandbox_init: sandbox_init::SandboxInit::new(init_reported),
+            signal_relay: signal_relay::SignalRelay::new(init_reported),
             bwrap_error: Mutex::new(None),
             log: Mutex::new(OutputLog::default()),
             changed: watch::channel(()).0,
@@ -298,7 +298,7 @@ impl Process {
     /// forwards them to the command's group; SIGKILL (and anything sent before bwrap
     /// reported its PID 1) goes to bwrap's group, which takes the whole sandbox down.
     fn signal_group(&self, signal: Signal) {
-        if signal != Signal::SIGKILL && self.sandbox_init.signal(signal) {
+        if signal != Signal::SIGKILL && self.signal_relay.signal(signal) {
             return;
         }
         if self.pid.as_raw() > 0 {

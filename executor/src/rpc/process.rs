@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::{to_value, RequestContext};
-use crate::env_policy::{build_child_env, server_env};
+use crate::child_env::{build_child_env, server_env};
 use crate::limits::Use;
 use crate::process::{decode_chunk, info_pipe, ProcessError, SpawnSpec};
 use crate::protocol::types::{

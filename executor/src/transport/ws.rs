@@ -5,7 +5,7 @@
 //! refusal, capability-token auth) before the upgrade is answered; the websocket framing
 //! itself is `tokio-tungstenite`'s. Each connection gets a reader task (frames → inbound
 //! messages), a writer task (queued lines → frames, pings), and the transport-agnostic
-//! connection loop of [`Server::serve_labeled_connection`].
+//! connection loop of [`connection::serve`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +25,8 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::auth::TokenDigest;
 use super::MAX_MESSAGE_BYTES;
-use crate::server::{Inbound, Server, WEBSOCKET_LABEL};
+use crate::connection::{self, Inbound, WEBSOCKET_LABEL};
+use crate::server::Server;
 
 /// The server pings every connection this often (the reference's keepalive).
 pub const PING_INTERVAL: Duration = Duration::from_secs(30);
@@ -223,7 +224,7 @@ async fn run_connection(ws: WebSocketStream<TcpStream>, server: Arc<Server>) {
         let _ = sink.close().await;
     });
 
-    let (reason, _session) = server.serve_labeled_connection(in_rx, out_tx, WEBSOCKET_LABEL).await;
+    let (reason, _session) = connection::serve(&server, in_rx, out_tx, WEBSOCKET_LABEL).await;
     tracing::debug!(?reason, "websocket connection closed");
     let _ = closing_tx.send(close_frame.try_recv().ok());
     // Bounded, so that a peer that stopped reading cannot keep the task alive.

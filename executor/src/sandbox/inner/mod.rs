@@ -32,9 +32,9 @@
 
 mod bpf;
 mod caps;
+mod command_reaper;
 pub mod guard;
 mod landlock;
-mod pid1;
 mod seccomp;
 
 use std::ffi::OsString;
@@ -206,7 +206,7 @@ struct Hardened {
     keyring: Option<std::io::Error>,
     landlock: String,
     guard: Result<Option<guard::Setup>, String>,
-    command: Option<pid1::Prepared>,
+    command: Option<command_reaper::Prepared>,
 }
 
 fn run(args: Vec<OsString>) -> Result<Never, InnerError> {
@@ -229,7 +229,7 @@ fn run(args: Vec<OsString>) -> Result<Never, InnerError> {
     if config.debug {
         report(&config, &done, guard_status);
     }
-    pid1::run(command)
+    command_reaper::run(command)
 }
 
 fn take(step: Step, config: &InnerConfig, argv: &[OsString], done: &mut Hardened) -> Result<(), InnerError> {
@@ -267,8 +267,8 @@ fn take(step: Step, config: &InnerConfig, argv: &[OsString], done: &mut Hardened
             Ok(())
         }
         Step::PrepareCommand => {
-            done.command = Some(pid1::Prepared::new(argv, config.arg0.as_deref()).map_err(InnerError::PrepareCommand)?);
-            pid1::become_reaper();
+            done.command = Some(command_reaper::Prepared::new(argv, config.arg0.as_deref()).map_err(InnerError::PrepareCommand)?);
+            command_reaper::become_reaper();
             Ok(())
         }
         // Last: nothing after it but the fork of the command.
