@@ -115,6 +115,14 @@ struct Reply {
     file: Option<File>,
 }
 
+/// Which warm helper serves a request: one per resolved plan and cwd. The launcher is
+/// the server's and the same for all.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct HelperKey {
+    cwd: PathBuf,
+    plan: SandboxPlan,
+}
+
 struct Slot {
     helper: Arc<tokio::sync::Mutex<Option<Helper>>>,
     last_used: Instant,
@@ -123,7 +131,7 @@ struct Slot {
 /// Warm helpers by resolved plan and cwd.
 #[derive(Default)]
 pub struct HelperPool {
-    slots: Mutex<HashMap<String, Slot>>,
+    slots: Mutex<HashMap<HelperKey, Slot>>,
 }
 
 /// The plan for `ctx` as of now; `plan.direct` means no sandbox at all (then the
@@ -185,8 +193,7 @@ impl HelperPool {
         // The helper never needs the network, whatever the client's profile allows.
         plan.network = false;
         let cwd: PathBuf = ctx.cwd.as_ref().map(|c| c.0.clone()).unwrap_or_else(|| server_cwd.to_path_buf());
-        let key = format!("{cwd:?}\n{plan:?}");
-        let slot = self.slot(&key);
+        let slot = self.slot(HelperKey { cwd: cwd.clone(), plan: plan.clone() });
         let mut guard = slot.lock().await;
         // A read whose view changed under it is answered again by a fresh helper; a
         // change that keeps coming is reported rather than chased.
@@ -212,17 +219,17 @@ impl HelperPool {
         }
     }
 
-    fn slot(&self, key: &str) -> Arc<tokio::sync::Mutex<Option<Helper>>> {
+    fn slot(&self, key: HelperKey) -> Arc<tokio::sync::Mutex<Option<Helper>>> {
         let mut slots = lock(&self.slots);
         let now = Instant::now();
         slots.retain(|_, s| now.duration_since(s.last_used) < IDLE_TIMEOUT);
-        if !slots.contains_key(key) && slots.len() >= MAX_HELPERS {
+        if !slots.contains_key(&key) && slots.len() >= MAX_HELPERS {
             let oldest = slots.iter().min_by_key(|(_, s)| s.last_used).map(|(k, _)| k.clone());
             if let Some(oldest) = oldest {
                 slots.remove(&oldest);
             }
         }
-        let slot = slots.entry(key.to_owned()).or_insert_with(|| Slot { helper: Arc::new(tokio::sync::Mutex::new(None)), last_used: now });
+        let slot = slots.entry(key).or_insert_with(|| Slot { helper: Arc::new(tokio::sync::Mutex::new(None)), last_used: now });
         slot.last_used = now;
         slot.helper.clone()
     }
