@@ -24,6 +24,12 @@ impl From<crate::sandbox::floor::FloorError> for RpcError {
     }
 }
 
+impl From<crate::child_env::EnvGlobError> for RpcError {
+    fn from(e: crate::child_env::EnvGlobError) -> Self {
+        Self::new(INVALID_PARAMS, e.to_string())
+    }
+}
+
 impl From<crate::limits::LimitError> for RpcError {
     fn from(e: crate::limits::LimitError) -> Self {
         // Server-side resources ran out, not a malformed request.

@@ -43,7 +43,7 @@ pub fn start(ctx: &RequestContext, params: ProcessStartParams) -> Result<Value, 
     } else {
         (None, Vec::new())
     };
-    let env = build_child_env(server_env(), params.env_policy.as_ref(), &params.env);
+    let env = build_child_env(server_env(), params.env_policy.as_ref(), &params.env)?;
     let spec = SpawnSpec {
         program: launch.program,
         argv0: launch.argv0,
