@@ -462,7 +462,7 @@ fn bundled_report() -> (BundledBwrap, MemfdExec) {
 
 fn selected_summary(l: &Launcher) -> SelectedLauncher {
     SelectedLauncher {
-        kind: l.kind,
+        kind: l.kind(),
         exec_path: l.exec_path.clone(),
         version: l.version.clone(),
         supports_argv0: l.supports_argv0,
@@ -664,7 +664,7 @@ impl Facts {
         match (&self.selected, &self.smoke) {
             (Ok(l), Some(s)) if s.ok => format!(
                 "{} bwrap {} at {}{}",
-                kind_name(l.kind),
+                kind_name(l.kind()),
                 l.version.as_deref().unwrap_or("?"),
                 l.exec_path.display(),
                 if s.proc_masked { "; /proc masked" } else { "" }

@@ -15,7 +15,7 @@ use sha2::{Digest as _, Sha256};
 use super::error::io_err;
 use super::system::{output_text, parse_version, run_probe};
 use super::{hex, parse_hex_digest, DEBUG_EXPECTED_DIGEST_ENV, DEBUG_REFUSE_MEMFD_EXEC_ENV};
-use super::{BundledSource, Launcher, LauncherError, LauncherKind, RESOURCE_RELATIVE_PATH};
+use super::{BundledSource, Launcher, LauncherError, Source, RESOURCE_RELATIVE_PATH};
 
 // ---------------------------------------------------------------------------------
 // Bundled bwrap
@@ -151,7 +151,6 @@ pub(super) fn verify(source_desc: &str, fd: &File) -> Result<([u8; 32], bool), L
 
 fn bundled_launcher(file: File, digest: [u8; 32], dev_build: bool, version: String, source: BundledSource) -> Launcher {
     Launcher {
-        kind: LauncherKind::Bundled,
         exec_path: fd_path(&file),
         // The bundled build is bubblewrap 0.12.0, which has all three; it is ours, so
         // there is nothing to probe beyond the `--version` exec test.
@@ -159,11 +158,7 @@ fn bundled_launcher(file: File, digest: [u8; 32], dev_build: bool, version: Stri
         supports_perms: true,
         supports_as_pid_1: true,
         version: Some(version),
-        fd: Some(file),
-        identity: None,
-        measured_digest: Some(digest),
-        dev_build,
-        bundled_source: Some(source),
+        source: Source::Bundled { file, measured_digest: digest, dev_build, origin: source },
         proc_mountable: OnceLock::new(),
     }
 }
@@ -250,14 +245,11 @@ fn build_bundled() -> Result<Launcher, LauncherError> {
     }
 }
 
-/// The bundled launcher, built once per process. Errors are cached as text (and
-/// re-reported) so a refused digest is not re-tried on every command.
+/// The bundled launcher, built once per process. A refusal is cached too (and reported
+/// again as the same error) so a refused digest is not re-tried on every command.
 pub fn bundled() -> Result<Arc<Launcher>, LauncherError> {
-    static BUNDLED: OnceLock<Result<Arc<Launcher>, Arc<LauncherError>>> = OnceLock::new();
-    match BUNDLED.get_or_init(|| build_bundled().map(Arc::new).map_err(Arc::new)) {
-        Ok(l) => Ok(l.clone()),
-        Err(e) => Err(LauncherError::BundledCached(e.clone())),
-    }
+    static BUNDLED: OnceLock<Result<Arc<Launcher>, LauncherError>> = OnceLock::new();
+    BUNDLED.get_or_init(|| build_bundled().map(Arc::new)).clone()
 }
 
 /// Builds a fresh bundled launcher without the process-wide cache (doctor, tests).

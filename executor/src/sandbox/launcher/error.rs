@@ -6,12 +6,14 @@ use std::sync::Arc;
 
 use super::RESOURCE_RELATIVE_PATH;
 
-#[derive(Debug, thiserror::Error)]
+/// Cloneable, so that a refusal cached for the process (the bundled bwrap is built once)
+/// is reported again as the same typed error.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LauncherError {
     #[error("no `bwrap` found on PATH ({path})")]
     SystemNotFound { path: String },
     #[error("system bwrap {path} cannot be found: {source}")]
-    SystemUnresolvable { path: PathBuf, source: io::Error },
+    SystemUnresolvable { path: PathBuf, source: Arc<io::Error> },
     #[error("system bwrap {path} is not trusted: {reason}")]
     SystemUntrusted { path: PathBuf, reason: String },
     #[error("system bwrap {path} ({version}) lacks {missing}; install bubblewrap >= 0.5 (>= 0.9 for --argv0) or use --bwrap bundled")]
@@ -32,14 +34,11 @@ pub enum LauncherError {
     ConfigConflict,
     #[error("no bwrap available: system: {system}; bundled: {bundled}")]
     Unavailable { system: Box<LauncherError>, bundled: Box<LauncherError> },
-    /// A bundled-launcher failure from the first attempt in this process, re-reported.
-    #[error("{0}")]
-    BundledCached(Arc<LauncherError>),
     #[error("{context}: {source}")]
     Io {
         context: String,
         #[source]
-        source: io::Error,
+        source: Arc<io::Error>,
     },
 }
 
@@ -88,7 +87,6 @@ impl LauncherError {
             ),
             LauncherError::ConfigConflict => "give either `--bwrap bundled` or `--bwrap-path`, not both".into(),
             LauncherError::Unavailable { system, bundled } => format!("{}; or {}", system.fix(), bundled.fix()),
-            LauncherError::BundledCached(first) => first.fix(),
             LauncherError::Io { .. } => "see the error: the executor could not read what it needs to start bwrap".into(),
         }
     }
@@ -96,5 +94,5 @@ impl LauncherError {
 
 pub(super) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> LauncherError {
     let context = context.into();
-    move |source| LauncherError::Io { context, source }
+    move |source| LauncherError::Io { context, source: Arc::new(source) }
 }

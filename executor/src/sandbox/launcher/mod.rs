@@ -143,7 +143,8 @@ impl FileIdentity {
 
 #[derive(Debug)]
 pub struct Launcher {
-    pub kind: LauncherKind,
+    /// Where this bwrap came from, with what only that kind of source has.
+    source: Source,
     /// What to execve: the canonical system path, or `/proc/self/fd/N` of the verified
     /// descriptor (memfd or resource file).
     pub exec_path: PathBuf,
@@ -151,24 +152,45 @@ pub struct Launcher {
     pub supports_argv0: bool,
     pub supports_perms: bool,
     pub supports_as_pid_1: bool,
-    /// Keeps the memfd / resource file open for as long as the launcher is in use.
-    fd: Option<File>,
-    /// System: identity of the file that was probed.
-    identity: Option<FileIdentity>,
-    /// Bundled: digest measured through the descriptor (always computed).
-    measured_digest: Option<[u8; 32]>,
-    /// Bundled: the all-zero digest was compiled in, so nothing was compared.
-    dev_build: bool,
-    bundled_source: Option<BundledSource>,
     /// Whether a fresh procfs can be mounted in a sandbox, learned by one trial run.
     proc_mountable: OnceLock<bool>,
+}
+
+/// The sources a bwrap can come from.
+#[derive(Debug)]
+enum Source {
+    /// The host's bwrap, trusted by its path's ownership and probed for its flags.
+    System {
+        /// Identity of the file that was probed.
+        identity: FileIdentity,
+    },
+    /// The bwrap compiled into this binary.
+    Bundled {
+        /// The memfd or resource file, kept open for as long as the launcher is in use.
+        file: File,
+        /// Digest measured through the descriptor (always computed).
+        measured_digest: [u8; 32],
+        /// The all-zero digest was compiled in, so nothing was compared.
+        dev_build: bool,
+        origin: BundledSource,
+    },
 }
 
 impl Launcher {
     /// Descriptor that must stay open in a child until it execs `exec_path`
     /// (None for a system bwrap).
     pub fn exec_fd(&self) -> Option<RawFd> {
-        self.fd.as_ref().map(AsRawFd::as_raw_fd)
+        match &self.source {
+            Source::System { .. } => None,
+            Source::Bundled { file, .. } => Some(file.as_raw_fd()),
+        }
+    }
+
+    pub fn kind(&self) -> LauncherKind {
+        match self.source {
+            Source::System { .. } => LauncherKind::System,
+            Source::Bundled { .. } => LauncherKind::Bundled,
+        }
     }
 
     /// A command that runs this bwrap, with argv[0] `bwrap` (bwrap's messages start
@@ -180,19 +202,28 @@ impl Launcher {
     }
 
     pub fn is_dev_build(&self) -> bool {
-        self.dev_build
+        matches!(self.source, Source::Bundled { dev_build: true, .. })
     }
 
     pub fn measured_digest_hex(&self) -> Option<String> {
-        self.measured_digest.as_ref().map(|d| hex(d))
+        match &self.source {
+            Source::Bundled { measured_digest, .. } => Some(hex(measured_digest)),
+            Source::System { .. } => None,
+        }
     }
 
     pub fn bundled_source(&self) -> Option<&BundledSource> {
-        self.bundled_source.as_ref()
+        match &self.source {
+            Source::Bundled { origin, .. } => Some(origin),
+            Source::System { .. } => None,
+        }
     }
 
     pub fn identity(&self) -> Option<FileIdentity> {
-        self.identity
+        match self.source {
+            Source::System { identity } => Some(identity),
+            Source::Bundled { .. } => None,
+        }
     }
 
     /// Per-request check: a system bwrap under the command's cwd or under one of its
@@ -201,10 +232,10 @@ impl Launcher {
     /// inode is verified once, but its bytes could be rewritten by a command that may
     /// write there. A memfd is on no filesystem and is always usable.
     pub fn is_usable_for(&self, cwd: &Path, writable_roots: &[PathBuf]) -> Result<(), LauncherError> {
-        let on_disk = match (&self.kind, &self.bundled_source) {
-            (LauncherKind::System, _) => self.exec_path.clone(),
-            (LauncherKind::Bundled, Some(BundledSource::ResourceFile { path, .. })) => path.clone(),
-            (LauncherKind::Bundled, _) => return Ok(()),
+        let on_disk = match &self.source {
+            Source::System { .. } => self.exec_path.clone(),
+            Source::Bundled { origin: BundledSource::ResourceFile { path, .. }, .. } => path.clone(),
+            Source::Bundled { origin: BundledSource::Memfd, .. } => return Ok(()),
         };
         let cwd = canonical_or_lexical(cwd);
         if cwd != Path::new("/") && on_disk.starts_with(&cwd) {
@@ -279,7 +310,7 @@ pub fn select_for(config: &LauncherConfig, cwd: &Path, writable_roots: &[PathBuf
     let launcher = select(config)?;
     match launcher.is_usable_for(cwd, writable_roots) {
         Ok(()) => Ok(launcher),
-        Err(e) if config.mode == BwrapMode::Auto && config.path_override.is_none() && launcher.kind == LauncherKind::System => {
+        Err(e) if config.mode == BwrapMode::Auto && config.path_override.is_none() && launcher.kind() == LauncherKind::System => {
             tracing::info!("{e}; using the bundled bwrap for this request");
             let b = bundled()?;
             b.is_usable_for(cwd, writable_roots)?;

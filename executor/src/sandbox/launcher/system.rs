@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::{FileIdentity, Launcher, LauncherConfig, LauncherError, LauncherKind, PROBE_TIMEOUT};
+use super::{FileIdentity, Launcher, LauncherConfig, LauncherError, Source, PROBE_TIMEOUT};
 use crate::sync::lock;
 
 // ---------------------------------------------------------------------------------
@@ -168,7 +168,7 @@ fn probe_system(canonical: &Path, identity: FileIdentity) -> Result<ProbeResult,
 fn evaluate_system(found_at: &Path) -> (Option<PathBuf>, Result<Arc<Launcher>, LauncherError>) {
     let canonical = match std::fs::canonicalize(found_at) {
         Ok(c) => c,
-        Err(source) => return (None, Err(LauncherError::SystemUnresolvable { path: found_at.to_path_buf(), source })),
+        Err(source) => return (None, Err(LauncherError::SystemUnresolvable { path: found_at.to_path_buf(), source: Arc::new(source) })),
     };
     let result = (|| {
         let identity = check_trusted(&canonical).map_err(|reason| LauncherError::SystemUntrusted { path: canonical.clone(), reason })?;
@@ -200,17 +200,12 @@ fn system_launcher(canonical: &Path, identity: FileIdentity, probe: &ProbeResult
         .entry((canonical.to_path_buf(), identity))
         .or_insert_with(|| {
             Arc::new(Launcher {
-                kind: LauncherKind::System,
+                source: Source::System { identity },
                 exec_path: canonical.to_path_buf(),
                 version: probe.version.clone(),
                 supports_argv0: probe.flags.argv0,
                 supports_perms: probe.flags.perms,
                 supports_as_pid_1: probe.flags.as_pid_1,
-                fd: None,
-                identity: Some(identity),
-                measured_digest: None,
-                dev_build: false,
-                bundled_source: None,
                 proc_mountable: OnceLock::new(),
             })
         })

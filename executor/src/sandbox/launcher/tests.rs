@@ -147,17 +147,12 @@ fn unsafe_geteuid() -> u32 {
 
 fn system_launcher_at(path: &Path) -> Launcher {
     Launcher {
-        kind: LauncherKind::System,
+        source: Source::System { identity: FileIdentity { dev: 0, ino: 0, mtime: 0, mtime_nsec: 0, size: 0 } },
         exec_path: path.to_path_buf(),
         version: Some("0.8.0".into()),
         supports_argv0: false,
         supports_perms: true,
         supports_as_pid_1: true,
-        fd: None,
-        identity: None,
-        measured_digest: None,
-        dev_build: false,
-        bundled_source: None,
         proc_mountable: OnceLock::new(),
     }
 }
@@ -181,8 +176,8 @@ fn usable_for_rejects_bwrap_under_cwd_or_writable_root() {
     l.is_usable_for(Path::new("/"), &[PathBuf::from("/nonexistent-root")]).expect("usable");
     // A memfd-backed launcher lives on no filesystem.
     let mut b = system_launcher_at(Path::new("/proc/self/fd/9"));
-    b.kind = LauncherKind::Bundled;
-    b.bundled_source = Some(BundledSource::Memfd);
+    let file = sealed_memfd(b"not bwrap").expect("memfd");
+    b.source = Source::Bundled { file, measured_digest: [0; 32], dev_build: false, origin: BundledSource::Memfd };
     b.is_usable_for(&root, &[PathBuf::from("/")]).expect("memfd always usable");
 }
 
@@ -235,7 +230,7 @@ fn bundled_launcher_verifies_and_runs() {
         return;
     }
     let l = bundled_uncached().expect("bundled launcher");
-    assert_eq!(l.kind, LauncherKind::Bundled);
+    assert_eq!(l.kind(), LauncherKind::Bundled);
     assert_eq!(l.measured_digest_hex(), Some(hex(&bwrap_vendor::BWRAP_SHA256)));
     assert_eq!(l.version.as_deref(), Some(bwrap_vendor::BWRAP_VERSION));
     assert!(l.exec_path.starts_with("/proc/self/fd/"));
