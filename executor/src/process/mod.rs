@@ -62,8 +62,8 @@ pub enum ProcessError {
     StdinClosed,
     #[error("failed to set up a terminal: {0}")]
     Pty(std::io::Error),
-    #[error("{message}")]
-    Sandbox { message: String, client: bool },
+    #[error(transparent)]
+    Sandbox(#[from] crate::sandbox::SandboxError),
     #[error(transparent)]
     Limit(#[from] crate::limits::LimitError),
 }

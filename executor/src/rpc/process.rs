@@ -32,7 +32,7 @@ pub fn start(ctx: &RequestContext, params: ProcessStartParams) -> Result<Value, 
         Some(policy) => {
             let prepared =
                 sandbox::prepare(&ctx.server.config.launcher, policy, Some(&cwd), &cwd, &params.argv, params.arg0.as_deref(), &[])
-                    .map_err(sandbox_error)?;
+                    .map_err(ProcessError::from)?;
             (prepared.launch, prepared.sandboxed)
         }
     };
@@ -57,10 +57,6 @@ pub fn start(ctx: &RequestContext, params: ProcessStartParams) -> Result<Value, 
     session.processes.start(&params.process_id, spec, sandboxed, init_report, session.sink.clone())?;
     let sandbox_type = if sandboxed { SandboxType::LinuxSeccomp } else { SandboxType::None };
     to_value(ProcessStartResult { process_id: params.process_id, sandbox_type })
-}
-
-fn sandbox_error(e: sandbox::SandboxError) -> ProcessError {
-    ProcessError::Sandbox { client: e.is_client_error(), message: e.to_string() }
 }
 
 /// Fields whose features this executor does not provide: refusing them is safer than

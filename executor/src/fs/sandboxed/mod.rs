@@ -138,15 +138,7 @@ pub struct HelperPool {
 /// executor serves the request itself). Entries that depend on a cwd need the context's
 /// own (-32602 without, as the reference answers): an fs request has no other cwd.
 pub fn plan(ctx: &FileSystemSandboxContext) -> Result<SandboxPlan, RpcError> {
-    sandbox::policy::resolve(ctx, None).map_err(sandbox_error)
-}
-
-fn sandbox_error(e: sandbox::SandboxError) -> RpcError {
-    if e.is_client_error() {
-        RpcError::invalid_params(e.to_string())
-    } else {
-        RpcError::internal(e.to_string())
-    }
+    sandbox::policy::resolve(ctx, None).map_err(RpcError::from)
 }
 
 impl HelperPool {
@@ -289,9 +281,9 @@ fn spawn_helper(config: &LauncherConfig, plan: &SandboxPlan, cwd: &Path, view: P
     let numbers = inherited.numbers();
     let helper_fd: RawFd = numbers.first().copied().unwrap_or(-1);
     let argv = [exe.to_string_lossy().into_owned(), HELPER_ARG1.to_owned(), FD_SOCKET_ARG.to_owned(), helper_fd.to_string()];
-    let launcher = launcher::select_for(config, cwd, &plan.writable_roots).map_err(|e| sandbox_error(e.into()))?;
+    let launcher = launcher::select_for(config, cwd, &plan.writable_roots).map_err(|e| RpcError::from(sandbox::SandboxError::from(e)))?;
     // The inner stage makes every descriptor above stderr close-on-exec but these.
-    let launch = sandbox::launch_for_plan(&launcher, plan, cwd, &argv, None, &numbers, config).map_err(sandbox_error)?;
+    let launch = sandbox::launch_for_plan(&launcher, plan, cwd, &argv, None, &numbers, config).map_err(RpcError::from)?;
     let mut command = Command::new(&launch.program);
     command
         .arg0(&launch.argv0)
