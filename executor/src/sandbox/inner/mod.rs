@@ -31,7 +31,7 @@
 //! its size limit is the kernel's per-argument one, not shared with the config.
 
 mod bpf;
-mod caps;
+mod capabilities;
 mod command_reaper;
 pub mod guard;
 mod landlock;
@@ -247,12 +247,12 @@ fn take(step: Step, config: &InnerConfig, argv: &[OsString], done: &mut Hardened
         // read its memory or take them with pidfd_getfd. The command gets a dumpable mm
         // at exec.
         Step::NonDumpable => prctl(libc::PR_SET_DUMPABLE, 0).map_err(InnerError::NonDumpable),
-        Step::DropCapabilities => caps::drop_all_and_verify().map_err(InnerError::DropCapabilities),
+        Step::DropCapabilities => capabilities::drop_all_and_verify().map_err(InnerError::DropCapabilities),
         Step::NoNewPrivs => prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(InnerError::NoNewPrivs),
         // Before seccomp forbids keyctl; a refusal is reported, not fatal (keyctl is
         // denied to the command either way).
         Step::SessionKeyring => {
-            done.keyring = caps::join_fresh_session_keyring().err();
+            done.keyring = capabilities::join_fresh_session_keyring().err();
             Ok(())
         }
         Step::ProcessLimit => config.max_procs.map_or(Ok(()), limit_processes),
