@@ -11,6 +11,7 @@ use std::process::{ExitCode, Stdio};
 
 use serde::Serialize;
 
+use super::host_errors::fixes;
 use super::host_errors::{diagnose, explain_bwrap_failure};
 use super::launcher::{self, BundledSource, Launcher, LauncherConfig, LauncherKind};
 
@@ -279,24 +280,20 @@ fn userns_attempt(apparmor_restrict: Option<&str>, unpriv_clone: Option<&str>, i
     let (name, fix) = match step {
         STEP_USERNS => {
             let fix = if errno == libc::ENOSPC {
-                "`sysctl -w user.max_user_namespaces=15000` (persist it in /etc/sysctl.d/); if this already runs inside a sandbox or nested containers, the nesting limit is reached: run outside".to_string()
+                fixes::MAX_USER_NAMESPACES.to_string()
             } else if errno == libc::EPERM && unpriv_clone == Some("0") && !is_root {
-                "`sysctl -w kernel.unprivileged_userns_clone=1` (persist it in /etc/sysctl.d/)".to_string()
+                fixes::UNPRIVILEGED_USERNS_CLONE.to_string()
             } else if errno == libc::EPERM {
-                "a container or seccomp policy blocks unshare(CLONE_NEWUSER): start the container with `--security-opt seccomp=unconfined` (or a profile that allows it), or treat the container as the boundary (danger-full-access)".to_string()
+                fixes::CONTAINER_BLOCKS_USERNS.to_string()
             } else if errno == libc::EINVAL {
-                "use a kernel built with CONFIG_USER_NS=y".to_string()
+                fixes::NO_USER_NAMESPACES.to_string()
             } else {
                 "check the kernel's user-namespace settings (user.max_user_namespaces, LSM policies)".to_string()
             };
             ("unshare(CLONE_NEWUSER)", fix)
         }
         STEP_UID_MAP | STEP_GID_MAP | STEP_OTHER_NS => {
-            let fix = if apparmor {
-                format!("`sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`, or an AppArmor profile granting `userns,` to the executor binary ({} in the executor's repository)", super::host_errors::APPARMOR_DOC)
-            } else {
-                "a security policy (AppArmor/SELinux/seccomp of a container) withholds capabilities inside new user namespaces: allow user namespaces for the executor in that policy".to_string()
-            };
+            let fix = if apparmor { fixes::APPARMOR_USERNS } else { fixes::POLICY_WITHHOLDS_CAPS }.to_string();
             let name = match step {
                 STEP_UID_MAP => "uid_map",
                 STEP_GID_MAP => "gid_map",
