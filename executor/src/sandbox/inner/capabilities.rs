@@ -14,8 +14,6 @@ const SECBIT_KEEP_CAPS_LOCKED: libc::c_ulong = 1 << 5;
 const SECBIT_NO_CAP_AMBIENT_RAISE: libc::c_ulong = 1 << 6;
 const SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED: libc::c_ulong = 1 << 7;
 
-const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
-
 use caps::CapSet;
 
 /// Locks the securebits, then empties every capability set through the `caps` crate and
@@ -46,11 +44,7 @@ fn lock_securebits() -> Result<(), String> {
         | SECBIT_KEEP_CAPS_LOCKED
         | SECBIT_NO_CAP_AMBIENT_RAISE
         | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
-    // SAFETY: prctl with integer arguments only.
-    if unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits, 0, 0, 0) } != 0 {
-        return Err(format!("cannot lock securebits: {}", std::io::Error::last_os_error()));
-    }
-    Ok(())
+    super::sys::prctl(libc::PR_SET_SECUREBITS, bits).map(drop).map_err(|e| format!("cannot lock securebits: {e}"))
 }
 
 /// Ask the kernel directly (capget and prctl, not /proc, which a sandbox may not have);
@@ -69,11 +63,9 @@ pub fn verify_no_capabilities() -> Result<(), String> {
     // newer kernel's capability must not survive unseen.
     let known = caps::all().iter().map(|c| c.index()).max().unwrap_or(0);
     for cap in u32::from(known) + 1..64 {
-        // SAFETY: prctl with integer arguments only.
-        let bounding = unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) };
-        if bounding < 0 {
+        let Ok(bounding) = super::sys::prctl(libc::PR_CAPBSET_READ, cap.into()) else {
             break; // EINVAL: past the kernel's last capability
-        }
+        };
         if bounding != 0 {
             return Err(format!("sandbox retained capability {cap} in the bounding set"));
         }
@@ -89,17 +81,6 @@ fn set_name(set: CapSet) -> &'static str {
         CapSet::Inheritable => "inheritable",
         CapSet::Permitted => "permitted",
     }
-}
-
-/// Replace the inherited session keyring with a new anonymous one, so that keys the
-/// executor holds are not reachable even if keyctl were allowed.
-pub fn join_fresh_session_keyring() -> Result<(), std::io::Error> {
-    // SAFETY: KEYCTL_JOIN_SESSION_KEYRING with a NULL name takes no memory from us.
-    let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, std::ptr::null::<libc::c_char>()) };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 #[cfg(test)]
