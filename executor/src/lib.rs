@@ -6,6 +6,7 @@ pub mod crash;
 pub mod fds;
 pub mod fs;
 pub mod host_info;
+pub mod http;
 pub mod limits;
 pub mod notify;
 pub mod process;

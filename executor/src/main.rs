@@ -103,6 +103,8 @@ struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = executor::limits::DEFAULT_MAX_PROCESSES as u32,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_processes: u32,
+    #[command(flatten)]
+    http: executor::http::HttpArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -305,6 +307,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         floor: OperatorFloor { default_sandbox: args.default_sandbox, require_sandbox: args.require_sandbox },
         session_ttl: Duration::from_secs(args.session_ttl),
         limits: SessionLimits { max_fs_handles: args.max_fs_handles as usize, max_processes: args.max_processes as usize },
+        http: args.http.config(),
     };
     match args.listen {
         Listen::Stdio => runtime.block_on(serve_stdio(config)),
@@ -319,8 +322,14 @@ fn new_server(config: ServerConfig) -> Arc<Server> {
     // fs/watchMissing runs with the executor's own rights, which --require-sandbox (without
     // a default) refuses: then the client is told not to send it.
     let fs_watch_missing = config.floor.allows_unsandboxed();
-    let capabilities =
-        Capabilities { file_write_streaming: true, sandboxed_file_streaming: true, fs_watch_missing, ..Capabilities::default() };
+    let capabilities = Capabilities {
+        file_write_streaming: true,
+        sandboxed_file_streaming: true,
+        fs_watch_missing,
+        // http/request fills `valueEnvVar` headers from the executor's environment.
+        http_header_env_vars: true,
+        ..Capabilities::default()
+    };
     let info = environment_info(capabilities, sandbox_facts(&config));
     Server::new(config, info)
 }

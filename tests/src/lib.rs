@@ -14,6 +14,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 pub mod deploy;
+pub mod http;
 pub mod mutation;
 pub mod unprivileged;
 pub mod ws;

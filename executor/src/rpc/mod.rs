@@ -3,6 +3,7 @@
 
 mod errors;
 mod fs;
+mod http;
 mod process;
 
 use std::future::Future;
@@ -34,6 +35,9 @@ pub struct RequestContext {
     pub phase: Phase,
     /// The request's id, for handlers that write their response line themselves.
     pub id: RequestId,
+    /// The connection's queue of lines, for handlers that answer and then go on sending
+    /// notifications (a streamed `http/request`).
+    pub outbound: crate::notify::Outbound,
 }
 
 impl RequestContext {
@@ -82,6 +86,9 @@ async fn guarded(method: &str, handler: impl Future<Output = Result<Answer, RpcE
 async fn dispatch_unguarded(ctx: RequestContext, method: &str, params: Value) -> Result<Answer, RpcError> {
     if fs::is_fs_method(method) {
         return fs::dispatch(&ctx, method, params).await;
+    }
+    if method == "http/request" {
+        return http::request(&ctx, decode_params(params)?).await;
     }
     dispatch_value(ctx, method, params).await.map(Answer::Result)
 }
