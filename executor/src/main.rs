@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use executor::environment::environment_info;
@@ -16,7 +16,8 @@ use executor::limits::SessionLimits;
 use executor::protocol::types::Capabilities;
 use executor::sandbox::launcher::{LauncherArgs, LauncherConfig, LauncherError};
 use executor::server::{DefaultSandbox, Server, ServerConfig};
-use executor::transport::auth::{AuthConfigError, AuthFlags, TokenDigest};
+use executor::transport::auth::{AuthConfigError, AuthFlags, AuthMode, Authenticator};
+use executor::transport::cli::{WsService, WsServiceArgs, WsServiceError};
 use executor::transport::ws::{self, WsOptions};
 use executor::transport::{self, Listen};
 
@@ -58,8 +59,9 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct ServeArgs {
-    /// Where to listen: `stdio` (or `stdio://`), or `ws://IP:PORT` (port 0 picks a free
-    /// port; the bound URL is printed as the only line on stdout).
+    /// Where to listen: `stdio` (or `stdio://`), `ws://IP:PORT`, or `wss://IP:PORT` with
+    /// --tls-cert and --tls-key (port 0 picks a free port; the bound URL is printed as the
+    /// only line on stdout).
     #[arg(long, value_name = "URL", default_value = "stdio")]
     listen: Listen,
     /// Requests of one connection processed at the same time.
@@ -74,8 +76,8 @@ struct ServeArgs {
     #[command(flatten)]
     launcher: LauncherArgs,
     /// Authenticate websocket upgrades (`Authorization: Bearer <token>`).
-    #[arg(long, value_enum)]
-    ws_auth: Option<WsAuth>,
+    #[arg(long, value_enum, value_name = "MODE")]
+    ws_auth: Option<AuthMode>,
     /// Absolute path of a file holding the capability token (trimmed, non-empty).
     #[arg(long, value_name = "ABS_PATH")]
     ws_token_file: Option<PathBuf>,
@@ -83,6 +85,8 @@ struct ServeArgs {
     /// `printf %s "$TOKEN" | sha256sum`.
     #[arg(long, value_name = "HEX64")]
     ws_token_sha256: Option<String>,
+    #[command(flatten)]
+    ws_service: WsServiceArgs,
     /// Seconds a detached session is kept for a resume before its processes are killed.
     #[arg(long, value_name = "SECONDS", default_value_t = 80)]
     session_ttl: u64,
@@ -102,12 +106,6 @@ struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = executor::limits::DEFAULT_MAX_PROCESSES as u32,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_processes: u32,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum WsAuth {
-    /// A shared secret token; the server keeps only its SHA-256.
-    CapabilityToken,
 }
 
 /// Exit status of a usage error (the convention of clap, cargo and ripgrep).
@@ -233,6 +231,8 @@ enum StartupError {
     Auth(#[from] AuthConfigError),
     #[error("{}", .0.with_fix())]
     Launcher(#[from] LauncherError),
+    #[error(transparent)]
+    WsService(#[from] WsServiceError),
 }
 
 fn usage_error(e: &StartupError) -> ExitCode {
@@ -242,16 +242,23 @@ fn usage_error(e: &StartupError) -> ExitCode {
 
 /// What the flags ask for, checked before anything starts: every mistake in them is
 /// reported now, not at the first request.
-fn check_flags(args: &ServeArgs) -> Result<(LauncherConfig, Option<TokenDigest>), StartupError> {
+fn check_flags(args: &ServeArgs) -> Result<(LauncherConfig, Option<Authenticator>, WsService), StartupError> {
     let launcher = args.launcher.config()?;
+    let service = &args.ws_service;
     let auth_flags = AuthFlags {
-        capability_token: args.ws_auth.is_some(),
+        mode: args.ws_auth,
         token_file: args.ws_token_file.clone(),
         token_sha256: args.ws_token_sha256.clone(),
+        shared_secret_file: service.ws_shared_secret_file.clone(),
+        issuer: service.ws_issuer.clone(),
+        audience: service.ws_audience.clone(),
+        max_clock_skew_seconds: service.ws_max_clock_skew_seconds,
     };
     let auth = auth_flags.resolve(args.listen == Listen::Stdio)?;
+    let wss = matches!(args.listen, Listen::Wss(_));
+    let ws_service = service.resolve(args.listen == Listen::Stdio, wss, auth.is_some())?;
     executor::sandbox::launcher::check_explicit_path(&launcher)?;
-    Ok((launcher, auth))
+    Ok((launcher, auth, ws_service))
 }
 
 /// What `--bwrap`/`--bwrap-path` chose, for the start-up line.
@@ -264,7 +271,7 @@ fn launcher_summary(config: &LauncherConfig) -> String {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    let (launcher, auth) = match check_flags(&args) {
+    let (launcher, auth, ws_service) = match check_flags(&args) {
         Ok(checked) => checked,
         Err(e) => return usage_error(&e),
     };
@@ -308,9 +315,16 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     match args.listen {
         Listen::Stdio => runtime.block_on(serve_stdio(config)),
-        Listen::Ws(addr) => {
+        Listen::Ws(addr) | Listen::Wss(addr) => {
             let grace = Duration::from_millis(args.shutdown_grace_ms);
-            runtime.block_on(serve_ws(config, addr, WsOptions { auth }, grace))
+            let options = WsOptions {
+                auth,
+                allow_query_token: ws_service.allow_query_token,
+                tls: ws_service.tls,
+                max_connections: ws_service.max_connections,
+                idle_timeout: ws_service.idle_timeout,
+            };
+            runtime.block_on(serve_ws(config, addr, options, grace))
         }
     }
 }
@@ -326,16 +340,21 @@ fn new_server(config: ServerConfig) -> Arc<Server> {
 }
 
 /// The websocket server: many connections; stdin is not read. On SIGTERM/SIGINT/SIGHUP it
-/// stops accepting, gives every child `grace` after SIGTERM, kills what is left and exits.
+/// stops accepting, gives every child `grace` after SIGTERM, kills what is left and exits;
+/// with TLS, SIGHUP reloads the certificate files instead.
 async fn serve_ws(config: ServerConfig, addr: SocketAddr, options: WsOptions, grace: Duration) -> ExitCode {
     let server = new_server(config);
-    let (listener, url) = match ws::bind(addr).await {
+    let tls = options.tls.clone();
+    let (listener, url) = match ws::bind(addr, tls.is_some()).await {
         Ok(bound) => bound,
         Err(e) => {
-            eprintln!("executor: cannot listen on ws://{addr}: {e}");
+            eprintln!("executor: cannot listen on {addr}: {e}");
             return ExitCode::from(1);
         }
     };
+    if let Some(tls) = tls.clone() {
+        tokio::spawn(executor::transport::tls::reload_on_sighup(tls));
+    }
     // The only line this server ever writes to stdout.
     let mut stdout = std::io::stdout().lock();
     if writeln!(stdout, "{url}").and_then(|()| stdout.flush()).is_err() {
@@ -344,7 +363,7 @@ async fn serve_ws(config: ServerConfig, addr: SocketAddr, options: WsOptions, gr
     drop(stdout);
     let stop = Arc::new(tokio::sync::Notify::new());
     let accepting = tokio::spawn(ws::serve(listener, server.clone(), options, stop.clone()));
-    let signal = termination_signal().await;
+    let signal = termination_signal(tls.is_none()).await;
     tracing::info!(signal, "shutting down: no new connections; terminating children");
     stop.notify_one();
     let _ = accepting.await;
@@ -363,7 +382,7 @@ async fn serve_stdio(config: ServerConfig) -> ExitCode {
     };
     let code = tokio::select! {
         _ = server.serve_connection(stdio.inbound, stdio.outbound) => 0,
-        signal = termination_signal() => 128 + signal,
+        signal = termination_signal(true) => 128 + signal,
     };
     // stdio has one connection: when it ends, every child of every session goes with it.
     for session in server.sessions.all() {
@@ -408,8 +427,8 @@ fn sandbox_facts(config: &ServerConfig) -> serde_json::Value {
     })
 }
 
-/// Waits for SIGTERM, SIGINT or SIGHUP and returns its number.
-async fn termination_signal() -> i32 {
+/// Waits for SIGTERM, SIGINT or (when `hangup_terminates`) SIGHUP and returns its number.
+async fn termination_signal(hangup_terminates: bool) -> i32 {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
         (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
@@ -420,6 +439,6 @@ async fn termination_signal() -> i32 {
     tokio::select! {
         _ = term.recv() => libc::SIGTERM,
         _ = int.recv() => libc::SIGINT,
-        _ = hup.recv() => libc::SIGHUP,
+        _ = hup.recv(), if hangup_terminates => libc::SIGHUP,
     }
 }

@@ -1,0 +1,90 @@
+//! Command-line flags of the websocket service (signed bearer tokens, the query-token
+//! form, TLS, connection limits), kept here so that the CLI only flattens them in.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::tls::{self, TlsError, TlsFlagsError, TlsReloader};
+
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct WsServiceArgs {
+    /// Absolute path to the shared secret file for signed JWT bearer tokens (HS256; at
+    /// least 32 bytes after trimming; readable by its owner only).
+    #[arg(long, value_name = "PATH")]
+    pub ws_shared_secret_file: Option<PathBuf>,
+    /// Expected issuer (`iss`) for signed JWT bearer tokens.
+    #[arg(long, value_name = "ISSUER")]
+    pub ws_issuer: Option<String>,
+    /// Expected audience (`aud`) for signed JWT bearer tokens.
+    #[arg(long, value_name = "AUDIENCE")]
+    pub ws_audience: Option<String>,
+    /// Maximum clock skew when validating signed JWT bearer tokens (`exp`, `nbf`, `iat`)
+    /// [default: 30].
+    #[arg(long, value_name = "SECONDS")]
+    pub ws_max_clock_skew_seconds: Option<u64>,
+    /// Also accept the bearer token as `?token=` on the upgrade URL when the request has no
+    /// `Authorization` header. Off by default: URLs end up in proxy and access logs.
+    #[arg(long)]
+    pub ws_allow_query_token: bool,
+    /// PEM certificate chain for `--listen wss://IP:PORT` (re-read on SIGHUP).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (re-read on SIGHUP).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates: clients must present a certificate issued by one of them
+    /// (mutual TLS; re-read on SIGHUP).
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Websocket connections served at once; more are closed with code 1013 (Try Again
+    /// Later). Unlimited when not given.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+    /// Close a websocket connection after this many seconds without a message in either
+    /// direction (close code 4408). Never when not given.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub ws_idle_timeout: Option<u64>,
+}
+
+/// Startup errors of these flags (exit status 2).
+#[derive(Debug, thiserror::Error)]
+pub enum WsServiceError {
+    #[error(transparent)]
+    TlsFlags(#[from] TlsFlagsError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("--ws-allow-query-token requires --ws-auth")]
+    QueryTokenWithoutAuth,
+    #[error("--max-connections and --ws-idle-timeout require a websocket listener, not stdio")]
+    LimitsWithStdio,
+}
+
+/// What these flags ask of the listener, checked and loaded.
+#[derive(Debug, Default)]
+pub struct WsService {
+    pub tls: Option<Arc<TlsReloader>>,
+    pub allow_query_token: bool,
+    pub max_connections: Option<usize>,
+    pub idle_timeout: Option<Duration>,
+}
+
+impl WsServiceArgs {
+    /// Checks the flags against the listener kind and loads the TLS files.
+    pub fn resolve(&self, stdio: bool, wss: bool, auth_on: bool) -> Result<WsService, WsServiceError> {
+        if self.ws_allow_query_token && !auth_on {
+            return Err(WsServiceError::QueryTokenWithoutAuth);
+        }
+        if stdio && (self.max_connections.is_some() || self.ws_idle_timeout.is_some()) {
+            return Err(WsServiceError::LimitsWithStdio);
+        }
+        let files = tls::resolve_flags(wss, self.tls_cert.as_deref(), self.tls_key.as_deref(), self.tls_client_ca.as_deref())?;
+        let tls = files.map(TlsReloader::load).transpose()?.map(Arc::new);
+        Ok(WsService {
+            tls,
+            allow_query_token: self.ws_allow_query_token,
+            max_connections: self.max_connections.map(|n| n as usize),
+            idle_timeout: self.ws_idle_timeout.map(Duration::from_secs),
+        })
+    }
+}
