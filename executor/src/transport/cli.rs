@@ -19,8 +19,8 @@ pub struct WsServiceArgs {
     /// Expected audience (`aud`) for signed JWT bearer tokens.
     #[arg(long, value_name = "AUDIENCE")]
     pub ws_audience: Option<String>,
-    /// Maximum clock skew when validating signed JWT bearer tokens (`exp`, `nbf`, `iat`)
-    /// [default: 30].
+    /// Maximum clock skew when validating signed JWT bearer tokens (`exp`, `nbf`, `iat`);
+    /// 30 when not given.
     #[arg(long, value_name = "SECONDS")]
     pub ws_max_clock_skew_seconds: Option<u64>,
     /// Also accept the bearer token as `?token=` on the upgrade URL when the request has no
