@@ -55,6 +55,18 @@ enum Command {
     },
     /// Run one command in the sandbox, with this terminal's stdin, stdout and stderr.
     Sandbox(executor::sandbox::cli::SandboxArgs),
+    /// Audit log tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Check the hash chain of an `--audit-log` file; exits 1 naming the first broken line.
+    Verify {
+        /// The audit log.
+        file: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -102,6 +114,11 @@ struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = executor::limits::DEFAULT_MAX_FS_HANDLES as u32,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_fs_handles: u32,
+    /// Append one hash-chained JSON line per decision (connections, sessions, process
+    /// starts and exits, fs writes and removes) to this file; `executor audit verify FILE`
+    /// checks it.
+    #[arg(long, value_name = "FILE")]
+    audit_log: Option<PathBuf>,
     /// Processes one session may run that have not closed yet.
     #[arg(long, value_name = "N", default_value_t = executor::limits::DEFAULT_MAX_PROCESSES as u32,
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -140,6 +157,16 @@ fn main() -> ExitCode {
                 Err(e) => usage_error(&StartupError::Launcher(e)),
             }
         }
+        Some(Command::Audit(AuditCommand::Verify { file })) => match executor::audit::verify(&file) {
+            Ok(verified) => {
+                println!("{}: {} lines, chain intact; head sha256:{}", file.display(), verified.lines, verified.head);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("executor: {}: {e}", file.display());
+                ExitCode::from(1)
+            }
+        },
         Some(Command::Sandbox(args)) => match executor::sandbox::cli::run(args) {
             Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
             Err(e) => {
@@ -233,6 +260,8 @@ enum StartupError {
     Launcher(#[from] LauncherError),
     #[error(transparent)]
     WsService(#[from] WsServiceError),
+    #[error(transparent)]
+    Audit(#[from] executor::audit::AuditError),
 }
 
 fn usage_error(e: &StartupError) -> ExitCode {
@@ -297,6 +326,12 @@ fn serve(args: ServeArgs) -> ExitCode {
     if let Err(e) = executor::init::supervise(args.reap_orphans) {
         eprintln!("executor: {e}");
         return ExitCode::from(1);
+    }
+    // After the PID 1 split (the writer thread belongs to the server process).
+    if let Some(path) = &args.audit_log {
+        if let Err(e) = executor::audit::open(path) {
+            return usage_error(&StartupError::Audit(e));
+        }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
@@ -368,6 +403,7 @@ async fn serve_ws(config: ServerConfig, addr: SocketAddr, options: WsOptions, gr
     stop.notify_one();
     let _ = accepting.await;
     server.shutdown(grace).await;
+    executor::audit::flush(AUDIT_FLUSH_AT_EXIT);
     ExitCode::from((128 + signal) as u8)
 }
 
@@ -392,8 +428,12 @@ async fn serve_stdio(config: ServerConfig) -> ExitCode {
     // in the writer's queue: let it reach stdout. The writer is done once every sender
     // is gone; a request still running gets this long, not an unbounded wait.
     let _ = tokio::time::timeout(FLUSH_AT_EXIT, stdio.writer_done).await;
+    executor::audit::flush(AUDIT_FLUSH_AT_EXIT);
     ExitCode::from(code as u8)
 }
+
+/// Longest the server waits at exit for queued audit lines to reach the disk.
+const AUDIT_FLUSH_AT_EXIT: Duration = Duration::from_secs(2);
 
 /// Longest the stdio server waits at exit for queued answers to be written.
 const FLUSH_AT_EXIT: Duration = Duration::from_millis(500);

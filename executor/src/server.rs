@@ -201,6 +201,7 @@ impl Server {
             if let Some(server) = server.upgrade() {
                 if server.sessions.expire(&id, generation) {
                     tracing::info!(session = %id, "detached session expired; its processes were killed");
+                    crate::audit::record("session.expired", serde_json::json!({"session": id}));
                 }
             }
         });
@@ -315,6 +316,8 @@ impl Connection {
             Some(id) => sessions.resume(id, self.id, self.outbound.clone())?,
             None => sessions.create(self.id, self.outbound.clone()),
         };
+        let event = if params.resume_session_id.is_some() { "session.resumed" } else { "session.started" };
+        crate::audit::record(event, serde_json::json!({"session": session.id, "connection": self.id, "client": params.client_name}));
         let result = InitializeResult { session_id: session.id.clone(), environment_info: self.server.environment_info.clone() };
         self.pending_session = Some(session);
         self.phase = Phase::AwaitingInitialized;

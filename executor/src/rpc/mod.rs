@@ -90,7 +90,14 @@ async fn guarded(method: &str, handler: impl Future<Output = Result<Answer, RpcE
 
 async fn dispatch_unguarded(ctx: RequestContext, method: &str, params: Value) -> Result<Answer, RpcError> {
     if crate::fs::is_fs_method(method) {
-        return crate::fs::dispatch(&ctx, method, params).await;
+        let audit = audit_fs_intent(method, &params);
+        let outcome = crate::fs::dispatch(&ctx, method, params).await;
+        if let Some(mut fields) = audit {
+            fields["ok"] = Value::Bool(outcome.is_ok());
+            fields["session"] = ctx.gate("fs").map(|s| Value::String(s.id.clone())).unwrap_or(Value::Null);
+            crate::audit::record(method, fields);
+        }
+        return outcome;
     }
     dispatch_value(ctx, method, params).await.map(Answer::Result)
 }
@@ -107,12 +114,74 @@ async fn dispatch_value(ctx: RequestContext, method: &str, params: Value) -> Res
             ctx.gate("environment status")?;
             to_value(StatusResult { status: "ready" })
         }
-        "process/start" => process::start(&ctx, decode_params(params)?),
+        "process/start" => {
+            let params: crate::protocol::types::ProcessStartParams = decode_params(params)?;
+            let audit = crate::audit::enabled().then(|| audit_process_start(&ctx, &params));
+            let process_id = params.process_id.clone();
+            let outcome = process::start(&ctx, params);
+            if let Some(mut fields) = audit {
+                fields["ok"] = Value::Bool(outcome.is_ok());
+                if let Err(e) = &outcome {
+                    fields["error"] = Value::String(e.message.clone());
+                }
+                let session = ctx.gate("exec").ok();
+                fields["pid"] = session.and_then(|s| s.processes.get(&process_id).ok()).map_or(Value::Null, |p| p.pid().into());
+                crate::audit::record("process.started", fields);
+            }
+            outcome
+        }
         "process/read" => process::read(&ctx, decode_params(params)?).await,
         "process/write" => process::write(&ctx, decode_params(params)?),
         "process/signal" => process::signal(&ctx, decode_params(params)?).await,
         "process/terminate" => process::terminate(&ctx, decode_params(params)?),
         _ => Err(RpcError::method_not_found(method)),
+    }
+}
+
+/// The `process.started` audit fields: what runs, where, in which sandbox, with which
+/// environment (secret-looking values redacted).
+fn audit_process_start(ctx: &RequestContext, params: &crate::protocol::types::ProcessStartParams) -> Value {
+    let sandbox = match &params.sandbox {
+        Some(context) => serde_json::json!({"permissions": context.permissions}),
+        None => match ctx.server.config.default_sandbox {
+            Some(profile) => serde_json::json!({"operatorDefault": format!("{profile:?}")}),
+            None => Value::Null,
+        },
+    };
+    serde_json::json!({
+        "session": ctx.gate("exec").map(|s| Value::String(s.id.clone())).unwrap_or(Value::Null),
+        "processId": params.process_id,
+        "argv": params.argv,
+        "cwd": params.cwd.0.display().to_string(),
+        "tty": params.tty,
+        "sandbox": sandbox,
+        "env": crate::audit::redacted_env(&params.env),
+        "envPolicy": params.env_policy.is_some(),
+    })
+}
+
+/// The audit fields of an fs request that changes files (`None` for reads, or when the
+/// audit log is off): the path and, for whole-file writes, the size.
+fn audit_fs_intent(method: &str, params: &Value) -> Option<Value> {
+    if !crate::audit::enabled() {
+        return None;
+    }
+    let path = |name: &str| params.get(name).and_then(Value::as_str).map(str::to_owned);
+    match method {
+        "fs/writeFile" => {
+            // The decoded size, from the base64 length (padding subtracted).
+            let data = params.get("dataBase64").and_then(Value::as_str).unwrap_or_default();
+            let size = data.len() / 4 * 3 - data.bytes().rev().take_while(|b| *b == b'=').count().min(2);
+            Some(serde_json::json!({"path": path("path"), "size": size}))
+        }
+        "fs/remove" | "fs/createDirectory" => Some(serde_json::json!({"path": path("path")})),
+        "fs/copy" | "fs/rename" => Some(serde_json::json!({"source": path("sourcePath"), "destination": path("destinationPath")})),
+        "fs/open" => {
+            // Only opens that can write are worth a line.
+            let writes = params.get("mode").and_then(Value::as_str).is_some_and(|m| m != "read");
+            writes.then(|| serde_json::json!({"path": path("path")}))
+        }
+        _ => None,
     }
 }
 

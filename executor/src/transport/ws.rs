@@ -166,6 +166,9 @@ where
     match decide(&head, options.auth.as_ref(), options.allow_query_token) {
         Decision::Respond { status, reason, body } => {
             log_refusal(peer, status, body);
+            if matches!(status, 401 | 403) && crate::audit::enabled() {
+                crate::audit::record("connection.refused", serde_json::json!({"peer": peer.to_string(), "status": status, "reason": body}));
+            }
             let _ = respond(&mut stream, status, reason, body).await;
         }
         Decision::Upgrade { accept, principal } => {
@@ -184,6 +187,7 @@ where
             let Some(_slot) = ConnectionSlot::take(open, options.max_connections) else {
                 let limit = options.max_connections.unwrap_or_default();
                 tracing::warn!(%peer, limit, "websocket connection refused: --max-connections reached");
+                crate::audit::record("connection.refused", serde_json::json!({"peer": peer.to_string(), "reason": "max-connections"}));
                 let reason = format!("server at its connection limit ({limit}); try again later");
                 let _ = ws.close(Some(CloseFrame { code: CloseCode::Again, reason: reason.into() })).await;
                 // Let the client's Close answer arrive, so that it sees ours rather than a reset.
@@ -192,8 +196,22 @@ where
             };
             match &principal {
                 Some(Principal::Jwt(subject)) => tracing::debug!(%peer, sub = ?subject.sub, "websocket upgrade authenticated (jwt)"),
-                Some(Principal::CapabilityToken) => tracing::debug!(%peer, "websocket upgrade authenticated (capability token)"),
+                Some(Principal::CapabilityToken { .. }) => tracing::debug!(%peer, "websocket upgrade authenticated (capability token)"),
                 None => {}
+            }
+            if crate::audit::enabled() {
+                let (auth, subject) = match &principal {
+                    Some(Principal::Jwt(subject)) => ("signed-bearer-token", serde_json::json!({"sub": subject.sub})),
+                    Some(Principal::CapabilityToken { digest_prefix }) => {
+                        ("capability-token", serde_json::json!({"tokenSha256Prefix": digest_prefix}))
+                    }
+                    None => ("none", serde_json::Value::Null),
+                };
+                let tls = options.tls.is_some();
+                crate::audit::record(
+                    "connection.accepted",
+                    serde_json::json!({"peer": peer.to_string(), "auth": auth, "subject": subject, "tls": tls}),
+                );
             }
             run_connection(ws, server, options.idle_timeout).await;
         }
