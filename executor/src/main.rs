@@ -352,14 +352,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         Listen::Stdio => runtime.block_on(serve_stdio(config)),
         Listen::Ws(addr) | Listen::Wss(addr) => {
             let grace = Duration::from_millis(args.shutdown_grace_ms);
-            let options = WsOptions {
-                auth,
-                allow_query_token: ws_service.allow_query_token,
-                tls: ws_service.tls,
-                max_connections: ws_service.max_connections,
-                idle_timeout: ws_service.idle_timeout,
-            };
-            runtime.block_on(serve_ws(config, addr, options, grace))
+            runtime.block_on(serve_ws(config, addr, ws_service.into_options(auth), grace))
         }
     }
 }

@@ -409,3 +409,55 @@ fn idle_connections_are_closed_with_4408() {
     assert!(reason.contains("idle"), "{reason}");
     assert_eq!(busy.call("environment/status", json!({})), json!({"status": "ready"}));
 }
+
+#[test]
+fn per_peer_connection_limit_closes_with_1013() {
+    let server = WsServer::start(&["--ws-max-connections-per-peer", "1"]);
+    let mut first = server.ready();
+    let mut second = server.connect();
+    assert!(second.wait_closed(), "the second connection from 127.0.0.1 is closed");
+    let (code, reason) = second.close_frame.clone().expect("a close frame");
+    assert_eq!(code, 1013, "{reason}");
+    assert!(reason.contains("too many connections from this address"), "{reason}");
+    assert_eq!(first.call("environment/status", json!({})), json!({"status": "ready"}));
+}
+
+#[test]
+fn peer_connection_rate_answers_429_before_the_upgrade() {
+    let server = WsServer::start(&["--ws-peer-connection-rate", "2"]);
+    // Probes are not websocket connections and are not charged.
+    for _ in 0..10 {
+        assert_eq!(http_get(server.addr(), "/readyz", &[]).0, 200);
+    }
+    let attempts: Vec<_> = (0..6).map(|_| WsClient::connect(&server.url, &[])).collect();
+    assert!(attempts[0].is_ok(), "the first connection is within the burst");
+    let refused: Vec<_> = attempts
+        .iter()
+        .filter_map(|a| match a {
+            Err(tungstenite::Error::Http(response)) => Some(response),
+            _ => None,
+        })
+        .collect();
+    assert!(!refused.is_empty(), "6 connections at once with a rate of 2/s: some must be refused");
+    for response in &refused {
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    }
+    assert!(attempts.iter().all(|a| a.is_ok() || matches!(a, Err(tungstenite::Error::Http(_)))), "only 429s");
+}
+
+#[test]
+fn message_rate_limit_closes_with_1008() {
+    let server = WsServer::start(&["--ws-max-messages-per-second", "5"]);
+    let mut polite = server.ready();
+    let mut flood = server.ready();
+    for _ in 0..50 {
+        flood.send_request("environment/status", json!({}));
+    }
+    assert!(flood.wait_closed(), "the flooding connection is closed");
+    let (code, reason) = flood.close_frame.clone().expect("a close frame");
+    assert_eq!(code, 1008, "{reason}");
+    assert!(reason.contains("messages per second"), "{reason}");
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(polite.call("environment/status", json!({})), json!({"status": "ready"}), "other connections are unaffected");
+}

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::auth::Authenticator;
+use super::peers::{PeerLimits, PeerTable};
 use super::tls::{self, TlsError, TlsFlagsError, TlsReloader};
+use super::ws::WsOptions;
 
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct WsServiceArgs {
@@ -45,6 +48,19 @@ pub struct WsServiceArgs {
     /// direction (close code 4408). Never when not given.
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub ws_idle_timeout: Option<u64>,
+    /// Websocket connections one IP address may hold at once; more are closed with code
+    /// 1013. Unlimited when not given.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub ws_max_connections_per_peer: Option<u32>,
+    /// New websocket connections one IP address may open per second (bursts of as many);
+    /// more are answered with HTTP 429 before the upgrade. Unlimited when not given.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub ws_peer_connection_rate: Option<u32>,
+    /// Messages one websocket connection may send per second (bursts of as many); a
+    /// connection over it is closed with code 1008 (Policy Violation). Unlimited when not
+    /// given.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub ws_max_messages_per_second: Option<u32>,
 }
 
 /// Startup errors of these flags (exit status 2).
@@ -56,7 +72,7 @@ pub enum WsServiceError {
     Tls(#[from] TlsError),
     #[error("--ws-allow-query-token requires --ws-auth")]
     QueryTokenWithoutAuth,
-    #[error("--max-connections and --ws-idle-timeout require a websocket listener, not stdio")]
+    #[error("--max-connections, --ws-idle-timeout and the --ws-*-per-peer/rate limits require a websocket listener, not stdio")]
     LimitsWithStdio,
 }
 
@@ -67,6 +83,23 @@ pub struct WsService {
     pub allow_query_token: bool,
     pub max_connections: Option<usize>,
     pub idle_timeout: Option<Duration>,
+    pub peer_limits: PeerLimits,
+    pub max_messages_per_second: Option<u32>,
+}
+
+impl WsService {
+    /// The listener's options, with `auth` from the `--ws-auth` flags.
+    pub fn into_options(self, auth: Option<Authenticator>) -> WsOptions {
+        WsOptions {
+            auth,
+            allow_query_token: self.allow_query_token,
+            tls: self.tls,
+            max_connections: self.max_connections,
+            idle_timeout: self.idle_timeout,
+            peers: Some(PeerTable::new(self.peer_limits)).filter(|t| t.is_limited()),
+            max_messages_per_second: self.max_messages_per_second,
+        }
+    }
 }
 
 impl WsServiceArgs {
@@ -75,7 +108,10 @@ impl WsServiceArgs {
         if self.ws_allow_query_token && !auth_on {
             return Err(WsServiceError::QueryTokenWithoutAuth);
         }
-        if stdio && (self.max_connections.is_some() || self.ws_idle_timeout.is_some()) {
+        let peer_flags = self.ws_max_connections_per_peer.is_some()
+            || self.ws_peer_connection_rate.is_some()
+            || self.ws_max_messages_per_second.is_some();
+        if stdio && (self.max_connections.is_some() || self.ws_idle_timeout.is_some() || peer_flags) {
             return Err(WsServiceError::LimitsWithStdio);
         }
         let files = tls::resolve_flags(wss, self.tls_cert.as_deref(), self.tls_key.as_deref(), self.tls_client_ca.as_deref())?;
@@ -85,6 +121,11 @@ impl WsServiceArgs {
             allow_query_token: self.ws_allow_query_token,
             max_connections: self.max_connections.map(|n| n as usize),
             idle_timeout: self.ws_idle_timeout.map(Duration::from_secs),
+            peer_limits: PeerLimits {
+                max_connections: self.ws_max_connections_per_peer.map(|n| n as usize),
+                connections_per_second: self.ws_peer_connection_rate,
+            },
+            max_messages_per_second: self.ws_max_messages_per_second,
         })
     }
 }

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod cli;
 pub mod jwt;
+pub mod peers;
 pub mod stdio;
 pub mod tls;
 pub mod ws;

@@ -26,6 +26,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::auth::{AuthFailure, Authenticator, Principal};
 use super::jwt::JwtFailure;
+use super::peers::{Bucket, PeerRefusal, PeerTable};
 use super::tls::TlsReloader;
 use super::MAX_MESSAGE_BYTES;
 use crate::server::{Inbound, Server, WEBSOCKET_LABEL};
@@ -87,6 +88,10 @@ pub struct WsOptions {
     /// A connection with no message in either direction for this long is closed with
     /// [`IDLE_CLOSE_CODE`].
     pub idle_timeout: Option<Duration>,
+    /// Per-peer connection and connection-rate limits; `None` when no limit is set.
+    pub peers: Option<Arc<PeerTable>>,
+    /// Messages per second one connection may send; more close it with 1008.
+    pub max_messages_per_second: Option<u32>,
 }
 
 /// Accepts connections until `stop` is notified; every connection runs in its own task.
@@ -172,6 +177,13 @@ where
             let _ = respond(&mut stream, status, reason, body).await;
         }
         Decision::Upgrade { accept, principal } => {
+            if let Some(Err(PeerRefusal::Rate(rate))) = options.peers.as_ref().map(|p| p.charge_rate(peer.ip())) {
+                let body = "too many new connections from this address; retry later";
+                tracing::warn!(%peer, rate, "websocket upgrade refused: --ws-peer-connection-rate reached");
+                crate::audit::record("connection.refused", serde_json::json!({"peer": peer.to_string(), "reason": "peer-connection-rate"}));
+                let _ = respond(&mut stream, 429, "Too Many Requests", body).await;
+                return;
+            }
             let response = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
             );
@@ -194,6 +206,21 @@ where
                 let _ = tokio::time::timeout(Duration::from_secs(1), async { while ws.next().await.is_some() {} }).await;
                 return;
             };
+            let peer_slot = options.peers.as_ref().map(|p| p.open(peer.ip()));
+            let _peer_slot = match peer_slot {
+                Some(Err(PeerRefusal::TooMany(limit))) => {
+                    tracing::warn!(%peer, limit, "websocket connection refused: --ws-max-connections-per-peer reached");
+                    crate::audit::record(
+                        "connection.refused",
+                        serde_json::json!({"peer": peer.to_string(), "reason": "max-connections-per-peer"}),
+                    );
+                    let reason = format!("too many connections from this address ({limit}); try again later");
+                    let _ = ws.close(Some(CloseFrame { code: CloseCode::Again, reason: reason.into() })).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(1), async { while ws.next().await.is_some() {} }).await;
+                    return;
+                }
+                other => other,
+            };
             match &principal {
                 Some(Principal::Jwt(subject)) => tracing::debug!(%peer, sub = ?subject.sub, "websocket upgrade authenticated (jwt)"),
                 Some(Principal::CapabilityToken { .. }) => tracing::debug!(%peer, "websocket upgrade authenticated (capability token)"),
@@ -213,14 +240,18 @@ where
                     serde_json::json!({"peer": peer.to_string(), "auth": auth, "subject": subject, "tls": tls}),
                 );
             }
-            run_connection(ws, server, options.idle_timeout).await;
+            run_connection(ws, server, options.idle_timeout, options.max_messages_per_second).await;
         }
     }
 }
 
 /// Moves frames between the socket and the connection loop until either side ends.
-async fn run_connection<S>(ws: WebSocketStream<S>, server: Arc<Server>, idle_timeout: Option<Duration>)
-where
+async fn run_connection<S>(
+    ws: WebSocketStream<S>,
+    server: Arc<Server>,
+    idle_timeout: Option<Duration>,
+    max_messages_per_second: Option<u32>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sink, mut source) = ws.split();
@@ -237,6 +268,7 @@ where
     let (close_with, mut close_frame) = oneshot::channel::<CloseFrame>();
     let reader = {
         let (last_heard, last_message, peer_gone) = (last_heard.clone(), last_message.clone(), peer_gone.clone());
+        let mut message_bucket = max_messages_per_second.map(Bucket::new);
         tokio::spawn(async move {
             loop {
                 let frame = tokio::select! {
@@ -266,6 +298,14 @@ where
                     }
                 };
                 last_message.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                if let (Some(bucket), Some(rate)) = (&mut message_bucket, max_messages_per_second) {
+                    if !bucket.take() {
+                        tracing::warn!(rate, "websocket connection over --ws-max-messages-per-second; closing it");
+                        let reason = format!("more than {rate} messages per second (--ws-max-messages-per-second)");
+                        let _ = close_with.send(CloseFrame { code: CloseCode::Policy, reason: reason.into() });
+                        break;
+                    }
+                }
                 if in_tx.send(Inbound::Message(message)).await.is_err() {
                     return;
                 }
@@ -502,7 +542,12 @@ fn log_refusal(peer: SocketAddr, status: u16, body: &str) {
 
 async fn respond<S: AsyncWrite + Unpin>(stream: &mut S, status: u16, reason: &str, body: &str) -> std::io::Result<()> {
     // RFC 6750 §3: a 401 names the scheme the client should use.
-    let challenge = if status == 401 { "WWW-Authenticate: Bearer\r\n" } else { "" };
+    // RFC 6585 §4: a 429 may say when to come back.
+    let challenge = match status {
+        401 => "WWW-Authenticate: Bearer\r\n",
+        429 => "Retry-After: 1\r\n",
+        _ => "",
+    };
     let response = format!(
         "HTTP/1.1 {status} {reason}\r\n{challenge}Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
