@@ -249,6 +249,13 @@ pub fn verify(path: &Path) -> Result<Verified, VerifyError> {
     Ok(Verified { lines, head: prev })
 }
 
+/// The size of what `data` decodes to, from its length alone (a client's `dataBase64` may
+/// be anything; the handler reports invalid base64 itself).
+pub fn base64_decoded_len(data: &str) -> usize {
+    let padding = data.bytes().rev().take_while(|b| *b == b'=').count().min(2);
+    (data.len() / 4 * 3).saturating_sub(padding)
+}
+
 /// Whether an environment variable's value must not be written to the log.
 pub fn looks_secret(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
@@ -309,6 +316,15 @@ mod tests {
         let short = verify_bytes(&join(&lines[..4])).expect("a shorter chain is still a chain");
         assert_ne!(whole.head, short.head);
         assert_eq!(verify_bytes(b"not json\n"), Err(VerifyError::NotARecord(1)));
+    }
+
+    #[test]
+    fn decoded_sizes() {
+        assert_eq!(base64_decoded_len(""), 0);
+        assert_eq!(base64_decoded_len("=="), 0, "no underflow on nonsense");
+        assert_eq!(base64_decoded_len("dHdlbHZlIGJ5dGVz"), 12);
+        assert_eq!(base64_decoded_len("YQ=="), 1);
+        assert_eq!(base64_decoded_len("YWI="), 2);
     }
 
     #[test]

@@ -169,10 +169,8 @@ fn audit_fs_intent(method: &str, params: &Value) -> Option<Value> {
     let path = |name: &str| params.get(name).and_then(Value::as_str).map(str::to_owned);
     match method {
         "fs/writeFile" => {
-            // The decoded size, from the base64 length (padding subtracted).
             let data = params.get("dataBase64").and_then(Value::as_str).unwrap_or_default();
-            let size = data.len() / 4 * 3 - data.bytes().rev().take_while(|b| *b == b'=').count().min(2);
-            Some(serde_json::json!({"path": path("path"), "size": size}))
+            Some(serde_json::json!({"path": path("path"), "size": crate::audit::base64_decoded_len(data)}))
         }
         "fs/remove" | "fs/createDirectory" => Some(serde_json::json!({"path": path("path")})),
         "fs/copy" | "fs/rename" => Some(serde_json::json!({"source": path("sourcePath"), "destination": path("destinationPath")})),
