@@ -278,7 +278,9 @@ fn mutual_tls_accepts_only_clients_of_the_ca() {
     let other = Ca::new(dir.path(), "other");
     let other_client = other.client("client");
     let ca_path = ca.cert.to_str().expect("utf8").to_owned();
-    let server = WsServer::start_tls(&leaf.cert, &leaf.key, &["--tls-client-ca", &ca_path]);
+    let audit_log = dir.path().join("audit.jsonl");
+    let mut server =
+        WsServer::start_tls(&leaf.cert, &leaf.key, &["--tls-client-ca", &ca_path, "--audit-log", audit_log.to_str().expect("utf8")]);
 
     let with_cert = tls_client_config(&ca.cert, Some((&client_cert.cert, &client_cert.key)));
     let mut client = WsClient::connect_tls(&server.url, &[], with_cert.clone()).expect("client with a certificate of the CA");
@@ -292,6 +294,20 @@ fn mutual_tls_accepts_only_clients_of_the_ca() {
     assert!(foreign.is_err(), "a client certificate of another CA must be refused");
     // The refusals did not hurt the connection that is up.
     assert_eq!(client.run("m2", sh("echo still")).stdout_str(), "still\n");
+
+    // The audit trail names the client certificate of the accepted connection.
+    drop(client);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(server.pid()), nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    server.wait_exit();
+    use rustls::pki_types::pem::PemObject as _;
+    use sha2::Digest as _;
+    let der = rustls::pki_types::CertificateDer::from_pem_file(&client_cert.cert).expect("client cert");
+    let digest: String = sha2::Sha256::digest(der.as_ref()).iter().map(|b| format!("{b:02x}")).collect();
+    let log = std::fs::read_to_string(&audit_log).expect("audit log");
+    let accepted: Vec<Value> =
+        log.lines().map(|l| serde_json::from_str::<Value>(l).expect("json")).filter(|r| r["event"] == "connection.accepted").collect();
+    assert!(!accepted.is_empty(), "{log}");
+    assert!(accepted.iter().all(|r| r["clientCertSha256"] == json!(digest) && r["tls"] == json!(true)), "{log}");
 }
 
 #[test]

@@ -108,12 +108,15 @@ pub async fn serve(listener: TcpListener, server: Arc<Server>, options: WsOption
                         tracing::debug!(%peer, "websocket connection accepted");
                         let _ = stream.set_nodelay(true);
                         match &options.tls {
-                            None => handle_stream(stream, peer, server, &options, &open).await,
+                            None => handle_stream(stream, peer, server, &options, &open, None).await,
                             Some(tls) => {
                                 // The handshake shares the head's deadline: a client that
                                 // opens TCP and says nothing must not hold a task forever.
                                 match tokio::time::timeout(HEAD_TIMEOUT, tls.acceptor().accept(stream)).await {
-                                    Ok(Ok(stream)) => handle_stream(stream, peer, server, &options, &open).await,
+                                    Ok(Ok(stream)) => {
+                                        let client_cert = client_certificate_digest(&stream);
+                                        handle_stream(stream, peer, server, &options, &open, client_cert).await
+                                    }
                                     Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
                                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                                 }
@@ -152,8 +155,21 @@ impl Drop for ConnectionSlot {
     }
 }
 
-async fn handle_stream<S>(mut stream: S, peer: SocketAddr, server: Arc<Server>, options: &WsOptions, open: &Arc<AtomicUsize>)
-where
+/// The SHA-256 (hex) of the client's certificate under mutual TLS, for the audit trail.
+fn client_certificate_digest(stream: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>) -> Option<String> {
+    use sha2::Digest as _;
+    let leaf = stream.get_ref().1.peer_certificates()?.first()?;
+    Some(sha2::Sha256::digest(leaf.as_ref()).iter().map(|b| format!("{b:02x}")).collect())
+}
+
+async fn handle_stream<S>(
+    mut stream: S,
+    peer: SocketAddr,
+    server: Arc<Server>,
+    options: &WsOptions,
+    open: &Arc<AtomicUsize>,
+    client_cert: Option<String>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (head, leftover) = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await {
@@ -237,7 +253,7 @@ where
                 let tls = options.tls.is_some();
                 crate::audit::record(
                     "connection.accepted",
-                    serde_json::json!({"peer": peer.to_string(), "auth": auth, "subject": subject, "tls": tls}),
+                    serde_json::json!({"peer": peer.to_string(), "auth": auth, "subject": subject, "tls": tls, "clientCertSha256": client_cert}),
                 );
             }
             run_connection(ws, server, options.idle_timeout, options.max_messages_per_second).await;
