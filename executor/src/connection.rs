@@ -240,6 +240,8 @@ impl Connection {
             Some(id) => sessions.resume(id, self.id, self.outbound.clone())?,
             None => sessions.create(self.id, self.outbound.clone()),
         };
+        let event = if params.resume_session_id.is_some() { "session.resumed" } else { "session.started" };
+        crate::audit::record(event, serde_json::json!({"session": session.id, "connection": self.id, "client": params.client_name}));
         let result = InitializeResult { session_id: session.id.clone(), environment_info: self.server.environment_info.clone() };
         self.pending_session = Some(session);
         self.phase = Phase::AwaitingInitialized;

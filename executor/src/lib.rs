@@ -1,5 +1,6 @@
 //! executor: a hardened Linux exec-server speaking the Codex exec-server protocol.
 
+pub mod audit;
 pub mod child_env;
 pub mod connection;
 pub mod crash;

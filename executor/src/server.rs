@@ -90,6 +90,8 @@ impl Server {
             if let Some(server) = server.upgrade() {
                 if server.sessions.expire(&id, generation) {
                     tracing::info!(session = %id, "detached session expired; its processes were killed");
+                    crate::audit::record("session.expired", serde_json::json!({"session": id}));
+                    crate::audit::record("session.expired", serde_json::json!({"session": id}));
                 }
             }
         });

@@ -16,6 +16,11 @@ use crate::protocol::types::{ProcessReadResult, WriteStatus};
 use crate::sync::lock;
 
 impl Process {
+    /// The host pid of the process (bwrap's, when sandboxed).
+    pub fn pid(&self) -> i32 {
+        self.pid.as_raw()
+    }
+
     pub(super) fn launch(
         id: &str,
         spawned: spawn::Spawned,
