@@ -41,14 +41,15 @@ chmod 600 "$secret"
 flags=(--listen ws://127.0.0.1:0 --ws-auth signed-bearer-token --ws-shared-secret-file "$secret"
     --ws-issuer fleet --ws-audience executor)
 
-start() { # name command...: starts a server, prints its port
+start() { # name command...: starts a server in this shell (so that the EXIT trap can
+    # stop it) and sets $port to the port it printed
     local name=$1
     shift
     "$@" >"$work/$name.out" 2>"$work/$name.err" &
     pids+=($!)
     for _ in $(seq 100); do
         if grep -q '^ws://' "$work/$name.out" 2>/dev/null; then
-            sed -n '1s/.*://p' "$work/$name.out"
+            port=$(sed -n '1s/.*://p' "$work/$name.out")
             return
         fi
         sleep 0.1
@@ -56,8 +57,10 @@ start() { # name command...: starts a server, prints its port
     echo "jwt.sh: $name printed no URL: $(cat "$work/$name.err")" >&2
     exit 1
 }
-ref_port=$(start reference "$reference" exec-server "${flags[@]}")
-our_port=$(start executor "$executor" "${flags[@]}")
+start reference "$reference" exec-server "${flags[@]}"
+ref_port=$port
+start executor "$executor" "${flags[@]}"
+our_port=$port
 
 python3 - "$secret" "$ref_port" "$our_port" <<'EOF'
 import base64, hashlib, hmac, json, socket, sys, time

@@ -190,3 +190,32 @@ fn audit_log_startup_errors() {
         assert!(stderr.contains(expected), "{stderr}");
     }
 }
+
+#[test]
+fn session_resume_and_expiry_are_recorded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("audit.jsonl");
+    let server = WsServer::start(&["--session-ttl", "1", "--audit-log", log.to_str().expect("utf8")]);
+    let mut first = server.connect();
+    let id = first.handshake()["sessionId"].as_str().expect("sessionId").to_owned();
+    first.drop_tcp();
+    let resumed = server.resume_when_detached(&id);
+    drop(resumed);
+    // Detached again; after the 1 s TTL the session expires.
+    let deadline = std::time::Instant::now() + executor_tests::TIMEOUT;
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("session.expired") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no session.expired line: {text}");
+    }
+    stop(server);
+    assert!(verify(&log).status.success());
+    let all = records(&log);
+    let of = |name: &str| events(&all, name).iter().map(|r| r["session"].clone()).collect::<Vec<_>>();
+    assert_eq!(of("session.started"), vec![json!(id)]);
+    assert_eq!(of("session.resumed"), vec![json!(id)]);
+    assert_eq!(of("session.expired"), vec![json!(id)]);
+}

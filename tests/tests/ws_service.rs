@@ -308,6 +308,9 @@ fn mutual_tls_accepts_only_clients_of_the_ca() {
         log.lines().map(|l| serde_json::from_str::<Value>(l).expect("json")).filter(|r| r["event"] == "connection.accepted").collect();
     assert!(!accepted.is_empty(), "{log}");
     assert!(accepted.iter().all(|r| r["clientCertSha256"] == json!(digest) && r["tls"] == json!(true)), "{log}");
+    // Both refused clients failed the handshake, and the trail says so.
+    let refused = log.lines().filter(|l| l.contains("connection.refused") && l.contains("TLS handshake failed")).count();
+    assert_eq!(refused, 2, "{log}");
 }
 
 #[test]

@@ -109,10 +109,11 @@ impl Process {
         let bwrap_failed = self.explain_bwrap_error(code).await;
         let sandbox_denied =
             self.sandboxed && (bwrap_failed || code == crate::sandbox::EXIT_EXEC_DENIED || code == crate::sandbox::EXIT_SETUP_FAILED);
-        crate::audit::record(
-            "process.exited",
-            serde_json::json!({"processId": self.id, "pid": self.pid.as_raw(), "exitCode": code, "sandboxDenied": sandbox_denied}),
-        );
+        if crate::audit::enabled() {
+            let fields =
+                serde_json::json!({"processId": self.id, "pid": self.pid.as_raw(), "exitCode": code, "sandboxDenied": sandbox_denied});
+            crate::audit::record("process.exited", fields);
+        }
         let record = lock(&self.log).record_exit(code, sandbox_denied);
         self.changed.send_replace(());
         let params = ExitedNotification { process_id: &self.id, seq: record.seq, exit_code: code, sandbox_denied };

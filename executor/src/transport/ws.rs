@@ -118,7 +118,15 @@ pub async fn serve(listener: TcpListener, server: Arc<Server>, options: WsOption
                                         let client_cert = client_certificate_digest(&stream);
                                         handle_stream(stream, peer, server, &options, &open, client_cert).await
                                     }
-                                    Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                                    Ok(Err(e)) => {
+                                        // Debug only: port scanners fail handshakes all day. The
+                                        // audit trail keeps them (a refused client certificate is one).
+                                        tracing::debug!(%peer, "TLS handshake failed: {e}");
+                                        if crate::audit::enabled() {
+                                            let reason = format!("TLS handshake failed: {e}");
+                                            crate::audit::record("connection.refused", serde_json::json!({"peer": peer.to_string(), "reason": reason}));
+                                        }
+                                    }
                                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                                 }
                             }
