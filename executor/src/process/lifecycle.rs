@@ -51,9 +51,12 @@ impl Process {
         let pumped = process.clone();
         tokio::spawn(async move {
             pumped.pump(spawned.child, output).await;
+            // Released before `process/closed` goes out: a client that starts the next
+            // process as soon as it reads the close must not be refused for this one.
             if let Some(table) = table.upgrade() {
                 table.closed_one();
             }
+            pumped.emit_closed().await;
             tokio::time::sleep(CLOSED_RETENTION).await;
             if let Some(table) = table.upgrade() {
                 table.remove_if_same(&pumped.id, &pumped);

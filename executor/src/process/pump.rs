@@ -18,6 +18,8 @@ use crate::sync::lock;
 const READ_BUFFER: usize = 256 * 1024;
 
 impl Process {
+    /// Until the output is drained and the exit recorded; `process/closed` is left to the
+    /// caller (see [`Process::emit_closed`]).
     pub(super) async fn pump(&self, mut child: tokio::process::Child, output: Output) {
         let mut exited = false;
         match output {
@@ -61,7 +63,6 @@ impl Process {
                 }
             }
         }
-        self.emit_closed().await;
     }
 
     async fn emit_output(&self, stream: StreamName, data: &[u8]) {
@@ -120,7 +121,8 @@ impl Process {
         self.sink.send(notification_line(methods::EXITED, &params)).await;
     }
 
-    async fn emit_closed(&self) {
+    /// The last event of a process; sent by its task once the table no longer counts it.
+    pub(super) async fn emit_closed(&self) {
         let seq = lock(&self.log).record_close();
         self.changed.send_replace(());
         self.sink.send(notification_line(methods::CLOSED, &ClosedNotification { process_id: &self.id, seq })).await;
