@@ -1,20 +1,16 @@
-//! The server: shared state, and the per-connection loop that reads messages, runs the
-//! handshake and dispatches requests concurrently (bounded) while one writer sends lines.
+//! The server's shared state: its configuration, the sessions, the warm fs helpers and
+//! the descriptor budget. Connections (`crate::connection`) and handlers (`crate::rpc`)
+//! hold it; it knows neither of them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
-use tokio::sync::{mpsc, Semaphore};
-
 use crate::limits::{DescriptorBudget, SessionLimits};
-use crate::protocol::envelope::{error_line, recover_id, response_line};
-use crate::protocol::types::{EnvironmentInfo, InitializeParams, InitializeResult};
-use crate::protocol::{decode_params, parse_line, Incoming, RequestId, RpcError};
-use crate::rpc::{self, Answer, Phase, RequestContext};
+use crate::protocol::types::EnvironmentInfo;
+use crate::sandbox::floor::OperatorFloor;
 use crate::sandbox::launcher::LauncherConfig;
-use crate::session::{Outbound, Session, SessionRegistry};
+use crate::session::{Session, SessionRegistry};
 
 #[derive(Debug, Clone, Default)]
 pub struct ServerConfig {
@@ -22,10 +18,8 @@ pub struct ServerConfig {
     pub concurrent_requests: usize,
     /// Which bwrap runs sandboxed commands.
     pub launcher: LauncherConfig,
-    /// Operator floor: the sandbox applied to requests that carry none.
-    pub default_sandbox: Option<DefaultSandbox>,
-    /// Operator floor: refuse requests that carry no sandbox (and have no default).
-    pub require_sandbox: bool,
+    /// What requests without a sandbox get (`--default-sandbox`, `--require-sandbox`).
+    pub floor: OperatorFloor,
     /// How long a detached session is kept before it expires and its processes are killed.
     pub session_ttl: Duration,
     /// What one session may hold (fs handles, live processes).
@@ -34,24 +28,9 @@ pub struct ServerConfig {
     pub http: crate::http::HttpConfig,
 }
 
-/// Built-in profiles an operator can impose with `--default-sandbox`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum DefaultSandbox {
-    /// Read everything, write nothing, no network.
-    ReadOnly,
-    /// Read everything, write the request's cwd and temp dirs, no network.
-    WorkspaceWrite,
-}
-
 /// Detached sessions expire after this long unless resumed (80 s measured on the reference,
 /// protocol.md §10).
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(80);
-
-/// How the transport is named in parse-error messages (`... from exec-server stdio: ...`).
-pub const STDIO_LABEL: &str = "exec-server stdio";
-/// The websocket counterpart of [`STDIO_LABEL`] (the reference names its connections by
-/// transport; this wording for websocket is inferred from its source, not observed).
-pub const WEBSOCKET_LABEL: &str = "exec-server websocket";
 
 pub struct Server {
     pub config: ServerConfig,
@@ -64,28 +43,6 @@ pub struct Server {
     /// `http/request`: the shared clients and each connection's requests.
     pub http: crate::http::HttpService,
     next_connection: AtomicU64,
-}
-
-/// What a transport delivers to a connection.
-#[derive(Debug)]
-pub enum Inbound {
-    /// One message (a line without its terminator, or a websocket frame).
-    Message(Vec<u8>),
-    /// A message longer than `limit` bytes, of which only its first bytes (`prefix`)
-    /// were kept. It is answered with -32600; `then_closed` says the transport cannot
-    /// read past it and ends the connection next (the answer says so).
-    TooLarge { limit: usize, prefix: Vec<u8>, then_closed: bool },
-    /// The peer went away, or the transport cannot read on: the connection ends.
-    Closed,
-}
-
-/// Why a connection ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    PeerClosed,
-    ProtocolViolation,
-    /// The connection's session was resumed by another connection.
-    Evicted,
 }
 
 impl Server {
@@ -101,85 +58,9 @@ impl Server {
         })
     }
 
-    /// Serves one stdio connection until it ends; returns the session it was attached to.
-    pub async fn serve_connection(
-        self: &Arc<Self>,
-        inbound: mpsc::Receiver<Inbound>,
-        outbound: Outbound,
-    ) -> (CloseReason, Option<Arc<Session>>) {
-        self.serve_labeled_connection(inbound, outbound, STDIO_LABEL).await
-    }
-
-    /// Serves one connection until it ends; `label` names the transport in parse errors.
-    ///
-    /// The session is detached as soon as the peer goes away, even while a message is
-    /// still being handled (a request waiting for a permit or for room in the outbound
-    /// queue), so that a resume from a new connection is not refused meanwhile. A detached
-    /// session expires after [`ServerConfig::session_ttl`] unless it is resumed.
-    pub async fn serve_labeled_connection(
-        self: &Arc<Self>,
-        mut inbound: mpsc::Receiver<Inbound>,
-        outbound: Outbound,
-        label: &'static str,
-    ) -> (CloseReason, Option<Arc<Session>>) {
-        let mut connection = Connection {
-            server: self.clone(),
-            id: self.next_connection.fetch_add(1, Ordering::Relaxed),
-            label,
-            phase: Phase::New,
-            outbound,
-            permits: Arc::new(Semaphore::new(self.config.concurrent_requests.max(1))),
-            pending_session: None,
-        };
-        self.http.open_connection(connection.id);
-        // Oversized messages are answered from here, also while a request is being handled.
-        let answers = connection.outbound.clone();
-        // At most one message read ahead while the previous one is handled: order is kept,
-        // and a close behind it is seen at once.
-        let mut read_ahead: Option<Vec<u8>> = None;
-        let reason = loop {
-            let line = match read_ahead.take() {
-                Some(line) => line,
-                None => match inbound.recv().await {
-                    Some(Inbound::Message(line)) => line,
-                    Some(Inbound::TooLarge { limit, prefix, then_closed }) => {
-                        let _ = answers.send(too_large_line(label, limit, &prefix, then_closed)).await;
-                        continue;
-                    }
-                    Some(Inbound::Closed) | None => break CloseReason::PeerClosed,
-                },
-            };
-            let handling = connection.handle_message(line);
-            tokio::pin!(handling);
-            let outcome = loop {
-                tokio::select! {
-                    // The message first: one that is answered at once (`initialize` just
-                    // before EOF) is answered even when the close is already queued.
-                    biased;
-                    outcome = &mut handling => break Some(outcome),
-                    next = inbound.recv(), if read_ahead.is_none() => match next {
-                        Some(Inbound::Message(line)) => read_ahead = Some(line),
-                        // Answered at once: nothing of it is handled, so order does not matter.
-                        Some(Inbound::TooLarge { limit, prefix, then_closed }) => {
-                            let _ = answers.send(too_large_line(label, limit, &prefix, then_closed)).await;
-                        }
-                        Some(Inbound::Closed) | None => break None,
-                    },
-                }
-            };
-            match outcome {
-                Some(Ok(())) => {}
-                Some(Err(reason)) => break reason,
-                None => break CloseReason::PeerClosed,
-            }
-        };
-        // Its HTTP requests end with it; a later resume of the session does not get them.
-        self.http.close_connection(connection.id);
-        let session = connection.session();
-        if let Some(session) = &session {
-            self.detach(session, connection.id);
-        }
-        (reason, session)
+    /// A number for a new connection, unique in this server's life.
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Ends every session for a shutdown: SIGTERM to every process group, then SIGKILL to
@@ -199,7 +80,7 @@ impl Server {
     }
 
     /// Detaches `connection` and starts the session's expiry timer.
-    fn detach(self: &Arc<Self>, session: &Arc<Session>, connection: u64) {
+    pub fn detach(self: &Arc<Self>, session: &Arc<Session>, connection: u64) {
         let Some(generation) = self.sessions.detach(session, connection) else { return };
         let server = Arc::downgrade(self);
         let id = session.id.clone();
@@ -209,154 +90,10 @@ impl Server {
             if let Some(server) = server.upgrade() {
                 if server.sessions.expire(&id, generation) {
                     tracing::info!(session = %id, "detached session expired; its processes were killed");
+                    crate::audit::record("session.expired", serde_json::json!({"session": id}));
+                    crate::audit::record("session.expired", serde_json::json!({"session": id}));
                 }
             }
         });
-    }
-}
-
-struct Connection {
-    server: Arc<Server>,
-    id: u64,
-    label: &'static str,
-    phase: Phase,
-    outbound: Outbound,
-    permits: Arc<Semaphore>,
-    /// The session chosen by `initialize`, until `initialized` arrives.
-    pending_session: Option<Arc<Session>>,
-}
-
-impl Connection {
-    fn session(&self) -> Option<Arc<Session>> {
-        match &self.phase {
-            Phase::Ready(s) => Some(s.clone()),
-            Phase::AwaitingInitialized => self.pending_session.clone(),
-            Phase::New => None,
-        }
-    }
-
-    async fn send(&self, line: Vec<u8>) {
-        // The writer is gone only when the transport is closing; nothing is left to tell.
-        let _ = self.outbound.send(line).await;
-    }
-
-    /// Takes the line by value: it is freed once parsed, so a large request (writeFile)
-    /// is not held twice while it is handled.
-    async fn handle_message(&mut self, line: Vec<u8>) -> Result<(), CloseReason> {
-        let parsed = parse_line(&line);
-        drop(line);
-        match parsed {
-            Err(e) => {
-                // The client is told; the operator sees it only when asking for detail.
-                tracing::debug!(transport = self.label, "malformed message: {e}");
-                let error = RpcError::invalid_request(format!("failed to parse JSON-RPC message from {}: {e}", self.label));
-                self.send(error_line(&RequestId::UNPARSEABLE, &error)).await;
-                Ok(())
-            }
-            Ok(Incoming::Response) => Err(CloseReason::ProtocolViolation),
-            Ok(Incoming::Notification { method }) => {
-                if let Some(ready) = self.handle_notification(&method)? {
-                    // Notifications held while the session was detached go out now that
-                    // the client has finished (re)attaching.
-                    ready.sink.flush_held().await;
-                }
-                Ok(())
-            }
-            Ok(Incoming::Request { id, method, params }) => self.handle_request(id, method, params).await,
-        }
-    }
-
-    /// Returns the session when this notification completed the handshake.
-    fn handle_notification(&mut self, method: &str) -> Result<Option<Arc<Session>>, CloseReason> {
-        match (method, &self.phase) {
-            ("initialized", Phase::AwaitingInitialized) => {
-                let session = self.pending_session.take().ok_or(CloseReason::ProtocolViolation)?;
-                self.phase = Phase::Ready(session.clone());
-                Ok(Some(session))
-            }
-            ("initialized", Phase::Ready(_)) => Ok(None),
-            _ => Err(CloseReason::ProtocolViolation),
-        }
-    }
-
-    async fn handle_request(&mut self, id: RequestId, method: String, params: Value) -> Result<(), CloseReason> {
-        // A connection whose session was taken over by a resume gets this answer to every
-        // request, and is then closed.
-        if let Some(session) = self.session() {
-            if let Err(evicted) = session.check_attached(self.id) {
-                self.answer(&id, Err(evicted.into())).await;
-                return Err(CloseReason::Evicted);
-            }
-        }
-        if method == "initialize" {
-            let outcome = self.initialize(params).map(Answer::Result);
-            self.answer(&id, outcome).await;
-            return Ok(());
-        }
-        let ctx = RequestContext {
-            server: self.server.clone(),
-            connection: self.id,
-            phase: self.phase.clone(),
-            id: id.clone(),
-            outbound: self.outbound.clone(),
-        };
-        if rpc::runs_inline(&method) {
-            let outcome = rpc::dispatch(ctx, &method, params).await;
-            self.answer(&id, outcome).await;
-            return Ok(());
-        }
-        let Ok(permit) = self.permits.clone().acquire_owned().await else { return Ok(()) };
-        let outbound = self.outbound.clone();
-        tokio::spawn(async move {
-            let outcome = rpc::dispatch(ctx, &method, params).await;
-            if let Some(line) = answer_line(&id, outcome) {
-                let _ = outbound.send(line).await;
-            }
-            drop(permit);
-        });
-        Ok(())
-    }
-
-    async fn answer(&self, id: &RequestId, outcome: Result<Answer, RpcError>) {
-        if let Some(line) = answer_line(id, outcome) {
-            self.send(line).await;
-        }
-    }
-
-    fn initialize(&mut self, params: Value) -> Result<Value, RpcError> {
-        let params: InitializeParams = decode_params(params)?;
-        if !matches!(self.phase, Phase::New) {
-            return Err(RpcError::invalid_request("initialize may only be sent once per connection"));
-        }
-        let sessions = &self.server.sessions;
-        let session = match params.resume_session_id.as_deref() {
-            Some(id) => sessions.resume(id, self.id, self.outbound.clone())?,
-            None => sessions.create(self.id, self.outbound.clone()),
-        };
-        let result = InitializeResult { session_id: session.id.clone(), environment_info: self.server.environment_info.clone() };
-        self.pending_session = Some(session);
-        self.phase = Phase::AwaitingInitialized;
-        serde_json::to_value(result).map_err(|e| RpcError::internal(e.to_string()))
-    }
-}
-
-/// The -32600 answer to a message over the size limit, to the id it began with when
-/// that could be read from its start, else to -1 like any unparseable line.
-fn too_large_line(label: &str, limit: usize, prefix: &[u8], then_closed: bool) -> Vec<u8> {
-    let what_next = if then_closed { "the connection is closed" } else { "it was skipped" };
-    let error = RpcError::invalid_request(format!(
-        "message from {label} is larger than the {limit}-byte limit; {what_next} (send large file data with fs/open and fs/writeBlock)"
-    ));
-    let id = recover_id(prefix).unwrap_or(RequestId::UNPARSEABLE);
-    error_line(&id, &error)
-}
-
-/// The response line, or nothing when the handler queued it itself.
-fn answer_line(id: &RequestId, outcome: Result<Answer, RpcError>) -> Option<Vec<u8>> {
-    match outcome {
-        Ok(Answer::Result(result)) => Some(response_line(id, &result)),
-        Ok(Answer::Line(line)) => Some(line),
-        Ok(Answer::Sent) => None,
-        Err(error) => Some(error_line(id, &error)),
     }
 }

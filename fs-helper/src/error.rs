@@ -5,10 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::uri::{self, UriError};
 
-pub const NOT_FOUND: i64 = -32004;
-pub const INVALID_REQUEST: i64 = -32600;
-pub const METHOD_NOT_FOUND: i64 = -32601;
-pub const INTERNAL_ERROR: i64 = -32603;
+pub use crate::codes::{INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, NOT_FOUND};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {

@@ -6,11 +6,12 @@
 //! * [`ops`]: the operations, typed (`ops::read_file`, ...) or by name ([`execute`]).
 //! * [`helper`]: the helper's NDJSON request/reply loop ([`helper::serve`]) and the
 //!   SCM_RIGHTS handoff of `fs/open` descriptors ([`helper::send_fd`], [`helper::recv_fd`]).
-//! * [`error`]: [`FsError`] and its JSON-RPC codes.
+//! * [`error`]: [`FsError`] and its JSON-RPC codes, from the one table in [`codes`].
 
 // Tests may unwrap: a panic there is a test failure, not a client-triggered crash.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod codes;
 pub mod error;
 pub mod fd_pass;
 pub mod helper;

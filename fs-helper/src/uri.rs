@@ -13,10 +13,9 @@ use percent_encoding::{percent_decode_str, percent_encode, AsciiSet, CONTROLS};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use url::{Host, Url};
 
-/// JSON-RPC code for params that fail to decode.
-const INVALID_PARAMS: i64 = -32602;
-/// JSON-RPC code the reference uses for a non-local `file:` host.
-const INVALID_REQUEST: i64 = -32600;
+// -32602 for params that fail to decode; -32600 is what the reference answers for a
+// non-local `file:` host.
+use crate::codes::{INVALID_PARAMS, INVALID_REQUEST};
 
 /// Prefix of the message for a non-local host. Exposed so that a caller which only
 /// sees serde's text (after a `PathUri` failed inside a params struct) can still

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 pub mod deploy;
 pub mod http;
 pub mod mutation;
+pub mod pki;
 pub mod unprivileged;
 pub mod ws;
 pub mod ws_load;

@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -35,6 +36,16 @@ impl WsServer {
         let mut command = Command::new(executor_bin());
         command.args(["--listen", "ws://127.0.0.1:0"]).args(args);
         Self::spawn(command)
+    }
+
+    /// `executor --listen wss://127.0.0.1:0 --tls-cert CERT --tls-key KEY` with extra
+    /// arguments, stderr kept.
+    pub fn start_tls(cert: &Path, key: &Path, args: &[&str]) -> Self {
+        let mut command = Command::new(executor_bin());
+        command.args(["--listen", "wss://127.0.0.1:0", "--tls-cert"]).arg(cert).arg("--tls-key").arg(key).args(args);
+        // Reloads are reported at info level.
+        command.env("EXECUTOR_LOG", "info");
+        Self::spawn_capturing_stderr(command)
     }
 
     /// Starts `command`, which must print a ws URL as its first stdout line.
@@ -100,7 +111,7 @@ impl WsServer {
 
     /// `127.0.0.1:PORT`.
     pub fn addr(&self) -> &str {
-        self.url.strip_prefix("ws://").unwrap_or_else(|| panic!("not a ws URL: {}", self.url))
+        self.url.strip_prefix("ws://").or_else(|| self.url.strip_prefix("wss://")).unwrap_or_else(|| panic!("not a ws URL: {}", self.url))
     }
 
     pub fn connect(&self) -> WsClient {
@@ -191,10 +202,29 @@ impl WsClient {
         Ok(Self { ws, pending: Vec::new(), next_id: 1000, closed: false, close_frame: None })
     }
 
+    /// Connects to a `wss://` URL with a TLS client configuration ([`tls_client_config`]).
+    pub fn connect_tls(url: &str, headers: &[(&str, &str)], tls: Arc<rustls::ClientConfig>) -> Result<Self, tungstenite::Error> {
+        let mut request = url.into_client_request()?;
+        for (name, value) in headers {
+            let name = tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("valid header name");
+            request.headers_mut().append(name, HeaderValue::from_str(value).expect("valid header value"));
+        }
+        let addr = url.strip_prefix("wss://").unwrap_or_else(|| panic!("not a wss URL: {url}"));
+        let tcp = TcpStream::connect(addr.trim_end_matches('/'))?;
+        // Bounds the TLS handshake and the upgrade, which a refusing server may never finish.
+        tcp.set_read_timeout(Some(TIMEOUT))?;
+        match tungstenite::client_tls_with_config(request, tcp, None, Some(tungstenite::Connector::Rustls(tls))) {
+            Ok((ws, _response)) => Ok(Self { ws, pending: Vec::new(), next_id: 1000, closed: false, close_frame: None }),
+            Err(tungstenite::HandshakeError::Failure(e)) => Err(e),
+            Err(tungstenite::HandshakeError::Interrupted(_)) => panic!("a blocking handshake was interrupted"),
+        }
+    }
+
     fn tcp(&self) -> &TcpStream {
         match self.ws.get_ref() {
             MaybeTlsStream::Plain(stream) => stream,
-            _ => panic!("tests use plain ws:// only"),
+            MaybeTlsStream::Rustls(stream) => stream.get_ref(),
+            _ => panic!("tests use ws:// and wss:// (rustls) only"),
         }
     }
 
@@ -410,3 +440,50 @@ pub const UPGRADE_HEADERS: &[(&str, &str)] = &[
     ("Sec-WebSocket-Version", "13"),
     ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
 ];
+
+/// A TLS client configuration trusting the CA certificates in `ca_pem`, presenting
+/// `client` (certificate and key PEM) when given.
+pub fn tls_client_config(ca_pem: &Path, client: Option<(&Path, &Path)>) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca_pem).expect("read CA PEM") {
+        roots.add(cert.expect("CA certificate")).expect("add CA");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots);
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain: Vec<_> = CertificateDer::pem_file_iter(cert).expect("read client cert").map(|c| c.expect("client cert")).collect();
+            let key = PrivateKeyDer::from_pem_file(key).expect("read client key");
+            builder.with_client_auth_cert(chain, key).expect("client certificate")
+        }
+    };
+    Arc::new(config)
+}
+
+/// A GET over TLS to `addr` (`127.0.0.1:PORT`); status and body, or the I/O error of a
+/// refused handshake.
+pub fn https_get(addr: &str, path: &str, tls: Arc<rustls::ClientConfig>) -> std::io::Result<(u16, String)> {
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("server name");
+    let connection = rustls::ClientConnection::new(tls, name).map_err(std::io::Error::other)?;
+    let tcp = TcpStream::connect(addr)?;
+    tcp.set_read_timeout(Some(TIMEOUT))?;
+    let mut stream = rustls::StreamOwned::new(connection, tcp);
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())?;
+    let mut response = Vec::new();
+    match stream.read_to_end(&mut response) {
+        Ok(_) => {}
+        // The server closes after the response without a TLS close_notify at times.
+        Err(e) if e.kind() == ErrorKind::UnexpectedEof && !response.is_empty() => {}
+        Err(e) => return Err(e),
+    }
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Ok((status, body.to_owned()))
+}

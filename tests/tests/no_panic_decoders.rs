@@ -11,7 +11,7 @@
 use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
 
-use executor::env_policy::{build_child_env, server_env};
+use executor::child_env::{build_child_env, server_env};
 use executor::protocol::envelope::{parse_line, recover_id, RequestId};
 use executor::protocol::types as t;
 use executor::protocol::{decode_params, RpcError};
@@ -43,7 +43,7 @@ fn decode(method: &str, mut params: Value) -> Result<(), RpcError> {
         "environment/info" | "environment/status" => decode_params::<t::NoParams>(params).map(drop),
         "process/start" => {
             let p: t::ProcessStartParams = decode_params(params)?;
-            build_child_env(server_env(), p.env_policy.as_ref(), &p.env);
+            build_child_env(server_env(), p.env_policy.as_ref(), &p.env)?;
             Ok(())
         }
         "process/read" => decode_params::<t::ProcessReadParams>(params).map(drop),

@@ -1,6 +1,7 @@
-//! `fs/*` dispatch. Without a sandbox (or with a profile that asks for none) the executor
-//! performs the operation itself, on a blocking thread; under a restricted profile a
-//! sandboxed helper does (see `sandboxed`). File handles belong to the session.
+//! The filesystem service. Without a sandbox (or with a profile that asks for none) the
+//! executor performs an operation itself, on a blocking thread; under a restricted profile
+//! a sandboxed helper does (see `sandboxed`). File handles belong to the session. The
+//! `fs/*` handlers that decode and gate requests are in `crate::rpc`.
 
 pub mod sandboxed;
 pub mod watch;
@@ -10,18 +11,13 @@ use std::fs::File;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use fs_helper::ops::{self, Operation};
-use fs_helper::protocol::{OpenParams, OpenResult};
+use fs_helper::protocol::OpenResult;
 use fs_helper::FsError;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::limits::{LimitError, Use};
+use crate::limits::LimitError;
 use crate::protocol::envelope::{finish_response, response_head};
-use crate::protocol::types::{CloseParams, ReadBlockParams, WriteBlockParams};
-use crate::protocol::{decode_params, RequestId, RpcError};
-use crate::rpc::{Answer, RequestContext};
-use crate::sandbox::FileSystemSandboxContext;
-
-const FAMILY: &str = "filesystem";
+use crate::protocol::{RequestId, RpcError};
 
 /// Open files of a session, by client-chosen handle id; at most `max` of them, counting
 /// the opens under way.
@@ -39,7 +35,7 @@ struct HandleTable {
 
 /// A place for one handle, taken before the file is opened (or truncated) so that a
 /// refusal comes first; given back when dropped unless the file was registered.
-struct Reservation<'a> {
+pub struct Reservation<'a> {
     handles: &'a FileHandles,
 }
 
@@ -58,12 +54,12 @@ impl FileHandles {
         crate::sync::lock(&self.table)
     }
 
-    fn get(&self, id: &str) -> Result<Arc<File>, RpcError> {
+    pub fn get(&self, id: &str) -> Result<Arc<File>, RpcError> {
         self.lock().open.get(id).cloned().ok_or_else(|| RpcError::not_found(format!("unknown file handle `{id}`")))
     }
 
     /// Refuses an id that is live, or a handle beyond the cap, before anything is opened.
-    fn reserve(&self, id: &str) -> Result<Reservation<'_>, RpcError> {
+    pub fn reserve(&self, id: &str) -> Result<Reservation<'_>, RpcError> {
         let mut table = self.lock();
         if table.open.contains_key(id) {
             return Err(already_exists(id));
@@ -77,7 +73,7 @@ impl FileHandles {
 
     /// Registers an opened file; checked again because another request may have taken
     /// the id while the file was being opened.
-    fn insert(&self, reservation: Reservation<'_>, id: String, file: File) -> Result<Value, RpcError> {
+    pub fn insert(&self, reservation: Reservation<'_>, id: String, file: File) -> Result<Value, RpcError> {
         let mut table = self.lock();
         if table.open.contains_key(&id) {
             return Err(already_exists(&id));
@@ -89,78 +85,24 @@ impl FileHandles {
     }
 }
 
+impl FileHandles {
+    /// Forgets handle `id` (the file closes when its last reader is done).
+    pub fn remove(&self, id: &str) {
+        self.lock().open.remove(id);
+    }
+}
+
 fn already_exists(id: &str) -> RpcError {
     RpcError::invalid_request(format!("file handle `{id}` already exists"))
 }
 
-/// Methods served here that are not fs-helper operations.
-const EXECUTOR_ONLY_METHODS: [&str; 4] = ["fs/readBlock", "fs/writeBlock", "fs/close", "fs/watchMissing"];
-
-/// Whether `method` is served by [`dispatch`].
-pub fn is_fs_method(method: &str) -> bool {
-    EXECUTOR_ONLY_METHODS.contains(&method) || Operation::from_name(method).is_some_and(is_rpc_method)
-}
-
-/// Runs an `fs/*` method (one for which [`is_fs_method`] holds).
-pub async fn dispatch(ctx: &RequestContext, method: &str, mut params: Value) -> Result<Answer, RpcError> {
-    let outcome = match method {
-        "fs/readBlock" => read_block(ctx, decode_params(params)).await,
-        "fs/writeBlock" => write_block(ctx, decode_params(params)).await,
-        "fs/close" => close(ctx, decode_params(params)),
-        "fs/watchMissing" => watch::watch_missing(ctx, decode_params(params)).await,
-        _ => {
-            let Some(op) = Operation::from_name(method).filter(|op| is_rpc_method(*op)) else {
-                return Err(RpcError::method_not_found(method));
-            };
-            let sandbox = take_sandbox(&mut params);
-            return run(ctx, op, params, sandbox).await;
-        }
-    };
-    outcome.map(Answer::Result)
-}
-
-fn is_rpc_method(op: Operation) -> bool {
+pub fn is_rpc_method(op: Operation) -> bool {
     !matches!(op, Operation::LoadDiscoveries | Operation::DiscoverV1)
-}
-
-/// Removes the `sandbox` member: it selects where the operation runs, not what it does.
-fn take_sandbox(params: &mut Value) -> Option<Value> {
-    params.as_object_mut().and_then(|m| m.remove("sandbox")).filter(|s| !s.is_null())
-}
-
-async fn run(ctx: &RequestContext, op: Operation, params: Value, sandbox: Option<Value>) -> Result<Answer, RpcError> {
-    let session = match ctx.gate(FAMILY) {
-        Ok(session) => session.clone(),
-        Err(gate) => return Err(validate(op, params).err().unwrap_or(gate)),
-    };
-    let server = &ctx.server;
-    let server_cwd = std::env::current_dir().map_err(|e| RpcError::internal(format!("cannot read the server cwd: {e}")))?;
-    let requested = sandbox.map(decode_params::<FileSystemSandboxContext>).transpose()?;
-    if let Some(policy) = crate::rpc::effective_sandbox(&server.config, requested, &server_cwd)? {
-        let plan = sandboxed::plan(&policy)?;
-        if !plan.direct {
-            if op == Operation::Open {
-                return open_sandboxed(ctx, &session.files, &policy, plan, &server_cwd, params).await.map(Answer::Result);
-            }
-            if op == Operation::ReadFile {
-                if let Some(read) = read_file_sandboxed(ctx, &policy, &plan, &server_cwd, &params).await {
-                    return read.map(Answer::Line);
-                }
-            }
-            let helper = sandboxed::HelperRequest { op, params, id: &ctx.id };
-            return server.fs_helpers.run(&server.config.launcher, &policy, plan, &server_cwd, helper).await;
-        }
-    }
-    match op {
-        Operation::Open => open(ctx, &session.files, params).await.map(Answer::Result),
-        Operation::ReadFile => read_file_line(ctx.id.clone(), move || ops::open_read_file(params)).await.map(Answer::Line),
-        _ => blocking(move || ops::execute_op(op, params)).await.map(Answer::Result),
-    }
 }
 
 /// The whole response line of an `fs/readFile`, the file `open` yields encoded straight
 /// into it: the line is the only copy of the data the server holds.
-async fn read_file_line(
+pub async fn read_file_line(
     id: RequestId,
     open: impl FnOnce() -> Result<ops::FileToRead, FsError> + Send + 'static,
 ) -> Result<Vec<u8>, RpcError> {
@@ -173,120 +115,11 @@ async fn read_file_line(
     .await
 }
 
-/// Handle id of the descriptor hand-off that serves a sandboxed `fs/readFile`.
-const READ_FILE_HANDOFF: &str = "fs/readFile";
-
-/// `fs/readFile` under a sandbox, served like a sandboxed `fs/open`: the helper opens the
-/// file inside the sandbox (so the profile decides) and hands the descriptor over; the
-/// executor then encodes it straight into the response line, as for a direct read, so
-/// the data crosses no pipe and no JSON parser. `None` for `followSymlinks: false`, whose
-/// checks only the helper's own readFile makes.
-async fn read_file_sandboxed(
-    ctx: &RequestContext,
-    policy: &FileSystemSandboxContext,
-    plan: &crate::sandbox::SandboxPlan,
-    server_cwd: &std::path::Path,
-    params: &Value,
-) -> Option<Result<Vec<u8>, RpcError>> {
-    let read: fs_helper::protocol::ReadFileParams = match decode_params(params.clone()) {
-        Ok(read) => read,
-        Err(e) => return Some(Err(e)),
-    };
-    if read.follow_symlinks == Some(false) {
-        return None;
-    }
-    let open = json!({"handleId": READ_FILE_HANDOFF, "path": params.get("path"), "mode": "read"});
-    let server = &ctx.server;
-    let opened = server.fs_helpers.open(&server.config.launcher, policy, plan.clone(), server_cwd, open, READ_FILE_HANDOFF).await;
-    let file = match opened {
-        Ok(file) => file,
-        Err(e) => return Some(Err(e)),
-    };
-    Some(read_file_line(ctx.id.clone(), move || ops::FileToRead::from_file(file, read.path.as_path())).await)
-}
-
-/// Decodes params only to report a params error ahead of the handshake gate (§17.4).
-fn validate(op: Operation, params: Value) -> Result<(), RpcError> {
-    use fs_helper::protocol as p;
-    match op {
-        Operation::ReadFile => decode_params::<p::ReadFileParams>(params).map(drop),
-        Operation::WriteFile => decode_params::<p::WriteFileParams>(params).map(drop),
-        Operation::CreateDirectory => decode_params::<p::CreateDirectoryParams>(params).map(drop),
-        Operation::GetMetadata => decode_params::<p::GetMetadataParams>(params).map(drop),
-        Operation::Canonicalize => decode_params::<p::CanonicalizeParams>(params).map(drop),
-        Operation::ReadDirectory => decode_params::<p::ReadDirectoryParams>(params).map(drop),
-        Operation::Walk => decode_params::<p::WalkParams>(params).map(drop),
-        Operation::Remove => decode_params::<p::RemoveParams>(params).map(drop),
-        Operation::Copy => decode_params::<p::CopyParams>(params).map(drop),
-        Operation::Open => decode_params::<OpenParams>(params).map(drop),
-        Operation::LoadDiscoveries | Operation::DiscoverV1 => Ok(()),
-    }
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, FsError> + Send + 'static) -> Result<T, RpcError> {
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, FsError> + Send + 'static) -> Result<T, RpcError> {
     match tokio::task::spawn_blocking(f).await {
         Ok(result) => result.map_err(RpcError::from),
         // On to the request's guard (rpc::dispatch), which reports it as the bug it is.
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(e) => Err(RpcError::internal(format!("filesystem operation failed: {e}"))),
     }
-}
-
-async fn open(ctx: &RequestContext, handles: &Arc<FileHandles>, params: Value) -> Result<Value, RpcError> {
-    let params: OpenParams = decode_params(params)?;
-    let reservation = reserve_handle(ctx, handles, &params.handle_id)?;
-    let handle_id = params.handle_id.clone();
-    let file = blocking(move || ops::open_file(&params)).await?;
-    handles.insert(reservation, handle_id, file)
-}
-
-/// A place for a new handle: under the session's cap, and only while the executor keeps
-/// its descriptor reserve.
-fn reserve_handle<'a>(ctx: &RequestContext, handles: &'a FileHandles, id: &str) -> Result<Reservation<'a>, RpcError> {
-    let reservation = handles.reserve(id)?;
-    ctx.server.descriptors.check(Use::FsHandle)?;
-    Ok(reservation)
-}
-
-/// `fs/open` under a restricted profile: the helper opens the file inside the sandbox
-/// and hands the descriptor over; from then on the handle is served like a direct one.
-async fn open_sandboxed(
-    ctx: &RequestContext,
-    handles: &Arc<FileHandles>,
-    policy: &FileSystemSandboxContext,
-    plan: crate::sandbox::SandboxPlan,
-    server_cwd: &std::path::Path,
-    params: Value,
-) -> Result<Value, RpcError> {
-    let handle_id = decode_params::<OpenParams>(params.clone())?.handle_id;
-    let reservation = reserve_handle(ctx, handles, &handle_id)?;
-    if handle_id.len() > sandboxed::MAX_HANDOFF_ID_BYTES {
-        return Err(RpcError::invalid_request(format!(
-            "file handle ids of a sandboxed fs/open are limited to {} bytes",
-            sandboxed::MAX_HANDOFF_ID_BYTES
-        )));
-    }
-    let server = &ctx.server;
-    let file = server.fs_helpers.open(&server.config.launcher, policy, plan, server_cwd, params, &handle_id).await?;
-    handles.insert(reservation, handle_id, file)
-}
-
-async fn read_block(ctx: &RequestContext, params: Result<ReadBlockParams, RpcError>) -> Result<Value, RpcError> {
-    let params = params?;
-    let file = ctx.gate(FAMILY)?.files.get(&params.handle_id)?;
-    let result = blocking(move || ops::read_block(&file, params.offset, params.len)).await?;
-    serde_json::to_value(result).map_err(|e| RpcError::internal(e.to_string()))
-}
-
-async fn write_block(ctx: &RequestContext, params: Result<WriteBlockParams, RpcError>) -> Result<Value, RpcError> {
-    let params = params?;
-    let file = ctx.gate(FAMILY)?.files.get(&params.handle_id)?;
-    blocking(move || ops::write_block(&file, params.offset, &params.chunk)).await?;
-    Ok(json!({}))
-}
-
-fn close(ctx: &RequestContext, params: Result<CloseParams, RpcError>) -> Result<Value, RpcError> {
-    let params = params?;
-    ctx.gate(FAMILY)?.files.lock().open.remove(&params.handle_id);
-    Ok(json!({}))
 }

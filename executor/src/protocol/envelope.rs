@@ -19,6 +19,28 @@ impl RequestId {
     pub const UNPARSEABLE: RequestId = RequestId::Integer(-1);
 }
 
+/// A handler's success.
+pub enum Answer {
+    /// A result to be serialised into the response.
+    Result(Value),
+    /// The complete response line, built by the handler (see [`response_head`]).
+    Line(Vec<u8>),
+    /// The handler has queued its response line itself (a streamed `http/request`
+    /// answers, then sends its body as notifications).
+    Sent,
+}
+
+/// The line that answers request `id` with a handler's outcome, or nothing when the
+/// handler queued it itself.
+pub fn answer_line(id: &RequestId, outcome: Result<Answer, RpcError>) -> Option<Vec<u8>> {
+    match outcome {
+        Ok(Answer::Result(result)) => Some(response_line(id, &result)),
+        Ok(Answer::Line(line)) => Some(line),
+        Ok(Answer::Sent) => None,
+        Err(error) => Some(error_line(id, &error)),
+    }
+}
+
 /// One parsed line from the client.
 #[derive(Debug)]
 pub enum Incoming {

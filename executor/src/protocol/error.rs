@@ -1,14 +1,9 @@
-//! JSON-RPC error codes, and the one place where every typed error of the executor is
-//! mapped to a code.
+//! The wire form of an error (`RpcError`) and the JSON-RPC codes, re-exported from the
+//! one table in `fs_helper::codes`. Typed errors are mapped to codes in `rpc/errors.rs`.
 
 use serde::Serialize;
 
-pub const INVALID_REQUEST: i64 = -32600;
-pub const METHOD_NOT_FOUND: i64 = -32601;
-pub const INVALID_PARAMS: i64 = -32602;
-pub const INTERNAL_ERROR: i64 = -32603;
-pub const NOT_FOUND: i64 = -32004;
-pub const SESSION_ATTACHED: i64 = -32010;
+pub use fs_helper::codes::{INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, NOT_FOUND, SESSION_ATTACHED};
 
 /// An error as sent on the wire: `{"code":..,"message":..}` and never a `data` member.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]

@@ -9,11 +9,40 @@ impl From<crate::process::ProcessError> for RpcError {
         use crate::process::ProcessError as E;
         let code = match &e {
             E::AlreadyExists(_) | E::UnknownProcess(_) | E::Starting(_) => INVALID_REQUEST,
-            E::EmptyArgv | E::EmptyWriteId | E::InvalidBase64(_) | E::Sandbox { client: true, .. } => INVALID_PARAMS,
-            E::Spawn(_) | E::StdinClosed | E::Pty(_) | E::Sandbox { client: false, .. } => INTERNAL_ERROR,
+            E::EmptyArgv | E::EmptyWriteId | E::InvalidBase64(_) => INVALID_PARAMS,
+            E::Spawn(_) | E::StdinClosed | E::Pty(_) => INTERNAL_ERROR,
+            E::Sandbox(sandbox) => sandbox_code(sandbox),
             E::Limit(limit) => return limit.clone().into(),
         };
         Self::new(code, e.to_string())
+    }
+}
+
+/// Sandbox failures the request caused are -32602; the host's are -32603.
+fn sandbox_code(e: &crate::sandbox::SandboxError) -> i64 {
+    if e.is_client_error() {
+        INVALID_PARAMS
+    } else {
+        INTERNAL_ERROR
+    }
+}
+
+impl From<crate::sandbox::SandboxError> for RpcError {
+    fn from(e: crate::sandbox::SandboxError) -> Self {
+        Self::new(sandbox_code(&e), e.to_string())
+    }
+}
+
+impl From<crate::sandbox::floor::FloorError> for RpcError {
+    fn from(e: crate::sandbox::floor::FloorError) -> Self {
+        // The request lacks what the operator demands of it.
+        Self::new(INVALID_PARAMS, e.to_string())
+    }
+}
+
+impl From<crate::child_env::EnvGlobError> for RpcError {
+    fn from(e: crate::child_env::EnvGlobError) -> Self {
+        Self::new(INVALID_PARAMS, e.to_string())
     }
 }
 

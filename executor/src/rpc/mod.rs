@@ -1,11 +1,11 @@
 //! Method dispatch: params are decoded first (-32602), then the handshake gate is checked
 //! (-32600), then the handler runs. Unknown methods are -32601.
 
+mod audit;
 mod errors;
+mod fs;
 mod http;
 mod process;
-
-pub use process::effective_sandbox;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use futures_util::FutureExt as _;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::protocol::envelope::Answer;
 use crate::protocol::types::{NoParams, StatusResult};
 use crate::protocol::{decode_params, RequestId, RpcError};
 use crate::server::Server;
@@ -38,17 +39,6 @@ pub struct RequestContext {
     /// The connection's queue of lines, for handlers that answer and then go on sending
     /// notifications (a streamed `http/request`).
     pub outbound: crate::notify::Outbound,
-}
-
-/// A handler's success.
-pub enum Answer {
-    /// A result to be serialised into the response.
-    Result(Value),
-    /// The complete response line, built by the handler (see
-    /// [`crate::protocol::envelope::response_head`]).
-    Line(Vec<u8>),
-    /// The handler has queued its response line itself.
-    Sent,
 }
 
 impl RequestContext {
@@ -95,8 +85,13 @@ async fn guarded(method: &str, handler: impl Future<Output = Result<Answer, RpcE
 }
 
 async fn dispatch_unguarded(ctx: RequestContext, method: &str, params: Value) -> Result<Answer, RpcError> {
-    if crate::fs::is_fs_method(method) {
-        return crate::fs::dispatch(&ctx, method, params).await;
+    if fs::is_fs_method(method) {
+        let intent = audit::fs_intent(method, &params);
+        let outcome = fs::dispatch(&ctx, method, params).await;
+        if let Some(fields) = intent {
+            audit::fs_done(&ctx, method, fields, outcome.is_ok());
+        }
+        return outcome;
     }
     if method == "http/request" {
         return http::request(&ctx, decode_params(params)?).await;
@@ -116,7 +111,16 @@ async fn dispatch_value(ctx: RequestContext, method: &str, params: Value) -> Res
             ctx.gate("environment status")?;
             to_value(StatusResult { status: "ready" })
         }
-        "process/start" => process::start(&ctx, decode_params(params)?),
+        "process/start" => {
+            let params: crate::protocol::types::ProcessStartParams = decode_params(params)?;
+            let intent = crate::audit::enabled().then(|| audit::process_start(&ctx, &params));
+            let process_id = params.process_id.clone();
+            let outcome = process::start(&ctx, params);
+            if let Some(fields) = intent {
+                audit::process_started(&ctx, &process_id, fields, &outcome);
+            }
+            outcome
+        }
         "process/read" => process::read(&ctx, decode_params(params)?).await,
         "process/write" => process::write(&ctx, decode_params(params)?),
         "process/signal" => process::signal(&ctx, decode_params(params)?).await,

@@ -1,13 +1,12 @@
 //! `process/*` handlers.
 
 use std::os::fd::AsRawFd;
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::{to_value, RequestContext};
-use crate::env_policy::{build_child_env, server_env};
+use crate::child_env::{build_child_env, server_env};
 use crate::limits::Use;
 use crate::process::{decode_chunk, info_pipe, ProcessError, SpawnSpec};
 use crate::protocol::types::{
@@ -15,8 +14,7 @@ use crate::protocol::types::{
     ProcessWriteParams, ProcessWriteResult, SandboxType, SignalName,
 };
 use crate::protocol::RpcError;
-use crate::sandbox::{self, FileSystemSandboxContext};
-use crate::server::{DefaultSandbox, ServerConfig};
+use crate::sandbox;
 
 const FAMILY: &str = "exec";
 
@@ -28,13 +26,13 @@ pub fn start(ctx: &RequestContext, params: ProcessStartParams) -> Result<Value, 
     }
     ctx.server.descriptors.check(Use::Process)?;
     let cwd = params.cwd.0;
-    let sandbox = effective_sandbox(&ctx.server.config, params.sandbox, &cwd)?;
+    let sandbox = ctx.server.config.floor.apply(params.sandbox, &cwd)?;
     let (mut launch, sandboxed) = match &sandbox {
         None => (sandbox::LaunchSpec::direct(&params.argv, params.arg0.as_deref()), false),
         Some(policy) => {
             let prepared =
                 sandbox::prepare(&ctx.server.config.launcher, policy, Some(&cwd), &cwd, &params.argv, params.arg0.as_deref(), &[])
-                    .map_err(sandbox_error)?;
+                    .map_err(ProcessError::from)?;
             (prepared.launch, prepared.sandboxed)
         }
     };
@@ -45,7 +43,7 @@ pub fn start(ctx: &RequestContext, params: ProcessStartParams) -> Result<Value, 
     } else {
         (None, Vec::new())
     };
-    let env = build_child_env(server_env(), params.env_policy.as_ref(), &params.env);
+    let env = build_child_env(server_env(), params.env_policy.as_ref(), &params.env)?;
     let spec = SpawnSpec {
         program: launch.program,
         argv0: launch.argv0,
@@ -59,31 +57,6 @@ pub fn start(ctx: &RequestContext, params: ProcessStartParams) -> Result<Value, 
     session.processes.start(&params.process_id, spec, sandboxed, init_report, session.sink.clone())?;
     let sandbox_type = if sandboxed { SandboxType::LinuxSeccomp } else { SandboxType::None };
     to_value(ProcessStartResult { process_id: params.process_id, sandbox_type })
-}
-
-/// The client's sandbox, or the operator's floor for requests without one.
-pub fn effective_sandbox(
-    config: &ServerConfig,
-    requested: Option<FileSystemSandboxContext>,
-    cwd: &Path,
-) -> Result<Option<FileSystemSandboxContext>, RpcError> {
-    if requested.is_some() {
-        return Ok(requested);
-    }
-    match config.default_sandbox {
-        Some(profile) => {
-            let workspace_write = profile == DefaultSandbox::WorkspaceWrite;
-            Ok(Some(sandbox::policy::builtin_context(workspace_write, cwd, &[], &[], false)))
-        }
-        None if config.require_sandbox => {
-            Err(RpcError::invalid_params("this executor requires a sandbox: requests without `sandbox` are refused (--require-sandbox)"))
-        }
-        None => Ok(None),
-    }
-}
-
-fn sandbox_error(e: sandbox::SandboxError) -> ProcessError {
-    ProcessError::Sandbox { client: e.is_client_error(), message: e.to_string() }
 }
 
 /// Fields whose features this executor does not provide: refusing them is safer than

@@ -17,35 +17,55 @@ struct Rule {
 /// (a page of the executor's repository; the FIX names it).
 pub const APPARMOR_DOC: &str = "docs/apparmor.md";
 
-const APPARMOR_FIX: &str = "AppArmor restricts unprivileged user namespaces here (Ubuntu 23.10+, GitHub-hosted runners): \
+/// The fix texts, one per host cause: bwrap's stderr (`RULES`) and `executor doctor`'s own
+/// probes name the same cause with the same words.
+pub mod fixes {
+    pub const APPARMOR_USERNS: &str = "AppArmor restricts unprivileged user namespaces here (Ubuntu 23.10+, GitHub-hosted runners): \
 `sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` (persist it in /etc/sysctl.d/), or load an AppArmor profile \
 that grants `userns,` to the executor binary: docs/apparmor.md in the executor's repository has the profile and the steps";
+    pub const MAX_USER_NAMESPACES: &str = "`sysctl -w user.max_user_namespaces=15000` (persist it in /etc/sysctl.d/); \
+if the executor already runs inside another sandbox or nested containers, the nesting limit is reached: run it outside";
+    pub const UNPRIVILEGED_USERNS_CLONE: &str = "`sysctl -w kernel.unprivileged_userns_clone=1` on Debian-style kernels \
+(persist it in /etc/sysctl.d/)";
+    pub const CONTAINER_BLOCKS_USERNS: &str = "a container or seccomp policy blocks unshare(CLONE_NEWUSER): in Docker/Podman \
+start the container with `--security-opt seccomp=unconfined` (or a profile allowing clone/unshare with CLONE_NEWUSER), \
+or treat the container as the boundary and run commands unsandboxed (danger-full-access)";
+    pub const NO_USER_NAMESPACES: &str = "use a kernel built with CONFIG_USER_NS=y (every mainstream distribution kernel has it)";
+    pub const CONTAINER_UNCONFINED: &str =
+        "start the container with `--security-opt seccomp=unconfined --security-opt apparmor=unconfined`, \
+or treat the container as the boundary and run commands unsandboxed (danger-full-access)";
+    pub const POLICY_WITHHOLDS_CAPS: &str = "a security policy (AppArmor/SELinux/seccomp of a container) withholds capabilities \
+inside new user namespaces: allow user namespaces for the executor in that policy";
+    pub const OLD_BWRAP: &str = "install bubblewrap >= 0.9, or start the executor with `--bwrap bundled`";
+}
+
+use fixes::APPARMOR_USERNS as APPARMOR_FIX;
 
 const RULES: &[Rule] = &[
     Rule {
         all: &["Creating new namespace failed", "max_"],
         cause: "the kernel refused a new user namespace: user.max_user_namespaces is 0 here, or the namespace nesting limit (32) is reached",
-        fix: "`sysctl -w user.max_user_namespaces=15000` (persist it in /etc/sysctl.d/); if the executor already runs inside another sandbox, run it outside",
+        fix: fixes::MAX_USER_NAMESPACES,
     },
     Rule {
         all: &["Creating new namespace failed", "No space left on device"],
         cause: "the kernel refused a new user namespace: user.max_user_namespaces is 0 here, or the namespace nesting limit (32) is reached",
-        fix: "`sysctl -w user.max_user_namespaces=15000` (persist it in /etc/sysctl.d/); if the executor already runs inside another sandbox, run it outside",
+        fix: fixes::MAX_USER_NAMESPACES,
     },
     Rule {
         all: &["No permissions to create a new namespace"],
         cause: "the host does not let this user create user namespaces: a Debian-style `kernel.unprivileged_userns_clone=0`, or a container runtime whose seccomp profile blocks unshare(CLONE_NEWUSER) (Docker's default)",
-        fix: "`sysctl -w kernel.unprivileged_userns_clone=1` on Debian-style kernels; in Docker/Podman start the container with `--security-opt seccomp=unconfined` (or a profile allowing clone/unshare with CLONE_NEWUSER), or treat the container as the boundary and run commands unsandboxed (danger-full-access)",
+        fix: "on Debian-style kernels `sysctl -w kernel.unprivileged_userns_clone=1`; otherwise a container or seccomp policy blocks unshare(CLONE_NEWUSER): in Docker/Podman start the container with `--security-opt seccomp=unconfined`, or treat the container as the boundary (danger-full-access)",
     },
     Rule {
         all: &["Creating new namespace failed, likely because the kernel does not support user namespaces"],
         cause: "this kernel was built without user namespaces (CONFIG_USER_NS)",
-        fix: "use a kernel with CONFIG_USER_NS=y (every mainstream distribution kernel has it)",
+        fix: fixes::NO_USER_NAMESPACES,
     },
     Rule {
         all: &["Creating new namespace failed", "Operation not permitted"],
         cause: "creating namespaces is forbidden here: a container or seccomp policy blocks unshare/clone of namespaces (typical in Docker/Podman without privileges)",
-        fix: "start the container with `--security-opt seccomp=unconfined --security-opt apparmor=unconfined`, or treat the container as the boundary and run commands unsandboxed (danger-full-access)",
+        fix: fixes::CONTAINER_UNCONFINED,
     },
     Rule {
         all: &["setting up uid map"],
@@ -80,22 +100,22 @@ const RULES: &[Rule] = &[
     Rule {
         all: &["Failed to make / slave"],
         cause: "mount propagation cannot be changed in this environment (container without the needed privileges, e.g. an overlayfs root with a restrictive profile)",
-        fix: "start the container with `--security-opt seccomp=unconfined --security-opt apparmor=unconfined`, or treat the container as the boundary (danger-full-access)",
+        fix: fixes::CONTAINER_UNCONFINED,
     },
     Rule {
         all: &["Can't mount tmpfs on"],
         cause: "mounting a tmpfs inside the sandbox was refused (container or LSM policy)",
-        fix: "start the container with `--security-opt seccomp=unconfined --security-opt apparmor=unconfined`",
+        fix: fixes::CONTAINER_UNCONFINED,
     },
     Rule {
         all: &["Failed to mount tmpfs"],
         cause: "mounting the sandbox's root tmpfs was refused (container or LSM policy)",
-        fix: "start the container with `--security-opt seccomp=unconfined --security-opt apparmor=unconfined`",
+        fix: fixes::CONTAINER_UNCONFINED,
     },
     Rule {
         all: &["Can't mount devpts"],
         cause: "a private devpts cannot be mounted here (container policy)",
-        fix: "start the container with `--security-opt seccomp=unconfined --security-opt apparmor=unconfined`",
+        fix: fixes::CONTAINER_UNCONFINED,
     },
     Rule {
         all: &["pivot_root"],
@@ -105,12 +125,12 @@ const RULES: &[Rule] = &[
     Rule {
         all: &["Unknown option --argv0"],
         cause: "this bwrap is older than 0.9.0 and lacks --argv0",
-        fix: "install bubblewrap >= 0.9, or start the executor with `--bwrap bundled`",
+        fix: fixes::OLD_BWRAP,
     },
     Rule {
         all: &["Unknown option --perms"],
         cause: "this bwrap is older than 0.5.0 and lacks --perms",
-        fix: "install bubblewrap >= 0.9, or start the executor with `--bwrap bundled`",
+        fix: fixes::OLD_BWRAP,
     },
     Rule {
         all: &["Can't mount on symlink destination"],
@@ -160,6 +180,16 @@ pub fn explanation_line(stderr: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The doctor's probes and bwrap's stderr name a cause with the same fix text.
+    #[test]
+    fn bwrap_messages_and_the_doctor_share_fix_texts() {
+        let fix = |line: &str| diagnose(line).map(|d| d.fix);
+        assert_eq!(fix("bwrap: Creating new namespace failed: No space left on device"), Some(fixes::MAX_USER_NAMESPACES));
+        assert_eq!(fix("bwrap: setting up uid map: Permission denied"), Some(fixes::APPARMOR_USERNS));
+        assert_eq!(fix("bwrap: Failed to make / slave: Permission denied"), Some(fixes::CONTAINER_UNCONFINED));
+        assert_eq!(fix("bwrap: Unknown option --argv0"), Some(fixes::OLD_BWRAP));
+    }
 
     fn explain(s: &str) -> String {
         explain_bwrap_failure(s).unwrap_or_else(|| panic!("no explanation for {s:?}"))

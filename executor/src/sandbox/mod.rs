@@ -12,6 +12,7 @@ pub mod bwrap_args;
 pub mod cli;
 pub mod doctor;
 pub mod error;
+pub mod floor;
 pub mod host_errors;
 pub mod inner;
 pub mod launcher;

@@ -9,7 +9,7 @@ use std::thread;
 use tokio::sync::{mpsc, oneshot};
 
 use super::MAX_MESSAGE_BYTES;
-use crate::server::Inbound;
+use crate::connection::Inbound;
 
 /// Lines queued for the writer before producers wait. Output lines carry up to 256 KiB
 /// of data (about 350 KB of base64), so this bounds the queue to roughly 11 MB.

@@ -41,8 +41,8 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use crate::fds::InheritedFds;
 use crate::protocol::envelope::response_head;
+use crate::protocol::envelope::Answer;
 use crate::protocol::{RequestId, RpcError};
-use crate::rpc::Answer;
 use crate::sandbox::launcher::{self, LauncherConfig};
 use crate::sandbox::plan_identity::PlanIdentity;
 use crate::sandbox::policy::SandboxPlan;
@@ -115,6 +115,14 @@ struct Reply {
     file: Option<File>,
 }
 
+/// Which warm helper serves a request: one per resolved plan and cwd. The launcher is
+/// the server's and the same for all.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct HelperKey {
+    cwd: PathBuf,
+    plan: SandboxPlan,
+}
+
 struct Slot {
     helper: Arc<tokio::sync::Mutex<Option<Helper>>>,
     last_used: Instant,
@@ -123,22 +131,14 @@ struct Slot {
 /// Warm helpers by resolved plan and cwd.
 #[derive(Default)]
 pub struct HelperPool {
-    slots: Mutex<HashMap<String, Slot>>,
+    slots: Mutex<HashMap<HelperKey, Slot>>,
 }
 
 /// The plan for `ctx` as of now; `plan.direct` means no sandbox at all (then the
 /// executor serves the request itself). Entries that depend on a cwd need the context's
 /// own (-32602 without, as the reference answers): an fs request has no other cwd.
 pub fn plan(ctx: &FileSystemSandboxContext) -> Result<SandboxPlan, RpcError> {
-    sandbox::policy::resolve(ctx, None).map_err(sandbox_error)
-}
-
-fn sandbox_error(e: sandbox::SandboxError) -> RpcError {
-    if e.is_client_error() {
-        RpcError::invalid_params(e.to_string())
-    } else {
-        RpcError::internal(e.to_string())
-    }
+    sandbox::policy::resolve(ctx, None).map_err(RpcError::from)
 }
 
 impl HelperPool {
@@ -185,8 +185,7 @@ impl HelperPool {
         // The helper never needs the network, whatever the client's profile allows.
         plan.network = false;
         let cwd: PathBuf = ctx.cwd.as_ref().map(|c| c.0.clone()).unwrap_or_else(|| server_cwd.to_path_buf());
-        let key = format!("{cwd:?}\n{plan:?}");
-        let slot = self.slot(&key);
+        let slot = self.slot(HelperKey { cwd: cwd.clone(), plan: plan.clone() });
         let mut guard = slot.lock().await;
         // A read whose view changed under it is answered again by a fresh helper; a
         // change that keeps coming is reported rather than chased.
@@ -212,17 +211,17 @@ impl HelperPool {
         }
     }
 
-    fn slot(&self, key: &str) -> Arc<tokio::sync::Mutex<Option<Helper>>> {
+    fn slot(&self, key: HelperKey) -> Arc<tokio::sync::Mutex<Option<Helper>>> {
         let mut slots = lock(&self.slots);
         let now = Instant::now();
         slots.retain(|_, s| now.duration_since(s.last_used) < IDLE_TIMEOUT);
-        if !slots.contains_key(key) && slots.len() >= MAX_HELPERS {
+        if !slots.contains_key(&key) && slots.len() >= MAX_HELPERS {
             let oldest = slots.iter().min_by_key(|(_, s)| s.last_used).map(|(k, _)| k.clone());
             if let Some(oldest) = oldest {
                 slots.remove(&oldest);
             }
         }
-        let slot = slots.entry(key.to_owned()).or_insert_with(|| Slot { helper: Arc::new(tokio::sync::Mutex::new(None)), last_used: now });
+        let slot = slots.entry(key).or_insert_with(|| Slot { helper: Arc::new(tokio::sync::Mutex::new(None)), last_used: now });
         slot.last_used = now;
         slot.helper.clone()
     }
@@ -282,9 +281,9 @@ fn spawn_helper(config: &LauncherConfig, plan: &SandboxPlan, cwd: &Path, view: P
     let numbers = inherited.numbers();
     let helper_fd: RawFd = numbers.first().copied().unwrap_or(-1);
     let argv = [exe.to_string_lossy().into_owned(), HELPER_ARG1.to_owned(), FD_SOCKET_ARG.to_owned(), helper_fd.to_string()];
-    let launcher = launcher::select_for(config, cwd, &plan.writable_roots).map_err(|e| sandbox_error(e.into()))?;
+    let launcher = launcher::select_for(config, cwd, &plan.writable_roots).map_err(|e| RpcError::from(sandbox::SandboxError::from(e)))?;
     // The inner stage makes every descriptor above stderr close-on-exec but these.
-    let launch = sandbox::launch_for_plan(&launcher, plan, cwd, &argv, None, &numbers, config).map_err(sandbox_error)?;
+    let launch = sandbox::launch_for_plan(&launcher, plan, cwd, &argv, None, &numbers, config).map_err(RpcError::from)?;
     let mut command = Command::new(&launch.program);
     command
         .arg0(&launch.argv0)

@@ -228,18 +228,18 @@ fn deliver(state: &State, fired: impl IntoIterator<Item = Fired>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::SessionRegistry;
 
     /// Without inotify a watch is found by the poll tick.
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn polling_fallback_fires() {
         let engine = Arc::new(Engine::new(false));
         let (tx, mut rx) = tokio::sync::mpsc::channel(4);
-        let session = SessionRegistry::default().create(1, tx);
+        let sink = Arc::new(NotificationSink::default());
+        sink.attach(1, tx);
         let dir = tempfile::tempdir().expect("tempdir");
         let target = dir.path().join("later/file");
         let key = Key { owner: engine.new_owner(), watch_id: 7 };
-        let (engine2, sink, paths) = (engine.clone(), session.sink.clone(), vec![target.clone()]);
+        let (engine2, paths) = (engine.clone(), vec![target.clone()]);
         let handle = Handle::current();
         let watching = tokio::task::spawn_blocking(move || engine2.watch(key, paths, sink, handle)).await.expect("join").expect("watch");
         assert!(watching);

@@ -23,14 +23,9 @@ mod state;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde_json::Value;
-
 pub use engine::{Engine, POLL_INTERVAL};
 
 use crate::notify::NotificationSink;
-use crate::protocol::types::{WatchMissingParams, WatchMissingResult};
-use crate::protocol::RpcError;
-use crate::rpc::RequestContext;
 
 /// Live watches one session may hold.
 pub const MAX_WATCHES_PER_SESSION: usize = 64;
@@ -60,7 +55,7 @@ impl SessionWatches {
     }
 
     /// Blocks on filesystem checks: call off the runtime.
-    fn watch(
+    pub fn watch(
         &self,
         watch_id: u64,
         paths: Vec<PathBuf>,
@@ -80,26 +75,6 @@ impl Drop for SessionWatches {
     fn drop(&mut self) {
         self.cancel_all();
     }
-}
-
-/// `fs/watchMissing`. Params are decoded by the caller so that their errors come first.
-pub async fn watch_missing(ctx: &RequestContext, params: Result<WatchMissingParams, RpcError>) -> Result<Value, RpcError> {
-    let params = params?;
-    let session = ctx.gate(super::FAMILY)?.clone();
-    // Same operator floor as the other fs methods: under --require-sandbox without a
-    // default, a request that runs with the executor's own rights is refused.
-    let server_cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-    crate::rpc::effective_sandbox(&ctx.server.config, None, &server_cwd)?;
-    if params.missing.len() > MAX_PATHS_PER_WATCH {
-        return Err(WatchError::TooManyPaths(params.missing.len()).into());
-    }
-    let paths: Vec<PathBuf> = params.missing.into_iter().map(|uri| uri.0).collect();
-    let runtime = tokio::runtime::Handle::current();
-    let watch_id = params.watch_id;
-    let watching = tokio::task::spawn_blocking(move || session.watches.watch(watch_id, paths, session.sink.clone(), runtime))
-        .await
-        .map_err(|e| RpcError::internal(format!("fs/watchMissing failed: {e}")))??;
-    serde_json::to_value(WatchMissingResult { watching }).map_err(|e| RpcError::internal(e.to_string()))
 }
 
 // A detached session holds every watch's one-shot notification (notify::MAX_HELD);

@@ -31,11 +31,12 @@
 //! its size limit is the kernel's per-argument one, not shared with the config.
 
 mod bpf;
-mod caps;
+mod capabilities;
+mod command_reaper;
 pub mod guard;
 mod landlock;
-mod pid1;
 mod seccomp;
+mod sys;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -206,7 +207,7 @@ struct Hardened {
     keyring: Option<std::io::Error>,
     landlock: String,
     guard: Result<Option<guard::Setup>, String>,
-    command: Option<pid1::Prepared>,
+    command: Option<command_reaper::Prepared>,
 }
 
 fn run(args: Vec<OsString>) -> Result<Never, InnerError> {
@@ -229,7 +230,7 @@ fn run(args: Vec<OsString>) -> Result<Never, InnerError> {
     if config.debug {
         report(&config, &done, guard_status);
     }
-    pid1::run(command)
+    command_reaper::run(command)
 }
 
 fn take(step: Step, config: &InnerConfig, argv: &[OsString], done: &mut Hardened) -> Result<(), InnerError> {
@@ -246,13 +247,13 @@ fn take(step: Step, config: &InnerConfig, argv: &[OsString], done: &mut Hardened
         // open; non-dumpable, nothing in the sandbox can reopen them through /proc/1/fd,
         // read its memory or take them with pidfd_getfd. The command gets a dumpable mm
         // at exec.
-        Step::NonDumpable => prctl(libc::PR_SET_DUMPABLE, 0).map_err(InnerError::NonDumpable),
-        Step::DropCapabilities => caps::drop_all_and_verify().map_err(InnerError::DropCapabilities),
-        Step::NoNewPrivs => prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(InnerError::NoNewPrivs),
+        Step::NonDumpable => sys::prctl(libc::PR_SET_DUMPABLE, 0).map(drop).map_err(InnerError::NonDumpable),
+        Step::DropCapabilities => capabilities::drop_all_and_verify().map_err(InnerError::DropCapabilities),
+        Step::NoNewPrivs => sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map(drop).map_err(InnerError::NoNewPrivs),
         // Before seccomp forbids keyctl; a refusal is reported, not fatal (keyctl is
         // denied to the command either way).
         Step::SessionKeyring => {
-            done.keyring = caps::join_fresh_session_keyring().err();
+            done.keyring = sys::join_fresh_session_keyring().err();
             Ok(())
         }
         Step::ProcessLimit => config.max_procs.map_or(Ok(()), limit_processes),
@@ -267,8 +268,8 @@ fn take(step: Step, config: &InnerConfig, argv: &[OsString], done: &mut Hardened
             Ok(())
         }
         Step::PrepareCommand => {
-            done.command = Some(pid1::Prepared::new(argv, config.arg0.as_deref()).map_err(InnerError::PrepareCommand)?);
-            pid1::become_reaper();
+            done.command = Some(command_reaper::Prepared::new(argv, config.arg0.as_deref()).map_err(InnerError::PrepareCommand)?);
+            command_reaper::become_reaper();
             Ok(())
         }
         // Last: nothing after it but the fork of the command.
@@ -308,15 +309,6 @@ fn report(config: &InnerConfig, done: &Hardened, guard_status: Option<String>) {
     );
 }
 
-/// `prctl(option, value)` with integer arguments, checked.
-fn prctl(option: libc::c_int, value: libc::c_ulong) -> Result<(), std::io::Error> {
-    // SAFETY: prctl with integer arguments only; no memory is passed.
-    if unsafe { libc::prctl(option, value, 0, 0, 0) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// For the debug report: descriptors above stderr this stage received, except those
 /// handed over on purpose.
 fn open_descriptors_above_stderr(keep: &[i32]) -> Vec<i32> {
@@ -330,12 +322,7 @@ fn open_descriptors_above_stderr(keep: &[i32]) -> Vec<i32> {
 /// own processes rather than every process of the user on the host; the kernel exempts
 /// host root from it.
 fn limit_processes(limit: u64) -> Result<(), InnerError> {
-    let rlim = libc::rlimit { rlim_cur: limit, rlim_max: limit };
-    // SAFETY: setrlimit reads one rlimit struct that lives for the call.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NPROC, &rlim) } != 0 {
-        return Err(InnerError::ProcessLimit { limit, source: std::io::Error::last_os_error() });
-    }
-    Ok(())
+    sys::set_rlimit(libc::RLIMIT_NPROC, limit).map_err(|source| InnerError::ProcessLimit { limit, source })
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ pub enum Effective {
 }
 
 /// What the root of the sandbox view starts as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Base {
     /// `--ro-bind / /`
     ReadOnlyRoot,
@@ -23,7 +23,7 @@ pub enum Base {
     Empty,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum MountOp {
     ReadOnly(PathBuf),
     Writable(PathBuf),
@@ -38,7 +38,8 @@ pub enum MountOp {
     },
 }
 
-#[derive(Debug, Clone)]
+/// Equal plans give equal sandboxes: a warm fs helper is kept per plan (and cwd).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SandboxPlan {
     /// No sandbox at all: the command is executed directly (profile `disabled`, or
     /// unrestricted filesystem with network enabled), like the reference.

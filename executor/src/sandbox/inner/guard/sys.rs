@@ -10,12 +10,9 @@ fn errno() -> Errno {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
 }
 
+/// [`super::super::sys::check`], with the bare errno the supervised process is given.
 fn check(r: libc::c_int) -> Result<(), Errno> {
-    if r < 0 {
-        Err(errno())
-    } else {
-        Ok(())
-    }
+    super::super::sys::check(libc::c_long::from(r)).map(drop).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 /// Installs `prog` on the calling thread with a notification listener. Tries to make

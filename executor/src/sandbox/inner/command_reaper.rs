@@ -67,9 +67,8 @@ impl Prepared {
 /// Without `--as-pid-1` bwrap's init is PID 1; become the reaper of our subtree anyway.
 pub fn become_reaper() {
     if std::process::id() != 1 {
-        // SAFETY: prctl with integer arguments only. Failure only means orphans are
-        // reaped by bwrap's init instead of us.
-        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        // A failure only means orphans are reaped by bwrap's init instead of us.
+        let _ = super::sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
     }
 }
 

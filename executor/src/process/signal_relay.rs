@@ -19,7 +19,7 @@ use tokio::sync::watch;
 /// bwrap's info document is a few dozen bytes; anything longer is not it.
 const MAX_INFO: usize = 4096;
 
-pub struct SandboxInit {
+pub struct SignalRelay {
     pidfd: OnceLock<OwnedFd>,
     /// True once there is nothing more to learn (reported, or bwrap gave up).
     settled: watch::Sender<bool>,
@@ -31,10 +31,10 @@ pub fn info_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)
 }
 
-impl SandboxInit {
+impl SignalRelay {
     /// `expect_report`: bwrap was asked to report its PID 1, and `learn` will run.
     pub fn new(expect_report: bool) -> Self {
-        SandboxInit { pidfd: OnceLock::new(), settled: watch::channel(!expect_report).0 }
+        SignalRelay { pidfd: OnceLock::new(), settled: watch::channel(!expect_report).0 }
     }
 
     /// Waits, at most `limit`, until bwrap's report was read or will never come: a signal

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use wildmatch::WildMatch;
+use glob::{MatchOptions, Pattern};
 
 use crate::protocol::types::{EnvPolicy, Inherit};
 
@@ -14,15 +14,45 @@ const CORE_NAMES: &[&str] = &["PATH", "SHELL", "TMPDIR", "TEMP", "TMP", "HOME", 
 const DEFAULT_EXCLUDES: &[&str] = &["*KEY*", "*SECRET*", "*TOKEN*"];
 
 /// A list of case-insensitive whole-name globs (`*` and `?`).
-struct Globs(Vec<WildMatch>);
+struct Globs(Vec<Pattern>);
+
+/// Names are not paths: `*` also crosses `/` and `.`, and nothing is special at the start.
+const NAME_MATCH: MatchOptions =
+    MatchOptions { case_sensitive: false, require_literal_separator: false, require_literal_leading_dot: false };
+
+/// An envPolicy glob the matcher could not take (escaping makes every glob valid, so
+/// this is refused rather than guessed at, should that ever change).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("envPolicy glob {glob:?} cannot be used: {reason}")]
+pub struct EnvGlobError {
+    glob: String,
+    reason: String,
+}
 
 impl Globs {
-    fn new<S: AsRef<str>>(patterns: &[S]) -> Self {
-        Self(patterns.iter().map(|p| WildMatch::new_case_insensitive(p.as_ref())).collect())
+    fn new<S: AsRef<str>>(patterns: &[S]) -> Result<Self, EnvGlobError> {
+        patterns.iter().map(|p| name_glob(p.as_ref())).collect::<Result<_, _>>().map(Self)
     }
     fn matches(&self, name: &str) -> bool {
-        self.0.iter().any(|g| g.matches(name))
+        self.0.iter().any(|g| g.matches_with(name, NAME_MATCH))
     }
+}
+
+/// The pattern for an envPolicy glob, where only `*` and `?` are wildcards: every other
+/// character (`[` included) is escaped, and runs of `*` become one (the same match here,
+/// and the glob crate reserves `**` for path components).
+fn name_glob(glob: &str) -> Result<Pattern, EnvGlobError> {
+    let mut escaped = String::with_capacity(glob.len());
+    let mut previous_star = false;
+    for c in glob.chars() {
+        match c {
+            '*' if previous_star => {}
+            '*' | '?' => escaped.push(c),
+            _ => escaped.push_str(&Pattern::escape(c.encode_utf8(&mut [0; 4]))),
+        }
+        previous_star = c == '*';
+    }
+    Pattern::new(&escaped).map_err(|e| EnvGlobError { glob: glob.to_owned(), reason: e.msg.to_owned() })
 }
 
 /// The child environment: without a policy exactly `env`; with one, the policy's steps over
@@ -31,33 +61,36 @@ pub fn build_child_env(
     server_env: impl IntoIterator<Item = (String, String)>,
     policy: Option<&EnvPolicy>,
     env: &HashMap<String, String>,
-) -> HashMap<String, String> {
+) -> Result<HashMap<String, String>, EnvGlobError> {
     let mut result = match policy {
         None => HashMap::new(),
-        Some(policy) => apply_policy(server_env, policy),
+        Some(policy) => apply_policy(server_env, policy)?,
     };
     result.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    result
+    Ok(result)
 }
 
-fn apply_policy(server_env: impl IntoIterator<Item = (String, String)>, policy: &EnvPolicy) -> HashMap<String, String> {
+fn apply_policy(
+    server_env: impl IntoIterator<Item = (String, String)>,
+    policy: &EnvPolicy,
+) -> Result<HashMap<String, String>, EnvGlobError> {
     let inherited = server_env.into_iter().filter(|(name, _)| match policy.inherit {
         Inherit::All => true,
         Inherit::None => false,
         Inherit::Core => CORE_NAMES.iter().any(|core| core.eq_ignore_ascii_case(name)),
     });
-    let defaults = Globs::new(DEFAULT_EXCLUDES);
-    let excludes = Globs::new(&policy.exclude);
+    let defaults = Globs::new(DEFAULT_EXCLUDES)?;
+    let excludes = Globs::new(&policy.exclude)?;
     let mut vars: HashMap<String, String> = inherited
         .filter(|(name, _)| policy.ignore_default_excludes || !defaults.matches(name))
         .filter(|(name, _)| !excludes.matches(name))
         .collect();
     vars.extend(policy.set.iter().map(|(k, v)| (k.clone(), v.clone())));
     if !policy.include_only.is_empty() {
-        let keep = Globs::new(&policy.include_only);
+        let keep = Globs::new(&policy.include_only)?;
         vars.retain(|name, _| keep.matches(name));
     }
-    vars
+    Ok(vars)
 }
 
 /// The executor's own environment as UTF-8 pairs; variables that are not UTF-8 are skipped
@@ -69,6 +102,18 @@ pub fn server_env() -> impl Iterator<Item = (String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_star_and_question_mark_are_wildcards() {
+        let globs = |p: &str| Globs::new(&[p]).expect("a valid glob");
+        assert!(globs("A[B").matches("a[b"), "`[` is a character, and case is ignored");
+        assert!(!globs("[AB]").matches("A"));
+        assert!(globs("**KEY**").matches("MY_KEY"), "runs of stars are one star");
+        assert!(globs("a*c").matches("a/b.c"), "names are not paths");
+        assert!(globs("T?KEN").matches("token") && !globs("T?KEN").matches("TKEN"));
+        assert!(!globs("KEY").matches("MY_KEY"), "whole names only");
+        assert!(globs("").matches("") && !globs("").matches("X"));
+    }
 
     fn host() -> Vec<(String, String)> {
         [
@@ -100,19 +145,19 @@ mod tests {
     #[test]
     fn no_policy_is_exactly_env() {
         let env = HashMap::from([("X".to_string(), "1".to_string())]);
-        let out = build_child_env(host(), None, &env);
+        let out = build_child_env(host(), None, &env).expect("env");
         assert_eq!(out, env);
     }
 
     #[test]
     fn all_drops_default_excludes_case_insensitively() {
-        let out = build_child_env(host(), Some(&policy(Inherit::All)), &HashMap::new());
+        let out = build_child_env(host(), Some(&policy(Inherit::All)), &HashMap::new()).expect("env");
         assert_eq!(names(&out), ["FOO", "HOME", "KEEP_ME", "LC_ALL", "PATH", "tmp"]);
     }
 
     #[test]
     fn core_matches_names_case_insensitively() {
-        let out = build_child_env(host(), Some(&policy(Inherit::Core)), &HashMap::new());
+        let out = build_child_env(host(), Some(&policy(Inherit::Core)), &HashMap::new()).expect("env");
         assert_eq!(names(&out), ["HOME", "LC_ALL", "PATH", "tmp"]);
     }
 
@@ -122,7 +167,7 @@ mod tests {
         p.ignore_default_excludes = true;
         p.exclude = vec!["foo".into(), "lc_*".into()];
         p.set = HashMap::from([("NEW".into(), "n".into()), ("FOO".into(), "setwins".into())]);
-        let out = build_child_env(host(), Some(&p), &HashMap::new());
+        let out = build_child_env(host(), Some(&p), &HashMap::new()).expect("env");
         assert_eq!(out.get("FOO").map(String::as_str), Some("setwins"));
         assert!(out.contains_key("MY_API_KEY") && out.contains_key("some_token"));
         assert!(!out.contains_key("LC_ALL"));
@@ -134,7 +179,7 @@ mod tests {
         p.set = HashMap::from([("S_TOKEN".into(), "x".into()), ("Z".into(), "z".into())]);
         p.include_only = vec!["z".into(), "path".into()];
         let env = HashMap::from([("PATH".into(), "/bin".into()), ("Y_TOKEN".into(), "o".into())]);
-        let out = build_child_env(host(), Some(&p), &env);
+        let out = build_child_env(host(), Some(&p), &env).expect("env");
         assert_eq!(names(&out), ["PATH", "Y_TOKEN", "Z"]);
         assert_eq!(out.get("PATH").map(String::as_str), Some("/bin"));
     }
@@ -143,7 +188,7 @@ mod tests {
     fn question_mark_matches_one_character() {
         let mut p = policy(Inherit::All);
         p.include_only = vec!["F?O".into()];
-        let out = build_child_env(host(), Some(&p), &HashMap::new());
+        let out = build_child_env(host(), Some(&p), &HashMap::new()).expect("env");
         assert_eq!(names(&out), ["FOO"]);
     }
 }
