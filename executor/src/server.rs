@@ -91,7 +91,6 @@ impl Server {
                 if server.sessions.expire(&id, generation) {
                     tracing::info!(session = %id, "detached session expired; its processes were killed");
                     crate::audit::record("session.expired", serde_json::json!({"session": id}));
-                    crate::audit::record("session.expired", serde_json::json!({"session": id}));
                 }
             }
         });

@@ -17,7 +17,7 @@ use tungstenite::http::HeaderValue;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
-use crate::{error_of, executor_bin, RunOutput, TIMEOUT};
+use crate::{executor_bin, ClientState, RpcClient, TIMEOUT};
 
 /// An executor serving websocket connections.
 pub struct WsServer {
@@ -175,8 +175,7 @@ impl Drop for WsServer {
 /// One websocket connection speaking the protocol.
 pub struct WsClient {
     ws: WebSocket<MaybeTlsStream<TcpStream>>,
-    pending: Vec<Value>,
-    next_id: i64,
+    state: ClientState,
     closed: bool,
     /// Code and reason of the server's Close frame, once one arrived.
     pub close_frame: Option<(u16, String)>,
@@ -199,7 +198,7 @@ impl WsClient {
             request.headers_mut().append(name, HeaderValue::from_str(value).expect("valid header value"));
         }
         let (ws, _response) = tungstenite::connect(request)?;
-        Ok(Self { ws, pending: Vec::new(), next_id: 1000, closed: false, close_frame: None })
+        Ok(Self { ws, state: ClientState::starting_ids_at(1000), closed: false, close_frame: None })
     }
 
     /// Connects to a `wss://` URL with a TLS client configuration ([`tls_client_config`]).
@@ -214,7 +213,7 @@ impl WsClient {
         // Bounds the TLS handshake and the upgrade, which a refusing server may never finish.
         tcp.set_read_timeout(Some(TIMEOUT))?;
         match tungstenite::client_tls_with_config(request, tcp, None, Some(tungstenite::Connector::Rustls(tls))) {
-            Ok((ws, _response)) => Ok(Self { ws, pending: Vec::new(), next_id: 1000, closed: false, close_frame: None }),
+            Ok((ws, _response)) => Ok(Self { ws, state: ClientState::starting_ids_at(1000), closed: false, close_frame: None }),
             Err(tungstenite::HandshakeError::Failure(e)) => Err(e),
             Err(tungstenite::HandshakeError::Interrupted(_)) => panic!("a blocking handshake was interrupted"),
         }
@@ -242,62 +241,6 @@ impl WsClient {
     pub fn send_frame(&mut self, message: Message) {
         // A server that already closed the connection is observed by the test elsewhere.
         let _ = self.ws.send(message);
-    }
-
-    pub fn send(&mut self, message: &Value) {
-        self.send_frame(Message::text(message.to_string()));
-    }
-
-    pub fn notify(&mut self, method: &str, params: Value) {
-        self.send(&json!({"method": method, "params": params}));
-    }
-
-    pub fn send_request(&mut self, method: &str, params: Value) -> i64 {
-        self.next_id += 1;
-        let id = self.next_id;
-        self.send(&json!({"id": id, "method": method, "params": params}));
-        id
-    }
-
-    pub fn request(&mut self, method: &str, params: Value) -> Value {
-        let id = self.send_request(method, params);
-        self.response(id)
-    }
-
-    pub fn call(&mut self, method: &str, params: Value) -> Value {
-        let response = self.request(method, params.clone());
-        match response.get("result") {
-            Some(result) => result.clone(),
-            None => panic!("{method} {params} failed: {response}"),
-        }
-    }
-
-    pub fn call_err(&mut self, method: &str, params: Value) -> (i64, String) {
-        let response = self.request(method, params.clone());
-        error_of(&response).unwrap_or_else(|| panic!("{method} {params} unexpectedly succeeded: {response}"))
-    }
-
-    pub fn response(&mut self, id: i64) -> Value {
-        self.next_matching(|m| m.get("id") == Some(&json!(id)) && m.get("method").is_none())
-    }
-
-    pub fn next_matching(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
-        self.try_next_matching(&pred, TIMEOUT)
-            .unwrap_or_else(|| panic!("no matching message within {TIMEOUT:?}; pending: {:?}", self.pending))
-    }
-
-    pub fn try_next_matching(&mut self, pred: &dyn Fn(&Value) -> bool, timeout: Duration) -> Option<Value> {
-        if let Some(pos) = self.pending.iter().position(pred) {
-            return Some(self.pending.remove(pos));
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.receive(deadline) {
-                Received::Message(message) if pred(&message) => return Some(message),
-                Received::Message(message) => self.pending.push(message),
-                Received::TimedOut | Received::Closed => return None,
-            }
-        }
     }
 
     fn receive(&mut self, deadline: Instant) -> Received {
@@ -334,7 +277,7 @@ impl WsClient {
         let deadline = Instant::now() + TIMEOUT;
         loop {
             match self.receive(deadline) {
-                Received::Message(m) => self.pending.push(m),
+                Received::Message(m) => self.state.pending.push(m),
                 Received::Closed => return true,
                 Received::TimedOut => return false,
             }
@@ -344,29 +287,6 @@ impl WsClient {
     /// Drops the TCP connection without a websocket Close, like a vanished client.
     pub fn drop_tcp(self) {
         let _ = self.tcp().shutdown(Shutdown::Both);
-    }
-
-    /// Every notification of `process_id` up to and including `process/closed`.
-    pub fn events_until_closed(&mut self, process_id: &str) -> Vec<Value> {
-        let mut events = Vec::new();
-        loop {
-            let event = self.next_matching(|m| {
-                m.get("method").and_then(Value::as_str).is_some_and(|n| n.starts_with("process/"))
-                    && m["params"]["processId"] == json!(process_id)
-            });
-            let closed = event["method"] == "process/closed";
-            events.push(event);
-            if closed {
-                return events;
-            }
-        }
-    }
-
-    /// Starts a process and returns what it produced, from its notifications.
-    pub fn run(&mut self, process_id: &str, mut params: Value) -> RunOutput {
-        params["processId"] = json!(process_id);
-        self.call("process/start", params);
-        RunOutput::from_events(&self.events_until_closed(process_id))
     }
 
     /// Reads a process's whole retained stream with `process/read` from `afterSeq` 0 until
@@ -387,6 +307,23 @@ impl WsClient {
                 return (chunks, result["exitCode"].as_i64());
             }
         }
+    }
+}
+
+impl RpcClient for WsClient {
+    fn send(&mut self, message: &Value) {
+        self.send_frame(Message::text(message.to_string()));
+    }
+
+    fn recv_until(&mut self, deadline: Instant) -> Option<Value> {
+        match self.receive(deadline) {
+            Received::Message(message) => Some(message),
+            Received::TimedOut | Received::Closed => None,
+        }
+    }
+
+    fn state(&mut self) -> &mut ClientState {
+        &mut self.state
     }
 }
 

@@ -2,6 +2,7 @@
 //! `executor audit verify FILE`, which names the first line that was edited, removed or
 //! moved; under 200 concurrent sessions no event is lost and memory stays bounded.
 
+use executor_tests::RpcClient as _;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 

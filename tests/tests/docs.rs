@@ -1,6 +1,7 @@
 //! The deployment docs show what the tests run: the SSH command line, the Dockerfile's
 //! entrypoint, and environments.toml entries that work.
 
+use executor_tests::RpcClient as _;
 use std::path::PathBuf;
 use std::process::Command;
 

@@ -4,6 +4,7 @@
 //! server-sent events, the GET event stream, and the session's DELETE.
 
 use executor_tests::http::PyServer;
+use executor_tests::RpcClient as _;
 use executor_tests::{b64, unb64, Executor};
 use serde_json::{json, Value};
 

@@ -2,6 +2,7 @@
 //! HTTP/1.1, and over HTTPS with a private CA given through SSL_CERT_FILE. The egress
 //! rules are tried on loopback addresses only.
 
+use executor_tests::RpcClient as _;
 use std::process::Command;
 
 use executor_tests::http::{PyServer, TestCa};

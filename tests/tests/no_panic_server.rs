@@ -9,6 +9,7 @@
 //! longer run. Requests that could touch anything outside the scratch tree are not sent
 //! (`executor_tests::mutation::stays_in_scratch`).
 
+use executor_tests::RpcClient as _;
 use std::cell::RefCell;
 use std::path::Path;
 use std::process::Command;

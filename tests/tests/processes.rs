@@ -1,5 +1,6 @@
 //! process/* over stdio: notifications, seq, reads, writes, signals, groups, PTY, URIs.
 
+use executor_tests::RpcClient as _;
 use std::time::Duration;
 
 use executor_tests::{b64, pid_alive, sh, unb64, uri, wait_pid_gone, Executor, RunOutput};

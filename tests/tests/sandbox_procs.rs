@@ -4,6 +4,7 @@
 //! RLIMIT_NPROC to host root, which is pinned here as documented in
 //! docs/security-model.md.
 
+use executor_tests::RpcClient as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

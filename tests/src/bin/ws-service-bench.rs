@@ -12,6 +12,7 @@
 //!
 //! Loopback only; every loop is bounded by RUNS. Needs `openssl` for the test CA.
 
+use executor_tests::RpcClient as _;
 use std::net::TcpStream;
 use std::process::ExitCode;
 use std::sync::Arc;
