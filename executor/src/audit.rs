@@ -303,7 +303,9 @@ mod tests {
         let lines: Vec<&[u8]> = log.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
         let join = |ls: &[&[u8]]| ls.iter().flat_map(|l| [*l, b"\n"].concat()).collect::<Vec<u8>>();
         // Edit line 2: line 3's prev no longer matches.
-        let edited = String::from_utf8_lossy(lines[1]).replace("e1", "eX");
+        // Only the event name: a bare "e1" can also occur in the line's hex hashes.
+        let edited = String::from_utf8_lossy(lines[1]).replace(r#""event":"e1""#, r#""event":"eX""#);
+        assert_ne!(edited.as_bytes(), lines[1], "the edit changed the line");
         assert_eq!(verify_bytes(&join(&[lines[0], edited.as_bytes(), lines[2], lines[3], lines[4]])), Err(VerifyError::Chain(3)));
         // Remove line 3.
         assert!(matches!(verify_bytes(&join(&[lines[0], lines[1], lines[3], lines[4]])), Err(VerifyError::Seq { line: 3, .. })));
