@@ -23,6 +23,7 @@ impl Process {
         init_reported: bool,
         sink: Arc<NotificationSink>,
         table: Weak<ProcessTable>,
+        limiter: Option<Arc<crate::sandbox::cgroup::TreeLimiter>>,
     ) -> Arc<Process> {
         let pid = Pid::from_raw(spawned.child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0));
         let (stdin_tx, stdin_rx) = mpsc::unbounded_channel();
@@ -39,6 +40,7 @@ impl Process {
             stdin: stdin_writer.is_some().then_some(stdin_tx),
             write_ids: Mutex::new(WriteIds::default()),
             sink,
+            limiter,
         });
         if let Some(writer) = stdin_writer {
             tokio::spawn(writer);
@@ -46,6 +48,7 @@ impl Process {
         let pumped = process.clone();
         tokio::spawn(async move {
             pumped.pump(spawned.child, output).await;
+            pumped.remove_cgroup().await;
             if let Some(table) = table.upgrade() {
                 table.closed_one();
             }

@@ -77,6 +77,8 @@ pub struct Process {
     stdin: Option<mpsc::UnboundedSender<Vec<u8>>>,
     write_ids: Mutex<write_ids::WriteIds>,
     sink: Arc<NotificationSink>,
+    /// The tree's resource limits (sandboxed processes with limits set).
+    limiter: Option<Arc<crate::sandbox::cgroup::TreeLimiter>>,
 }
 
 /// Decodes a `process/write` chunk.

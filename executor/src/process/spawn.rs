@@ -24,6 +24,8 @@ pub struct SpawnSpec {
     pub pipe_stdin: bool,
     /// Descriptors the child inherits at their current numbers (bwrap's `--info-fd`).
     pub inherited: Vec<std::os::fd::OwnedFd>,
+    /// The tree's resource limits: its cgroup, joined before exec, and rlimit fallbacks.
+    pub limiter: Option<std::sync::Arc<crate::sandbox::cgroup::TreeLimiter>>,
 }
 
 pub enum Streams {
@@ -44,10 +46,38 @@ pub fn spawn(spec: SpawnSpec) -> io::Result<Spawned> {
     command.arg0(&spec.argv0).args(&spec.args).current_dir(&spec.cwd).env_clear().envs(&spec.env).kill_on_drop(false);
     crate::fds::InheritedFds::new(spec.inherited).install(&mut command);
     crate::limits::restore_for_child(&mut command);
+    if let Some(limiter) = &spec.limiter {
+        join_limits(&mut command, limiter.join_fds(), limiter.rlimits().to_vec());
+    }
     if spec.tty {
         spawn_on_pty(command)
     } else {
         spawn_with_pipes(command, spec.pipe_stdin)
+    }
+}
+
+/// The child enters the tree's cgroup (writing "0" to each open `cgroup.procs` moves the
+/// writer) and sets the fallback rlimits before exec, so nothing of the tree runs
+/// unlimited, not even bwrap. The descriptors stay open in the parent (`TreeLimiter` owns
+/// them) until the command has been spawned.
+fn join_limits(command: &mut Command, procs: Vec<std::os::fd::RawFd>, rlimits: Vec<crate::sandbox::cgroup::Rlimit>) {
+    // SAFETY: the closure runs in the forked child before exec and only calls write and
+    // setrlimit, both async-signal-safe, on values copied into it; it allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            for &fd in &procs {
+                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            for &(resource, value) in &rlimits {
+                let limit = libc::rlimit { rlim_cur: value, rlim_max: value };
+                if libc::setrlimit(resource, &limit) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
     }
 }
 

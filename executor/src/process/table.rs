@@ -46,9 +46,10 @@ impl ProcessTable {
         sink: Arc<NotificationSink>,
     ) -> Result<(), ProcessError> {
         self.reserve(id)?;
+        let limiter = spec.limiter.clone();
         match spawn::spawn(spec) {
             Ok(spawned) => {
-                let process = Process::launch(id, spawned, sandboxed, init_report.is_some(), sink, Arc::downgrade(self));
+                let process = Process::launch(id, spawned, sandboxed, init_report.is_some(), sink, Arc::downgrade(self), limiter);
                 if let Some(report) = init_report {
                     let learner = process.clone();
                     tokio::spawn(async move { learner.signal_relay.learn(report).await });

@@ -43,6 +43,15 @@ pub fn start(ctx: &RequestContext, params: ProcessStartParams) -> Result<Value, 
     } else {
         (None, Vec::new())
     };
+    // Every sandboxed tree gets the operator's limits (issue 17), in a cgroup made now,
+    // before the child exists.
+    let limiter = if sandboxed {
+        sandbox::cgroup::TreeLimiter::new(&ctx.server.config.launcher.tree_limits)
+            .map_err(|e| ProcessError::from(sandbox::SandboxError::from(e)))?
+            .map(std::sync::Arc::new)
+    } else {
+        None
+    };
     let env = build_child_env(server_env(), params.env_policy.as_ref(), &params.env)?;
     let spec = SpawnSpec {
         program: launch.program,
@@ -53,6 +62,7 @@ pub fn start(ctx: &RequestContext, params: ProcessStartParams) -> Result<Value, 
         tty: params.tty,
         pipe_stdin: params.pipe_stdin,
         inherited,
+        limiter,
     };
     session.processes.start(&params.process_id, spec, sandboxed, init_report, session.sink.clone())?;
     let sandbox_type = if sandboxed { SandboxType::LinuxSeccomp } else { SandboxType::None };
