@@ -1,0 +1,239 @@
+//! Resource limits of sandboxed process trees (issue 17): memory, processes, CPU and wall
+//! clock, through a cgroup per tree (as root on CI: cgroup v1 memory, pids and cpu), and
+//! the rlimit fallback the unprivileged user gets. Each limit hit is reported as a last
+//! stderr chunk before `process/exited`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use executor_tests::unprivileged::{chown_tree, setpriv_args, user_binary};
+use executor_tests::{as_root_and_unprivileged, executor_bin, uri, workspace_write_sandbox, Executor, RunOutput};
+use serde_json::{json, Value};
+
+/// `executor --listen stdio ARGS` as root (`None`) or as the test user, in `ws`, after the
+/// handshake.
+fn serve(user: Option<(u32, u32)>, ws: &Path, args: &[&str]) -> Executor {
+    let mut command = match user {
+        None => Command::new(executor_bin()),
+        Some(ids) => {
+            chown_tree(ids, ws);
+            let mut c = Command::new("setpriv");
+            c.args(setpriv_args(ids)).arg(user_binary(&executor_bin()));
+            c
+        }
+    };
+    command.args(["--listen", "stdio"]).args(args);
+    command.env_clear().env("PATH", "/usr/local/bin:/usr/bin:/bin").env("EXECUTOR_LOG", "info").current_dir(ws);
+    let mut server = Executor::spawn(command);
+    server.handshake();
+    server
+}
+
+fn workspace() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ws = std::fs::canonicalize(dir.path()).expect("canonical");
+    (dir, ws)
+}
+
+fn start_params(ws: &Path, argv: &[&str]) -> Value {
+    json!({"argv": argv, "cwd": uri(ws), "env": {"PATH": "/usr/bin:/bin"}, "tty": false,
+        "sandbox": workspace_write_sandbox(ws)})
+}
+
+fn stderr_of(out: &RunOutput) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The seq of the `process/output` chunk holding `text`, and of `process/exited`.
+fn seqs_of(events: &[Value], text: &str) -> (Option<u64>, Option<u64>) {
+    let chunk = events.iter().find(|e| {
+        e["method"] == "process/output"
+            && String::from_utf8_lossy(&executor_tests::unb64(e["params"]["chunk"].as_str().unwrap_or(""))).contains(text)
+    });
+    let exited = events.iter().find(|e| e["method"] == "process/exited");
+    (chunk.and_then(|e| e["params"]["seq"].as_u64()), exited.and_then(|e| e["params"]["seq"].as_u64()))
+}
+
+fn assert_root() {
+    assert!(nix::unistd::geteuid().is_root(), "this test needs root's cgroups (CI runs it as root)");
+}
+
+#[test]
+fn a_gigabyte_allocation_under_a_128m_memory_limit_is_killed_and_reported() {
+    assert_root();
+    let (_dir, ws) = workspace();
+    let mut s = serve(None, &ws, &["--sandbox-memory-max", "128M"]);
+    // Control: a small allocation under the same limit runs and is not reported.
+    let small = s.run("small", start_params(&ws, &["python3", "-c", "s = b'x' * (16 << 20); print(len(s))"]));
+    assert_eq!((small.stdout_str().as_str(), small.exit_code), ("16777216\n", Some(0)), "{}", stderr_of(&small));
+    assert!(!stderr_of(&small).contains("executor: killed"), "{}", stderr_of(&small));
+
+    let hog = "s = b'x' * (1 << 30); print('allocated', len(s))";
+    s.call("process/start", with_id("hog", start_params(&ws, &["python3", "-c", hog])));
+    let events = s.events_until_closed("hog");
+    let out = RunOutput::from_events(&events);
+    let stderr = stderr_of(&out);
+    assert!(!out.stdout_str().contains("allocated"), "the allocation succeeded: {}", out.stdout_str());
+    assert_eq!(out.exit_code, Some(137), "killed by the OOM killer: {stderr}");
+    assert_eq!(out.sandbox_denied, Some(false), "the reference's fields keep their meaning");
+    let line = "executor: killed: memory limit 128 MiB reached";
+    assert!(stderr.ends_with(&format!("{line}\n")), "the last stderr chunk names the limit: {stderr:?}");
+    let (chunk, exited) = seqs_of(&events, line);
+    assert!(chunk.is_some() && chunk < exited, "the report comes before exited: {chunk:?} {exited:?}");
+}
+
+/// Forks up to 200 children that sleep, stopping at the first refusal.
+const FORKER: &str = "import os, time
+n = 0
+for _ in range(200):
+    try:
+        pid = os.fork()
+    except OSError as e:
+        print('refused', e.errno)
+        break
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    n += 1
+print('forked', n, flush=True)
+time.sleep(60)
+";
+
+#[test]
+fn the_process_limit_binds_root_and_the_server_keeps_answering() {
+    assert_root();
+    let (_dir, ws) = workspace();
+    let mut s = serve(None, &ws, &["--sandbox-max-procs", "64"]);
+    s.call("process/start", with_id("forker", start_params(&ws, &["python3", "-c", FORKER])));
+    let line = s.next_matching(|m| m["method"] == "process/output" && m["params"]["processId"] == "forker");
+    let text = String::from_utf8_lossy(&executor_tests::unb64(line["params"]["chunk"].as_str().unwrap_or(""))).into_owned();
+    assert!(text.contains(&format!("refused {}", libc::EAGAIN)), "root's forks were not refused: {text}");
+    let forked: usize = text.lines().find_map(|l| l.strip_prefix("forked ")).and_then(|n| n.trim().parse().ok()).unwrap_or(999);
+    assert!(forked < 64, "{forked} children under --sandbox-max-procs 64");
+
+    // The tree is at its limit; the server still answers, quickly.
+    let asked = Instant::now();
+    let alive = s.run("alive", start_params(&ws, &["sh", "-c", "echo alive"]));
+    assert_eq!((alive.stdout_str().as_str(), alive.exit_code), ("alive\n", Some(0)), "{}", stderr_of(&alive));
+    assert!(asked.elapsed() < Duration::from_secs(5), "the server took {:?} to run a command", asked.elapsed());
+
+    assert_eq!(s.call("process/terminate", json!({"processId": "forker"}))["running"], true);
+    let out = RunOutput::from_events(&s.events_until_closed("forker"));
+    assert!(stderr_of(&out).contains("executor: refused: process limit 64 reached"), "{}", stderr_of(&out));
+}
+
+fn with_id(id: &str, mut params: Value) -> Value {
+    params["processId"] = json!(id);
+    params
+}
+
+/// `sleep 60` under `--sandbox-wall-max 2` is killed at about 2 s, as root (cgroup) and as
+/// the test user (the executor's timer needs no cgroup).
+fn sleep_is_killed_at_the_wall_limit(user: Option<(u32, u32)>) {
+    let (_dir, ws) = workspace();
+    let mut s = serve(user, &ws, &["--sandbox-wall-max", "2"]);
+    let started = Instant::now();
+    s.call("process/start", with_id("sleeper", start_params(&ws, &["sleep", "60"])));
+    let events = s.events_until_closed("sleeper");
+    let took = started.elapsed();
+    let out = RunOutput::from_events(&events);
+    assert!(took >= Duration::from_millis(1500) && took < Duration::from_secs(15), "killed after {took:?}");
+    assert_eq!(out.exit_code, Some(137), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).ends_with("executor: killed: wall limit 2 s reached\n"), "{:?}", stderr_of(&out));
+}
+
+as_root_and_unprivileged!(sleep_is_killed_at_the_wall_limit);
+
+/// The tree cgroups of server `pid` in `controller`'s v1 hierarchy.
+fn tree_cgroups(pid: u32, controller: &str) -> Vec<PathBuf> {
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("server's cgroups");
+    let path = own
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ':').skip(1);
+            parts.next().zip(parts.next())
+        })
+        .find(|(controllers, _)| controllers.split(',').any(|c| c == controller))
+        .map(|(_, path)| path.trim_start_matches('/').to_string())
+        .unwrap_or_else(|| panic!("no {controller} hierarchy in {own}"));
+    let dir = Path::new("/sys/fs/cgroup").join(controller).join(path);
+    let prefix = format!("executor-{pid}-");
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix) && !n.ends_with("-probe")))
+        .collect()
+}
+
+#[test]
+fn the_cgroups_exist_while_the_tree_runs_and_are_gone_after_it_is_reaped() {
+    assert_root();
+    let (_dir, ws) = workspace();
+    let mut s = serve(None, &ws, &["--sandbox-memory-max", "256M", "--sandbox-max-procs", "100", "--sandbox-cpu-max", "50"]);
+    let pid = s.pid();
+    s.call("process/start", with_id("tree", start_params(&ws, &["sh", "-c", "echo up; sleep 1 & sleep 1 & wait"])));
+    s.next_matching(|m| m["method"] == "process/output" && m["params"]["processId"] == "tree");
+    for controller in ["memory", "pids", "cpu"] {
+        let dirs = tree_cgroups(pid, controller);
+        assert_eq!(dirs.len(), 1, "one {controller} cgroup for the running tree: {dirs:?}");
+        let procs = std::fs::read_to_string(dirs[0].join("cgroup.procs")).expect("cgroup.procs");
+        assert!(procs.lines().count() >= 3, "the tree (bwrap, its PID 1, sh, sleeps) is in {dirs:?}: {procs}");
+    }
+    let limit = std::fs::read_to_string(tree_cgroups(pid, "memory")[0].join("memory.limit_in_bytes")).expect("limit");
+    assert_eq!(limit.trim(), (256u64 << 20).to_string());
+    let out = RunOutput::from_events(&s.events_until_closed("tree"));
+    assert_eq!(out.exit_code, Some(0), "{}", stderr_of(&out));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let left = || ["memory", "pids", "cpu"].iter().flat_map(|c| tree_cgroups(pid, c)).collect::<Vec<_>>();
+    while !left().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(left(), Vec::<PathBuf>::new(), "cgroups left behind after the tree was reaped");
+}
+
+/// utime + stime, in clock ticks, of every process whose command line holds `marker`.
+fn cpu_ticks_with(marker: &str) -> (u64, usize) {
+    let mut ticks = 0;
+    let mut count = 0;
+    for entry in std::fs::read_dir("/proc").expect("read /proc").filter_map(Result::ok) {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        if !String::from_utf8_lossy(&cmdline).contains(marker) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // Fields after the `(comm)`: state is field 3, utime 14 and stime 15.
+        let Some((_, rest)) = stat.rsplit_once(") ") else { continue };
+        let fields: Vec<&str> = rest.split(' ').collect();
+        let field = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        ticks += field(14) + field(15);
+        count += 1;
+    }
+    (ticks, count)
+}
+
+#[test]
+fn a_busy_loop_under_a_20_percent_cpu_limit_uses_at_most_30_percent_of_a_core() {
+    assert_root();
+    let (_dir, ws) = workspace();
+    let mut s = serve(None, &ws, &["--sandbox-cpu-max", "20"]);
+    let marker = format!("busy-marker-{}", std::process::id());
+    let script = format!("print('spinning', flush=True)\nwhile True: pass # {marker}");
+    s.call("process/start", with_id("busy", start_params(&ws, &["python3", "-c", &script])));
+    s.next_matching(|m| m["method"] == "process/output" && m["params"]["processId"] == "busy");
+    let (before, count) = cpu_ticks_with(&marker);
+    // bwrap, the sandbox's PID 1 and the loop all carry the marker: the whole tree counts.
+    assert!(count >= 1, "the busy loop is not running");
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    let (after, _) = cpu_ticks_with(&marker);
+    let wall = t0.elapsed().as_secs_f64();
+    // SAFETY: sysconf only reads a system constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let used = (after - before) as f64 / hz;
+    assert!(used <= 0.30 * wall, "the loop used {used:.2} s of CPU in {wall:.2} s under --sandbox-cpu-max 20");
+    assert_eq!(s.call("process/terminate", json!({"processId": "busy"}))["running"], true);
+    let out = RunOutput::from_events(&s.events_until_closed("busy"));
+    // The quota engaged (not just a loaded machine): the cgroup throttled the tree.
+    assert!(stderr_of(&out).contains("executor: throttled: cpu limit 20% of one core reached"), "{}", stderr_of(&out));
+}
