@@ -14,6 +14,11 @@ use serde_json::{json, Value};
 /// `executor --listen stdio ARGS` as root (`None`) or as the test user, in `ws`, after the
 /// handshake.
 fn serve(user: Option<(u32, u32)>, ws: &Path, args: &[&str]) -> Executor {
+    serve_with_info(user, ws, args).0
+}
+
+/// [`serve`], with `environment/info`'s limits facts from the handshake.
+fn serve_with_info(user: Option<(u32, u32)>, ws: &Path, args: &[&str]) -> (Executor, Value) {
     let mut command = match user {
         None => Command::new(executor_bin()),
         Some(ids) => {
@@ -26,8 +31,10 @@ fn serve(user: Option<(u32, u32)>, ws: &Path, args: &[&str]) -> Executor {
     command.args(["--listen", "stdio"]).args(args);
     command.env_clear().env("PATH", "/usr/local/bin:/usr/bin:/bin").env("EXECUTOR_LOG", "info").current_dir(ws);
     let mut server = Executor::spawn(command);
-    server.handshake();
-    server
+    let init = server.handshake();
+    let limits = init["result"]["environmentInfo"]["executor"]["facts"]["sandbox"]["limits"].clone();
+    assert!(limits.is_object(), "environment/info has no limits facts: {init}");
+    (server, limits)
 }
 
 fn workspace() -> (tempfile::TempDir, PathBuf) {
@@ -237,3 +244,42 @@ fn a_busy_loop_under_a_20_percent_cpu_limit_uses_at_most_30_percent_of_a_core() 
     // The quota engaged (not just a loaded machine): the cgroup throttled the tree.
     assert!(stderr_of(&out).contains("executor: throttled: cpu limit 20% of one core reached"), "{}", stderr_of(&out));
 }
+
+fn fact<'a>(limits: &'a Value, name: &str) -> &'a Value {
+    limits["limits"].as_array().and_then(|l| l.iter().find(|f| f["limit"] == name)).unwrap_or_else(|| panic!("no {name} in {limits}"))
+}
+
+/// What environment/info says holds is what holds: as root the cgroup binds the tree and
+/// the hog is killed; as the test user (no writable cgroup) the facts say memory is only
+/// RLIMIT_AS per process and cpu is not enforced, and the allocation fails inside.
+fn the_memory_limit_holds_as_the_facts_say(user: Option<(u32, u32)>) {
+    let (_dir, ws) = workspace();
+    let (mut s, limits) = serve_with_info(user, &ws, &["--sandbox-memory-max", "128M", "--sandbox-cpu-max", "20"]);
+    let memory = fact(&limits, "memory");
+    assert_eq!(memory["value"], "128 MiB", "{limits}");
+    let hog = "s = b'x' * (1 << 30); print('allocated', len(s))";
+    let out = s.run("hog", start_params(&ws, &["python3", "-c", hog]));
+    let stderr = stderr_of(&out);
+    assert!(!out.stdout_str().contains("allocated"), "the allocation succeeded: {}", out.stdout_str());
+    match user {
+        None => {
+            assert_eq!(limits["mechanism"], "cgroup v1", "{limits}");
+            assert_eq!(memory["holdsForTree"], true, "{limits}");
+            assert_eq!(fact(&limits, "cpu")["holdsForTree"], true, "{limits}");
+            assert_eq!(limits["notBindingTree"], json!([]), "{limits}");
+            assert!(stderr.contains("executor: killed: memory limit 128 MiB reached"), "{stderr}");
+        }
+        Some(_) => {
+            assert_eq!(limits["mechanism"], "none (rlimits only)", "{limits}");
+            assert_eq!(memory["holdsForTree"], false, "{limits}");
+            assert!(memory["mechanism"].as_str().is_some_and(|m| m.contains("RLIMIT_AS")), "{limits}");
+            let cpu = fact(&limits, "cpu");
+            assert!(cpu["mechanism"].as_str().is_some_and(|m| m.starts_with("NOT ENFORCED")), "{limits}");
+            assert_eq!(limits["notBindingTree"], json!(["memory", "cpu"]), "{limits}");
+            assert!(stderr.contains("MemoryError"), "RLIMIT_AS refused the allocation: {stderr}");
+            assert!(!stderr.contains("executor: killed"), "no kill is claimed without a cgroup: {stderr}");
+        }
+    }
+}
+
+as_root_and_unprivileged!(the_memory_limit_holds_as_the_facts_say);

@@ -207,6 +207,38 @@ pub fn enforcement(limits: &TreeLimits, detection: &Detection, as_root: bool) ->
     facts
 }
 
+/// What the limits of this server amount to on this host: the backend, each limit's
+/// enforcement, and why a cgroup hierarchy was not usable. Shown in `environment/info`
+/// facts, `executor doctor` and the start line.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitsReport {
+    /// `cgroup v1`, `cgroup v2`, or `none (rlimits only)`.
+    pub mechanism: String,
+    /// The controllers usable for tree cgroups.
+    pub controllers: Vec<&'static str>,
+    pub limits: Vec<LimitFact>,
+    /// Limits configured that do not bind a whole tree here (subset of `limits`).
+    pub not_binding_tree: Vec<&'static str>,
+    pub problems: Vec<String>,
+}
+
+/// The report for `limits` on this host, as this process (root or not) runs.
+pub fn report(limits: &TreeLimits) -> LimitsReport {
+    let detection = detect();
+    // SAFETY: geteuid cannot fail and touches no memory.
+    let as_root = unsafe { libc::geteuid() } == 0;
+    let facts = enforcement(limits, detection, as_root);
+    let backend = detection.backend.as_ref();
+    LimitsReport {
+        mechanism: backend.map_or("none (rlimits only)", Backend::name).to_string(),
+        controllers: ["memory", "pids", "cpu"].into_iter().filter(|c| backend.is_some_and(|b| b.has(c))).collect(),
+        not_binding_tree: facts.iter().filter(|f| !f.holds_for_tree).map(|f| f.limit).collect(),
+        limits: facts,
+        problems: detection.problems.clone(),
+    }
+}
+
 /// One line for the start log: `memory 128 MiB: cgroup v1 ...; processes 64: ...`.
 pub fn summary(facts: &[LimitFact]) -> String {
     if facts.is_empty() {
