@@ -283,3 +283,54 @@ fn the_memory_limit_holds_as_the_facts_say(user: Option<(u32, u32)>) {
 }
 
 as_root_and_unprivileged!(the_memory_limit_holds_as_the_facts_say);
+
+/// `executorLimits` in `process/start` tightens the operator's limits and never loosens
+/// them; a misspelt or zero limit is refused, as is a limit for an unsandboxed process.
+#[test]
+fn per_request_limits_are_capped_by_the_operators() {
+    assert_root();
+    let (_dir, ws) = workspace();
+    let mut s = serve(None, &ws, &["--sandbox-memory-max", "256M", "--sandbox-wall-max", "30"]);
+    let pid = s.pid();
+    let memory_limit_while_running = |s: &mut Executor, id: &str, limits: Value| -> String {
+        let mut params = with_id(id, start_params(&ws, &["sh", "-c", "echo up; read line"]));
+        params["pipeStdin"] = json!(true);
+        params["executorLimits"] = limits;
+        s.call("process/start", params);
+        s.next_matching(|m| m["method"] == "process/output" && m["params"]["processId"] == id);
+        let dirs = tree_cgroups(pid, "memory");
+        assert_eq!(dirs.len(), 1, "{dirs:?}");
+        let limit = std::fs::read_to_string(dirs[0].join("memory.limit_in_bytes")).expect("limit").trim().to_string();
+        s.call("process/terminate", json!({"processId": id}));
+        s.events_until_closed(id);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !tree_cgroups(pid, "memory").is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        limit
+    };
+    assert_eq!(memory_limit_while_running(&mut s, "lower", json!({"memoryBytes": 64u64 << 20})), (64u64 << 20).to_string());
+    assert_eq!(memory_limit_while_running(&mut s, "higher", json!({"memoryBytes": 1u64 << 30})), (256u64 << 20).to_string());
+
+    // A wall limit below the operator's applies.
+    let started = Instant::now();
+    let mut params = with_id("short", start_params(&ws, &["sleep", "60"]));
+    params["executorLimits"] = json!({"wallSeconds": 1});
+    let out = s.run("short", params);
+    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    assert!(stderr_of(&out).ends_with("executor: killed: wall limit 1 s reached\n"), "{:?}", stderr_of(&out));
+
+    for (limits, why) in [(json!({"memoryByte": 1}), "unknown field"), (json!({"maxProcs": 0}), "above 0")] {
+        let mut params = with_id("bad", start_params(&ws, &["true"]));
+        params["executorLimits"] = limits;
+        let (code, message) = s.call_err("process/start", params);
+        assert_eq!(code, -32602, "{message}");
+        assert!(message.contains(why), "{message}");
+    }
+    let (code, message) = s.call_err(
+        "process/start",
+        json!({"processId": "plain", "argv": ["true"], "cwd": uri(&ws), "env": {}, "tty": false, "executorLimits": {"wallSeconds": 5}}),
+    );
+    assert_eq!(code, -32602, "{message}");
+    assert!(message.contains("sandboxed processes only"), "{message}");
+}

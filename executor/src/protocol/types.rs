@@ -119,6 +119,25 @@ pub struct ProcessStartParams {
     pub network_proxy: Option<Value>,
     #[serde(default)]
     pub shell_snapshot: Option<Value>,
+    /// Executor extension: limits for this process's tree, each capped by the operator's.
+    #[serde(default)]
+    pub executor_limits: Option<ExecutorLimits>,
+}
+
+/// `executorLimits` of `process/start` (an executor extension; the reference client does
+/// not send it). An unknown member is refused: a misspelt limit must not silently be
+/// no limit.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExecutorLimits {
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
+    #[serde(default)]
+    pub max_procs: Option<u64>,
+    #[serde(default)]
+    pub cpu_percent: Option<u32>,
+    #[serde(default)]
+    pub wall_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

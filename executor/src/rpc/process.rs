@@ -10,8 +10,8 @@ use crate::child_env::{build_child_env, server_env};
 use crate::limits::Use;
 use crate::process::{decode_chunk, info_pipe, ProcessError, SpawnSpec};
 use crate::protocol::types::{
-    ProcessReadParams, ProcessSignalParams, ProcessStartParams, ProcessStartResult, ProcessTerminateParams, ProcessTerminateResult,
-    ProcessWriteParams, ProcessWriteResult, SandboxType, SignalName,
+    ExecutorLimits, ProcessReadParams, ProcessSignalParams, ProcessStartParams, ProcessStartResult, ProcessTerminateParams,
+    ProcessTerminateResult, ProcessWriteParams, ProcessWriteResult, SandboxType, SignalName,
 };
 use crate::protocol::RpcError;
 use crate::sandbox;
@@ -43,12 +43,11 @@ pub fn start(ctx: &RequestContext, params: ProcessStartParams) -> Result<Value, 
     } else {
         (None, Vec::new())
     };
-    // Every sandboxed tree gets the operator's limits (issue 17), in a cgroup made now,
-    // before the child exists.
+    // Every sandboxed tree gets the operator's limits (issue 17), tightened by the
+    // request's `executorLimits`, in a cgroup made now, before the child exists.
+    let limits = tree_limits(&ctx.server.config.launcher.tree_limits, params.executor_limits, sandboxed)?;
     let limiter = if sandboxed {
-        sandbox::cgroup::TreeLimiter::new(&ctx.server.config.launcher.tree_limits)
-            .map_err(|e| ProcessError::from(sandbox::SandboxError::from(e)))?
-            .map(std::sync::Arc::new)
+        sandbox::cgroup::TreeLimiter::new(&limits).map_err(|e| ProcessError::from(sandbox::SandboxError::from(e)))?.map(std::sync::Arc::new)
     } else {
         None
     };
@@ -67,6 +66,30 @@ pub fn start(ctx: &RequestContext, params: ProcessStartParams) -> Result<Value, 
     session.processes.start(&params.process_id, spec, sandboxed, init_report, session.sink.clone())?;
     let sandbox_type = if sandboxed { SandboxType::LinuxSeccomp } else { SandboxType::None };
     to_value(ProcessStartResult { process_id: params.process_id, sandbox_type })
+}
+
+/// The operator's limits, tightened by the request's: a request can lower a limit or set
+/// one the operator left open, never raise one.
+fn tree_limits(
+    operator: &sandbox::cgroup::TreeLimits,
+    asked: Option<ExecutorLimits>,
+    sandboxed: bool,
+) -> Result<sandbox::cgroup::TreeLimits, RpcError> {
+    let Some(asked) = asked else { return Ok(*operator) };
+    if !sandboxed {
+        return Err(RpcError::invalid_params("executorLimits apply to sandboxed processes only; this one runs without a sandbox"));
+    }
+    let zero = [asked.memory_bytes, asked.max_procs, asked.cpu_percent.map(u64::from), asked.wall_seconds].contains(&Some(0));
+    if zero {
+        return Err(RpcError::invalid_params("executorLimits: every limit must be above 0 (leave a member out for the operator's)"));
+    }
+    let asked = sandbox::cgroup::TreeLimits {
+        memory_bytes: asked.memory_bytes,
+        max_procs: asked.max_procs,
+        cpu_percent: asked.cpu_percent,
+        wall_seconds: asked.wall_seconds,
+    };
+    Ok(asked.capped_by(operator))
 }
 
 /// Fields whose features this executor does not provide: refusing them is safer than

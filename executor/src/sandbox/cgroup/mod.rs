@@ -221,6 +221,8 @@ pub struct LimitsReport {
     /// Limits configured that do not bind a whole tree here (subset of `limits`).
     pub not_binding_tree: Vec<&'static str>,
     pub problems: Vec<String>,
+    /// How a request tightens these limits.
+    pub per_request: &'static str,
 }
 
 /// The report for `limits` on this host, as this process (root or not) runs.
@@ -236,6 +238,8 @@ pub fn report(limits: &TreeLimits) -> LimitsReport {
         not_binding_tree: facts.iter().filter(|f| !f.holds_for_tree).map(|f| f.limit).collect(),
         limits: facts,
         problems: detection.problems.clone(),
+        per_request:
+            "process/start params.executorLimits {memoryBytes, maxProcs, cpuPercent, wallSeconds}, each capped by the operator's limit",
     }
 }
 
