@@ -334,3 +334,22 @@ fn per_request_limits_are_capped_by_the_operators() {
     assert_eq!(code, -32602, "{message}");
     assert!(message.contains("sandboxed processes only"), "{message}");
 }
+
+/// The one-shot `executor sandbox` command applies the same limits as the server.
+#[test]
+fn the_sandbox_command_kills_at_the_wall_limit_and_says_so() {
+    let (_dir, ws) = workspace();
+    let started = Instant::now();
+    let out = Command::new(executor_bin())
+        .args(["sandbox", "--sandbox-wall-max", "1", "--cwd"])
+        .arg(&ws)
+        .args(["--", "sleep", "60"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .expect("run executor sandbox");
+    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(137), "{stderr}");
+    assert!(stderr.ends_with("executor: killed: wall limit 1 s reached\n"), "{stderr:?}");
+}

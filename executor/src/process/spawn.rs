@@ -56,28 +56,13 @@ pub fn spawn(spec: SpawnSpec) -> io::Result<Spawned> {
     }
 }
 
-/// The child enters the tree's cgroup (writing "0" to each open `cgroup.procs` moves the
-/// writer) and sets the fallback rlimits before exec, so nothing of the tree runs
-/// unlimited, not even bwrap. The descriptors stay open in the parent (`TreeLimiter` owns
-/// them) until the command has been spawned.
+/// The child enters the tree's cgroup and sets the fallback rlimits before exec
+/// (`TreeLimiter` keeps the `cgroup.procs` descriptors open until after the spawn).
 fn join_limits(command: &mut Command, procs: Vec<std::os::fd::RawFd>, rlimits: Vec<crate::sandbox::cgroup::Rlimit>) {
-    // SAFETY: the closure runs in the forked child before exec and only calls write and
-    // setrlimit, both async-signal-safe, on values copied into it; it allocates nothing.
+    // SAFETY: the closure runs in the forked child before exec; join_in_child only makes
+    // async-signal-safe calls (write, setrlimit) on values copied into the closure.
     unsafe {
-        command.pre_exec(move || {
-            for &fd in &procs {
-                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            for &(resource, value) in &rlimits {
-                let limit = libc::rlimit { rlim_cur: value, rlim_max: value };
-                if libc::setrlimit(resource, &limit) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
+        command.pre_exec(move || crate::sandbox::cgroup::join_in_child(&procs, &rlimits));
     }
 }
 

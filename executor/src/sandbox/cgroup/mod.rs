@@ -390,6 +390,40 @@ impl Drop for TreeLimiter {
     }
 }
 
+/// In the forked child, before exec: enter the tree's cgroup (writing "0" to an open
+/// `cgroup.procs` moves the writer) and set the fallback rlimits, so that nothing of the
+/// tree runs unlimited, not even bwrap. Only async-signal-safe calls, no allocation.
+pub fn join_in_child(procs: &[RawFd], rlimits: &[Rlimit]) -> std::io::Result<()> {
+    for &fd in procs {
+        // SAFETY: write(2) of one byte from a static buffer to a descriptor we own.
+        if unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    for &(resource, value) in rlimits {
+        let limit = libc::rlimit { rlim_cur: value, rlim_max: value };
+        // SAFETY: setrlimit(2) reads the struct it is given.
+        if unsafe { libc::setrlimit(resource, &limit) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+impl TreeLimiter {
+    /// [`TreeLimiter::try_remove`] until it succeeds, for a caller without a runtime (the
+    /// `executor sandbox` command); false when processes are still in it after 5 s.
+    pub fn remove_blocking(&self) -> bool {
+        for _ in 0..250 {
+            if self.try_remove() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
 /// What the cgroup counted.
 #[derive(Debug, Default)]
 struct Counters {
