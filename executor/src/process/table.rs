@@ -47,7 +47,11 @@ impl ProcessTable {
     ) -> Result<(), ProcessError> {
         self.reserve(id)?;
         let limiter = spec.limiter.clone();
-        match spawn::spawn(spec) {
+        let spawned = spawn::spawn(spec);
+        if let Some(limiter) = &limiter {
+            limiter.spawned();
+        }
+        match spawned {
             Ok(spawned) => {
                 let process = Process::launch(id, spawned, sandboxed, init_report.is_some(), sink, Arc::downgrade(self), limiter);
                 if let Some(report) = init_report {

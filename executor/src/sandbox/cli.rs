@@ -123,7 +123,11 @@ pub fn run(args: SandboxArgs) -> Result<i32, SandboxCliError> {
             command.pre_exec(move || super::cgroup::join_in_child(&procs, &rlimits));
         }
     }
-    let mut child = command.spawn().map_err(|source| SandboxCliError::Spawn { program: spec.program.clone(), source })?;
+    let spawned = command.spawn();
+    if let Some(limiter) = &limiter {
+        limiter.spawned();
+    }
+    let mut child = spawned.map_err(|source| SandboxCliError::Spawn { program: spec.program.clone(), source })?;
     let (status, wall_fired) = wait_with_wall_limit(&mut child, limiter.as_ref())
         .map_err(|source| SandboxCliError::Spawn { program: spec.program.clone(), source })?;
     if let Some(limiter) = &limiter {

@@ -23,6 +23,7 @@ mod v2;
 
 use std::fmt::Write as _;
 use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -324,9 +325,18 @@ impl TreeLimiter {
         &self.limits
     }
 
-    /// Descriptors of `cgroup.procs` files the child writes "0" to before exec.
+    /// Descriptors of `cgroup.procs` files the child writes "0" to before exec; valid
+    /// until [`TreeLimiter::spawned`].
     pub fn join_fds(&self) -> Vec<RawFd> {
-        self.cgroup.as_ref().map(|c| c.procs.iter().map(|fd| fd.as_raw_fd()).collect()).unwrap_or_default()
+        self.cgroup.as_ref().map(|c| crate::sync::lock(&c.procs).iter().map(|fd| fd.as_raw_fd()).collect()).unwrap_or_default()
+    }
+
+    /// The child was spawned (or could not be): the `cgroup.procs` descriptors are closed,
+    /// so that a long-lived process does not hold them against the descriptor budget.
+    pub fn spawned(&self) {
+        if let Some(cgroup) = &self.cgroup {
+            crate::sync::lock(&cgroup.procs).clear();
+        }
     }
 
     /// Rlimits the child sets before exec (the fallbacks for limits no cgroup holds).
@@ -437,7 +447,8 @@ struct Counters {
 struct TreeCgroup {
     v2: bool,
     dirs: Vec<PathBuf>,
-    procs: Vec<OwnedFd>,
+    /// Open until the child has been spawned.
+    procs: std::sync::Mutex<Vec<OwnedFd>>,
 }
 
 /// Unique names within this executor's life: `executor-<pid>-<n>`.
@@ -446,7 +457,7 @@ static NEXT: AtomicU64 = AtomicU64::new(1);
 impl TreeCgroup {
     fn create(backend: &Backend, limits: &TreeLimits) -> Result<TreeCgroup, CgroupError> {
         let name = format!("executor-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        let mut made = TreeCgroup { v2: matches!(backend, Backend::V2 { .. }), dirs: Vec::new(), procs: Vec::new() };
+        let mut made = TreeCgroup { v2: matches!(backend, Backend::V2 { .. }), dirs: Vec::new(), procs: Default::default() };
         // A failure part-way removes the directories made so far.
         let result = match backend {
             Backend::V1 { memory, pids, cpu } => v1::create(&mut made, &name, limits, memory, pids, cpu),
@@ -528,9 +539,10 @@ fn make_dir(made: &mut TreeCgroup, parent: &std::path::Path, name: &str) -> Resu
     made.dirs.push(dir.clone());
     let procs = std::fs::OpenOptions::new()
         .write(true)
+        .custom_flags(libc::O_CLOEXEC)
         .open(dir.join("cgroup.procs"))
         .map_err(|source| CgroupError::OpenProcs { path: dir.clone(), source })?;
-    made.procs.push(OwnedFd::from(procs));
+    crate::sync::lock(&made.procs).push(OwnedFd::from(procs));
     Ok(dir)
 }
 
