@@ -353,3 +353,21 @@ fn the_sandbox_command_kills_at_the_wall_limit_and_says_so() {
     assert_eq!(out.status.code(), Some(137), "{stderr}");
     assert!(stderr.ends_with("executor: killed: wall limit 1 s reached\n"), "{stderr:?}");
 }
+
+/// `--limit-unsandboxed`: a process without a sandbox gets the same limits.
+#[test]
+fn limit_unsandboxed_kills_an_unsandboxed_hog_and_sleeper() {
+    assert_root();
+    let (_dir, ws) = workspace();
+    let (mut s, limits) = serve_with_info(None, &ws, &["--limit-unsandboxed", "--sandbox-memory-max", "128M", "--sandbox-wall-max", "2"]);
+    assert_eq!(limits["unsandboxedLimited"], true, "{limits}");
+    let plain = |argv: &[&str]| json!({"argv": argv, "cwd": uri(&ws), "env": {"PATH": "/usr/bin:/bin"}, "tty": false});
+    let hog = s.run("hog", plain(&["python3", "-c", "s = b'x' * (1 << 30); print('allocated', len(s))"]));
+    assert!(!hog.stdout_str().contains("allocated"), "{}", hog.stdout_str());
+    assert!(stderr_of(&hog).ends_with("executor: killed: memory limit 128 MiB reached\n"), "{:?}", stderr_of(&hog));
+    let started = Instant::now();
+    let sleeper = s.run("sleeper", plain(&["sleep", "60"]));
+    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    assert_eq!(sleeper.exit_code, Some(137));
+    assert!(stderr_of(&sleeper).ends_with("executor: killed: wall limit 2 s reached\n"), "{:?}", stderr_of(&sleeper));
+}

@@ -45,8 +45,9 @@ pub fn start(ctx: &RequestContext, params: ProcessStartParams) -> Result<Value, 
     };
     // Every sandboxed tree gets the operator's limits (issue 17), tightened by the
     // request's `executorLimits`, in a cgroup made now, before the child exists.
-    let limits = tree_limits(&ctx.server.config.launcher.tree_limits, params.executor_limits, sandboxed)?;
-    let limiter = if sandboxed {
+    let limited = sandboxed || ctx.server.config.launcher.limit_unsandboxed;
+    let limits = tree_limits(&ctx.server.config.launcher.tree_limits, params.executor_limits, limited)?;
+    let limiter = if limited {
         sandbox::cgroup::TreeLimiter::new(&limits).map_err(|e| ProcessError::from(sandbox::SandboxError::from(e)))?.map(std::sync::Arc::new)
     } else {
         None
@@ -73,11 +74,13 @@ pub fn start(ctx: &RequestContext, params: ProcessStartParams) -> Result<Value, 
 fn tree_limits(
     operator: &sandbox::cgroup::TreeLimits,
     asked: Option<ExecutorLimits>,
-    sandboxed: bool,
+    limited: bool,
 ) -> Result<sandbox::cgroup::TreeLimits, RpcError> {
     let Some(asked) = asked else { return Ok(*operator) };
-    if !sandboxed {
-        return Err(RpcError::invalid_params("executorLimits apply to sandboxed processes only; this one runs without a sandbox"));
+    if !limited {
+        return Err(RpcError::invalid_params(
+            "executorLimits apply to sandboxed processes only (the operator did not set --limit-unsandboxed); this one runs without a sandbox",
+        ));
     }
     let zero = [asked.memory_bytes, asked.max_procs, asked.cpu_percent.map(u64::from), asked.wall_seconds].contains(&Some(0));
     if zero {

@@ -224,10 +224,12 @@ pub struct LimitsReport {
     pub problems: Vec<String>,
     /// How a request tightens these limits.
     pub per_request: &'static str,
+    /// Whether unsandboxed processes get them too (`--limit-unsandboxed`).
+    pub unsandboxed_limited: bool,
 }
 
 /// The report for `limits` on this host, as this process (root or not) runs.
-pub fn report(limits: &TreeLimits) -> LimitsReport {
+pub fn report(limits: &TreeLimits, unsandboxed_limited: bool) -> LimitsReport {
     let detection = detect();
     // SAFETY: geteuid cannot fail and touches no memory.
     let as_root = unsafe { libc::geteuid() } == 0;
@@ -241,6 +243,7 @@ pub fn report(limits: &TreeLimits) -> LimitsReport {
         problems: detection.problems.clone(),
         per_request:
             "process/start params.executorLimits {memoryBytes, maxProcs, cpuPercent, wallSeconds}, each capped by the operator's limit",
+        unsandboxed_limited,
     }
 }
 

@@ -101,6 +101,8 @@ pub struct LauncherConfig {
     pub exec_failure: super::inner::ExecFailure,
     /// The operator's limits for every sandboxed process tree (`--sandbox-*-max`).
     pub tree_limits: super::cgroup::TreeLimits,
+    /// `--limit-unsandboxed`: unsandboxed process trees get the same limits.
+    pub limit_unsandboxed: bool,
 }
 
 /// Default of `--sandbox-max-procs`: far above what a build or test run needs, far below
@@ -115,6 +117,7 @@ impl Default for LauncherConfig {
             max_procs: Some(DEFAULT_MAX_PROCS),
             exec_failure: super::inner::ExecFailure::default(),
             tree_limits: super::cgroup::TreeLimits { max_procs: Some(DEFAULT_MAX_PROCS), ..Default::default() },
+            limit_unsandboxed: false,
         }
     }
 }
@@ -351,6 +354,10 @@ pub struct LauncherArgs {
     /// Seconds a sandbox's process tree may run before it is killed.
     #[arg(long = "sandbox-wall-max", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub wall_max: Option<u64>,
+    /// Apply the --sandbox-*-max limits (and a request's executorLimits) to processes that
+    /// run without a sandbox too.
+    #[arg(long = "limit-unsandboxed")]
+    pub limit_unsandboxed: bool,
 }
 
 impl LauncherArgs {
@@ -369,6 +376,7 @@ impl LauncherArgs {
                 cpu_percent: self.cpu_max,
                 wall_seconds: self.wall_max,
             },
+            limit_unsandboxed: self.limit_unsandboxed,
             ..LauncherConfig::default()
         })
     }
