@@ -371,3 +371,35 @@ fn limit_unsandboxed_kills_an_unsandboxed_hog_and_sleeper() {
     assert_eq!(sleeper.exit_code, Some(137));
     assert!(stderr_of(&sleeper).ends_with("executor: killed: wall limit 2 s reached\n"), "{:?}", stderr_of(&sleeper));
 }
+
+/// `sandbox/report {processId}` names the limit a tree hit, and says what it does not
+/// observe rather than answering an empty success.
+#[test]
+fn sandbox_report_names_the_limit_hit_and_what_it_does_not_observe() {
+    let (_dir, ws) = workspace();
+    let (mut s, limits) = serve_with_info(None, &ws, &["--sandbox-wall-max", "1"]);
+    assert!(limits["reportMethod"].as_str().is_some_and(|m| m.starts_with("sandbox/report")), "{limits}");
+    s.run("sleeper", start_params(&ws, &["sleep", "60"]));
+    let report = s.call("sandbox/report", json!({"processId": "sleeper"}));
+    assert_eq!(report["exited"], true, "{report}");
+    assert_eq!(report["sandboxed"], true, "{report}");
+    assert_eq!(report["limits"], json!([{"limit": "wall", "message": "executor: killed: wall limit 1 s reached"}]), "{report}");
+    assert_eq!(report["observed"], json!(["limits"]), "{report}");
+    let not_observed: Vec<&str> =
+        report["notObserved"].as_array().map(|a| a.iter().filter_map(|n| n["what"].as_str()).collect()).unwrap_or_default();
+    assert!(not_observed.contains(&"seccomp-refused syscalls"), "{report}");
+
+    let fine = s.run("fine", start_params(&ws, &["true"]));
+    assert_eq!(fine.exit_code, Some(0));
+    let report = s.call("sandbox/report", json!({"processId": "fine"}));
+    assert_eq!(report["limits"], json!([]), "{report}");
+
+    let plain = json!({"argv": ["true"], "cwd": uri(&ws), "env": {}, "tty": false});
+    s.run("plain", plain);
+    let report = s.call("sandbox/report", json!({"processId": "plain"}));
+    assert_eq!(report["observed"], json!([]), "nothing is observed without a sandbox or limits: {report}");
+    assert!(report["notObserved"].as_array().is_some_and(|a| !a.is_empty()), "{report}");
+
+    let (code, message) = s.call_err("sandbox/report", json!({"processId": "nosuch"}));
+    assert!(code == -32600 || code == -32602, "{code} {message}");
+}

@@ -12,7 +12,7 @@ use super::write_ids::WriteIds;
 use super::{signal_relay, spawn, ExitRecord, OutputLog, Process, ProcessError, ProcessTable, CLOSED_RETENTION};
 use crate::notify::NotificationSink;
 use crate::protocol::envelope::json_string;
-use crate::protocol::types::{ProcessReadResult, WriteStatus};
+use crate::protocol::types::{LimitHitReport, NotObserved, ProcessReadResult, SandboxReportResult, WriteStatus};
 use crate::sync::lock;
 
 impl Process {
@@ -41,6 +41,7 @@ impl Process {
             write_ids: Mutex::new(WriteIds::default()),
             sink,
             limiter,
+            hits: Mutex::new(Vec::new()),
         });
         if let Some(writer) = stdin_writer {
             tokio::spawn(writer);
@@ -58,6 +59,32 @@ impl Process {
             }
         });
         process
+    }
+
+    /// `sandbox/report`: the limits the tree ran into (read live while it runs), and
+    /// plainly what this executor does not observe.
+    pub fn sandbox_report(&self) -> SandboxReportResult {
+        let exited = self.exit().is_some();
+        let hits = match (&self.limiter, exited) {
+            (_, true) => lock(&self.hits).clone(),
+            (Some(limiter), false) => limiter.hits(),
+            (None, false) => Vec::new(),
+        };
+        let limits = hits.iter().map(|h| LimitHitReport { limit: h.limit(), message: h.line() }).collect();
+        let observed = if self.limiter.is_some() { vec!["limits"] } else { Vec::new() };
+        let mut not_observed = Vec::new();
+        if self.limiter.is_none() {
+            not_observed.push(NotObserved { what: "limits", why: "this process ran without resource limits" });
+        }
+        if self.sandboxed {
+            const NOT_RECORDED: &str = "not recorded by this executor yet (issue 17)";
+            for what in ["seccomp-refused syscalls", "refused network sockets", "writes refused under read-only or protected paths"] {
+                not_observed.push(NotObserved { what, why: NOT_RECORDED });
+            }
+        } else {
+            not_observed.push(NotObserved { what: "sandbox refusals", why: "this process ran without a sandbox" });
+        }
+        SandboxReportResult { process_id: self.id.clone(), sandboxed: self.sandboxed, exited, limits, observed, not_observed }
     }
 
     pub fn exit(&self) -> Option<ExitRecord> {

@@ -79,6 +79,8 @@ pub struct Process {
     sink: Arc<NotificationSink>,
     /// The tree's resource limits (sandboxed processes with limits set).
     limiter: Option<Arc<crate::sandbox::cgroup::TreeLimiter>>,
+    /// The limits the tree ran into, recorded at its exit (for `sandbox/report`).
+    hits: Mutex<Vec<crate::sandbox::cgroup::Hit>>,
 }
 
 /// Decodes a `process/write` chunk.

@@ -100,6 +100,7 @@ impl Process {
         if let (true, Some(seconds)) = (wall_fired, limiter.limits().wall_seconds) {
             hits.push(crate::sandbox::cgroup::Hit::Wall { seconds });
         }
+        *lock(&self.hits) = hits.clone();
         if hits.is_empty() {
             return;
         }

@@ -244,6 +244,43 @@ pub struct ProcessTerminateParams {
     pub process_id: String,
 }
 
+/// `sandbox/report` params (an executor method).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SandboxReportParams {
+    pub process_id: String,
+}
+
+/// What the sandbox refused for one process, as far as it was observed.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxReportResult {
+    pub process_id: String,
+    pub sandboxed: bool,
+    pub exited: bool,
+    /// Limits the tree ran into, each with the line added to its stderr.
+    pub limits: Vec<LimitHitReport>,
+    /// What this report covers (e.g. `limits`); empty when nothing could be observed.
+    pub observed: Vec<&'static str>,
+    /// What it does not cover, and why: absent from `limits` is not "did not happen".
+    pub not_observed: Vec<NotObserved>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitHitReport {
+    /// memory, processes, cpu, wall
+    pub limit: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotObserved {
+    pub what: &'static str,
+    pub why: &'static str,
+}
+
 #[derive(Debug, Serialize)]
 pub struct ProcessTerminateResult {
     pub running: bool,

@@ -11,7 +11,7 @@ use crate::limits::Use;
 use crate::process::{decode_chunk, info_pipe, ProcessError, SpawnSpec};
 use crate::protocol::types::{
     ExecutorLimits, ProcessReadParams, ProcessSignalParams, ProcessStartParams, ProcessStartResult, ProcessTerminateParams,
-    ProcessTerminateResult, ProcessWriteParams, ProcessWriteResult, SandboxType, SignalName,
+    ProcessTerminateResult, ProcessWriteParams, ProcessWriteResult, SandboxReportParams, SandboxType, SignalName,
 };
 use crate::protocol::RpcError;
 use crate::sandbox;
@@ -145,4 +145,12 @@ pub fn terminate(ctx: &RequestContext, params: ProcessTerminateParams) -> Result
     let session = ctx.gate(FAMILY)?;
     let running = session.processes.terminate(&params.process_id);
     to_value(ProcessTerminateResult { running })
+}
+
+/// `sandbox/report {processId}` (an executor method): what the sandbox refused for one
+/// process of the session, until its retention ends.
+pub fn sandbox_report(ctx: &RequestContext, params: SandboxReportParams) -> Result<Value, RpcError> {
+    let session = ctx.gate(FAMILY)?;
+    let process = session.processes.get(&params.process_id)?;
+    to_value(process.sandbox_report())
 }

@@ -226,6 +226,8 @@ pub struct LimitsReport {
     pub per_request: &'static str,
     /// Whether unsandboxed processes get them too (`--limit-unsandboxed`).
     pub unsandboxed_limited: bool,
+    /// The executor method that reports what one process ran into.
+    pub report_method: &'static str,
 }
 
 /// The report for `limits` on this host, as this process (root or not) runs.
@@ -244,6 +246,7 @@ pub fn report(limits: &TreeLimits, unsandboxed_limited: bool) -> LimitsReport {
         per_request:
             "process/start params.executorLimits {memoryBytes, maxProcs, cpuPercent, wallSeconds}, each capped by the operator's limit",
         unsandboxed_limited,
+        report_method: "sandbox/report {processId}: the limits a process's tree ran into (seccomp, network and write refusals are not recorded yet, and the report says so)",
     }
 }
 
@@ -277,6 +280,16 @@ pub enum Hit {
 }
 
 impl Hit {
+    /// Which limit: memory, processes, cpu, wall.
+    pub fn limit(&self) -> &'static str {
+        match self {
+            Hit::Memory { .. } => "memory",
+            Hit::Processes { .. } => "processes",
+            Hit::Cpu { .. } => "cpu",
+            Hit::Wall { .. } => "wall",
+        }
+    }
+
     /// The stderr line the executor adds for it (without the newline).
     pub fn line(&self) -> String {
         match self {
