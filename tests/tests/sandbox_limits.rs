@@ -403,3 +403,46 @@ fn sandbox_report_names_the_limit_hit_and_what_it_does_not_observe() {
     let (code, message) = s.call_err("sandbox/report", json!({"processId": "nosuch"}));
     assert!(code == -32600 || code == -32602, "{code} {message}");
 }
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A server that ends on stdin EOF kills its trees and removes their cgroups; the
+/// cgroups of a server killed with SIGKILL (which cannot clean up) are removed by the
+/// next server that starts.
+#[test]
+fn no_cgroup_outlives_its_server() {
+    assert_root();
+    let (_dir, ws) = workspace();
+    let running_tree = |s: &mut Executor| -> Vec<PathBuf> {
+        s.call("process/start", with_id("tree", start_params(&ws, &["sh", "-c", "echo up; exec sleep 60"])));
+        s.next_matching(|m| m["method"] == "process/output" && m["params"]["processId"] == "tree");
+        let dirs: Vec<PathBuf> = ["memory", "pids"].iter().flat_map(|c| tree_cgroups(s.pid(), c)).collect();
+        assert_eq!(dirs.len(), 2, "{dirs:?}");
+        dirs
+    };
+    let args = ["--sandbox-memory-max", "256M"];
+
+    let mut s = serve(None, &ws, &args);
+    let dirs = running_tree(&mut s);
+    s.close_stdin();
+    s.wait_exit();
+    assert!(dirs.iter().all(|d| !d.exists()), "left behind at stdin EOF: {dirs:?}");
+
+    let mut s = serve(None, &ws, &args);
+    let dirs = running_tree(&mut s);
+    s.child.kill().expect("SIGKILL the server");
+    s.child.wait().expect("reap the server");
+    // bwrap dies with its parent; its cgroups stay, empty (the control).
+    wait_until("the tree to die with its server", || {
+        dirs.iter().all(|d| std::fs::read_to_string(d.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty()))
+    });
+    assert!(dirs.iter().all(|d| d.exists()), "{dirs:?}");
+    let _next = serve(None, &ws, &args);
+    assert!(dirs.iter().all(|d| !d.exists()), "the next server did not remove the stale cgroups: {dirs:?}");
+}

@@ -409,8 +409,16 @@ impl TreeLimiter {
 
 impl Drop for TreeLimiter {
     fn drop(&mut self) {
-        // Normally removed after the reap; this covers a spawn that failed (nothing in it).
-        if !self.try_remove() {
+        // Normally removed after the reap; this covers a spawn that failed (nothing in it)
+        // and a server that exits right after killing its trees (stdin EOF), whose last
+        // processes need a moment to leave the cgroup.
+        let removed = (0..50).any(|attempt| {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            self.try_remove()
+        });
+        if !removed {
             tracing::warn!(cgroups = ?self.paths(), "a sandbox's cgroup could not be removed: processes are still in it");
         }
     }
@@ -562,11 +570,33 @@ fn make_dir(made: &mut TreeCgroup, parent: &std::path::Path, name: &str) -> Resu
     Ok(dir)
 }
 
+/// Removes the empty tree cgroups that executors which no longer run left below `parent`
+/// (one killed with SIGKILL cannot clean up). Names are `executor-<pid>-<n>`; a live pid
+/// (even a reused one) is left alone, and a cgroup with processes cannot be removed.
+fn sweep_stale(parent: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    let me = std::process::id();
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("executor-")) else { continue };
+        let Some((pid, n)) = rest.split_once('-') else { continue };
+        let (Ok(pid), true) = (pid.parse::<u32>(), !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) else { continue };
+        if pid == me || std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if std::fs::remove_dir(entry.path()).is_ok() {
+            tracing::info!(cgroup = %entry.path().display(), "removed a stale sandbox cgroup of an executor that is gone");
+        }
+    }
+}
+
 /// Only a write shows that we may create cgroups below `parent`: make and remove one.
 fn probe_writable(parent: &std::path::Path) -> Result<(), std::io::Error> {
     let dir = parent.join(format!("executor-{}-probe", std::process::id()));
     std::fs::create_dir(&dir)?;
-    std::fs::remove_dir(&dir)
+    std::fs::remove_dir(&dir)?;
+    sweep_stale(parent);
+    Ok(())
 }
 
 #[cfg(test)]
