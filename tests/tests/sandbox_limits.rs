@@ -446,3 +446,44 @@ fn no_cgroup_outlives_its_server() {
     let _next = serve(None, &ws, &args);
     assert!(dirs.iter().all(|d| !d.exists()), "the next server did not remove the stale cgroups: {dirs:?}");
 }
+
+fn processes_with(marker: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .filter(|cmdline| String::from_utf8_lossy(cmdline).contains(marker))
+        .count()
+}
+
+/// A real fork bomb in a root executor's sandbox: the pids cgroup holds it at the limit,
+/// the server answers the next request within 1 s, and terminate takes the bomb down.
+#[test]
+fn a_root_fork_bomb_is_held_at_the_process_limit() {
+    assert_root();
+    let (_dir, ws) = workspace();
+    let mut s = serve(None, &ws, &["--sandbox-max-procs", "64"]);
+    let marker = format!("root-bomb-marker-{}", std::process::id());
+    let bomb = format!("echo started; exec 2>/dev/null; f() {{ while :; do f & sleep 0.05; done; }}; f & exec sleep 60 # {marker}");
+    s.call("process/start", with_id("bomb", start_params(&ws, &["sh", "-c", &bomb])));
+    s.next_matching(|m| m["method"] == "process/output" && m["params"]["processId"] == "bomb");
+    // Let it reach its limit: a tree this size exists only when it multiplied.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while processes_with(&marker) < 20 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let multiplied = processes_with(&marker);
+    assert!(multiplied >= 20, "control: the bomb did not multiply ({multiplied} processes)");
+    std::thread::sleep(Duration::from_millis(500));
+    let asked = Instant::now();
+    let answer = s.call("environment/status", json!({}));
+    assert!(asked.elapsed() < Duration::from_secs(1), "answered after {:?}: {answer}", asked.elapsed());
+    let alive = s.run("alive", start_params(&ws, &["sh", "-c", "echo alive"]));
+    assert_eq!((alive.stdout_str().as_str(), alive.exit_code), ("alive\n", Some(0)), "{}", stderr_of(&alive));
+    let bombers = processes_with(&marker);
+    assert!(bombers <= 64, "the sandbox held {bombers} processes despite --sandbox-max-procs 64");
+
+    assert_eq!(s.call("process/terminate", json!({"processId": "bomb"}))["running"], true);
+    let out = RunOutput::from_events(&s.events_until_closed("bomb"));
+    assert!(stderr_of(&out).contains("executor: refused: process limit 64 reached"), "{}", stderr_of(&out));
+    wait_until("the bomb to be gone", || processes_with(&marker) == 0);
+}
