@@ -487,3 +487,17 @@ fn a_root_fork_bomb_is_held_at_the_process_limit() {
     assert!(stderr_of(&out).contains("executor: refused: process limit 64 reached"), "{}", stderr_of(&out));
     wait_until("the bomb to be gone", || processes_with(&marker) == 0);
 }
+
+/// A PTY process has no separate stderr: the limit line comes on the terminal.
+#[test]
+fn a_pty_process_gets_the_limit_line_on_its_terminal() {
+    let (_dir, ws) = workspace();
+    let mut s = serve(None, &ws, &["--sandbox-wall-max", "1"]);
+    let mut params = start_params(&ws, &["sleep", "60"]);
+    params["tty"] = json!(true);
+    let out = s.run("tty", params);
+    assert_eq!(out.exit_code, Some(137));
+    let pty = String::from_utf8_lossy(&out.pty).into_owned();
+    assert!(pty.contains("executor: killed: wall limit 1 s reached"), "{pty:?}");
+    assert!(out.stderr.is_empty(), "{:?}", stderr_of(&out));
+}

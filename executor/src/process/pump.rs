@@ -39,7 +39,7 @@ impl Process {
                         },
                         status = child.wait(), if !exited => {
                             exited = true;
-                            self.emit_exit(exit_code(status), wall.fired).await;
+                            self.emit_exit(exit_code(status), wall.fired, StreamName::Stderr).await;
                         }
                         () = wall.elapsed(), if wall.pending && !exited => self.kill_at_wall_limit(&mut wall),
                     }
@@ -57,7 +57,7 @@ impl Process {
                         },
                         status = child.wait(), if !exited => {
                             exited = true;
-                            self.emit_exit(exit_code(status), wall.fired).await;
+                            self.emit_exit(exit_code(status), wall.fired, StreamName::Pty).await;
                         }
                         () = wall.elapsed(), if wall.pending && !exited => self.kill_at_wall_limit(&mut wall),
                     }
@@ -93,8 +93,9 @@ impl Process {
         tracing::warn!(process = %self.id, cgroups = ?limiter.paths(), "the sandbox's cgroup is still busy; it was not removed");
     }
 
-    /// The limits the tree ran into, as one last stderr chunk before `process/exited`.
-    async fn report_limits(&self, wall_fired: bool) {
+    /// The limits the tree ran into, as one last chunk before `process/exited`: on
+    /// stderr, or on the terminal for a PTY process (which has no separate stderr).
+    async fn report_limits(&self, wall_fired: bool, stream: StreamName) {
         let Some(limiter) = &self.limiter else { return };
         let mut hits = limiter.hits();
         if let (true, Some(seconds)) = (wall_fired, limiter.limits().wall_seconds) {
@@ -110,7 +111,7 @@ impl Process {
             text.push('\n');
         }
         tracing::info!(process = %self.id, "limit reached: {}", text.trim_end());
-        self.emit_chunk(StreamName::Stderr, text.as_bytes()).await;
+        self.emit_chunk(stream, text.as_bytes()).await;
     }
 
     async fn emit_output(&self, stream: StreamName, data: &[u8]) {
@@ -154,8 +155,8 @@ impl Process {
         self.sink.send(output_notification_line(&self.id_json, seq, stream.as_str(), &encoded)).await;
     }
 
-    async fn emit_exit(&self, code: i32, wall_fired: bool) {
-        self.report_limits(wall_fired).await;
+    async fn emit_exit(&self, code: i32, wall_fired: bool, limit_stream: StreamName) {
+        self.report_limits(wall_fired, limit_stream).await;
         let bwrap_failed = self.explain_bwrap_error(code).await;
         let sandbox_denied =
             self.sandboxed && (bwrap_failed || code == crate::sandbox::EXIT_EXEC_DENIED || code == crate::sandbox::EXIT_SETUP_FAILED);

@@ -322,10 +322,15 @@ impl TreeLimiter {
             return Ok(None);
         }
         let detection = detect();
+        let started = std::time::Instant::now();
         let cgroup = match (&detection.backend, limits.needs_cgroup()) {
             (Some(backend), true) => Some(TreeCgroup::create(backend, limits)?),
             _ => None,
         };
+        // The cost of a tree cgroup, apart from the sandbox's (issue 17's budget).
+        if let Some(cgroup) = &cgroup {
+            tracing::debug!(micros = started.elapsed().as_micros() as u64, dirs = cgroup.dirs.len(), "tree cgroup created");
+        }
         let covered = |controller: &str| detection.backend.as_ref().is_some_and(|b| b.has(controller));
         let mut rlimits = Vec::new();
         if let Some(bytes) = limits.memory_bytes.filter(|_| !covered("memory")) {
