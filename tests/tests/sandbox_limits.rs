@@ -501,3 +501,21 @@ fn a_pty_process_gets_the_limit_line_on_its_terminal() {
     assert!(pty.contains("executor: killed: wall limit 1 s reached"), "{pty:?}");
     assert!(out.stderr.is_empty(), "{:?}", stderr_of(&out));
 }
+
+/// Without a pids cgroup (the test user), a request's `maxProcs` still binds: it reaches
+/// the sandbox's RLIMIT_NPROC.
+#[test]
+fn a_requests_process_limit_binds_without_a_cgroup() {
+    let (_dir, ws) = workspace();
+    let (mut s, limits) = serve_with_info(Some(executor_tests::unprivileged::test_user_ids()), &ws, &[]);
+    assert_eq!(limits["mechanism"], "none (rlimits only)", "{limits}");
+    let mut params = with_id("forker", start_params(&ws, &["python3", "-c", FORKER]));
+    params["executorLimits"] = json!({"maxProcs": 16});
+    s.call("process/start", params);
+    let line = s.next_matching(|m| m["method"] == "process/output" && m["params"]["processId"] == "forker");
+    let text = String::from_utf8_lossy(&executor_tests::unb64(line["params"]["chunk"].as_str().unwrap_or(""))).into_owned();
+    let forked: usize = text.lines().find_map(|l| l.strip_prefix("forked ")).and_then(|n| n.trim().parse().ok()).unwrap_or(999);
+    assert!(forked < 16, "{forked} children under executorLimits.maxProcs 16: {text}");
+    s.call("process/terminate", json!({"processId": "forker"}));
+    s.events_until_closed("forker");
+}

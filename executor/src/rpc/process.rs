@@ -27,12 +27,20 @@ pub fn start(ctx: &RequestContext, params: ProcessStartParams) -> Result<Value, 
     ctx.server.descriptors.check(Use::Process)?;
     let cwd = params.cwd.0;
     let sandbox = ctx.server.config.floor.apply(params.sandbox, &cwd)?;
+    // The operator's limits (issue 17), tightened by the request's `executorLimits`.
+    let operator = &ctx.server.config.launcher;
+    let limits = tree_limits(&operator.tree_limits, params.executor_limits)?;
+    // A request's process limit also reaches the inner stage's RLIMIT_NPROC (what holds
+    // where no pids cgroup is usable).
+    let launcher = match limits.max_procs == operator.max_procs {
+        true => std::borrow::Cow::Borrowed(operator),
+        false => std::borrow::Cow::Owned(sandbox::launcher::LauncherConfig { max_procs: limits.max_procs, ..operator.clone() }),
+    };
     let (mut launch, sandboxed) = match &sandbox {
         None => (sandbox::LaunchSpec::direct(&params.argv, params.arg0.as_deref()), false),
         Some(policy) => {
-            let prepared =
-                sandbox::prepare(&ctx.server.config.launcher, policy, Some(&cwd), &cwd, &params.argv, params.arg0.as_deref(), &[])
-                    .map_err(ProcessError::from)?;
+            let prepared = sandbox::prepare(&launcher, policy, Some(&cwd), &cwd, &params.argv, params.arg0.as_deref(), &[])
+                .map_err(ProcessError::from)?;
             (prepared.launch, prepared.sandboxed)
         }
     };
@@ -43,10 +51,13 @@ pub fn start(ctx: &RequestContext, params: ProcessStartParams) -> Result<Value, 
     } else {
         (None, Vec::new())
     };
-    // Every sandboxed tree gets the operator's limits (issue 17), tightened by the
-    // request's `executorLimits`, in a cgroup made now, before the child exists.
-    let limited = sandboxed || ctx.server.config.launcher.limit_unsandboxed;
-    let limits = tree_limits(&ctx.server.config.launcher.tree_limits, params.executor_limits, limited)?;
+    // Every sandboxed tree gets its limits in a cgroup made now, before the child exists.
+    let limited = sandboxed || operator.limit_unsandboxed;
+    if !limited && params.executor_limits.is_some() {
+        return Err(RpcError::invalid_params(
+            "executorLimits apply to sandboxed processes only (the operator did not set --limit-unsandboxed); this one runs without a sandbox",
+        ));
+    }
     let limiter = if limited {
         sandbox::cgroup::TreeLimiter::new(&limits).map_err(|e| ProcessError::from(sandbox::SandboxError::from(e)))?.map(std::sync::Arc::new)
     } else {
@@ -71,17 +82,8 @@ pub fn start(ctx: &RequestContext, params: ProcessStartParams) -> Result<Value, 
 
 /// The operator's limits, tightened by the request's: a request can lower a limit or set
 /// one the operator left open, never raise one.
-fn tree_limits(
-    operator: &sandbox::cgroup::TreeLimits,
-    asked: Option<ExecutorLimits>,
-    limited: bool,
-) -> Result<sandbox::cgroup::TreeLimits, RpcError> {
+fn tree_limits(operator: &sandbox::cgroup::TreeLimits, asked: Option<ExecutorLimits>) -> Result<sandbox::cgroup::TreeLimits, RpcError> {
     let Some(asked) = asked else { return Ok(*operator) };
-    if !limited {
-        return Err(RpcError::invalid_params(
-            "executorLimits apply to sandboxed processes only (the operator did not set --limit-unsandboxed); this one runs without a sandbox",
-        ));
-    }
     let zero = [asked.memory_bytes, asked.max_procs, asked.cpu_percent.map(u64::from), asked.wall_seconds].contains(&Some(0));
     if zero {
         return Err(RpcError::invalid_params("executorLimits: every limit must be above 0 (leave a member out for the operator's)"));
