@@ -48,11 +48,18 @@ impl Process {
         }
         let pumped = process.clone();
         tokio::spawn(async move {
-            pumped.pump(spawned.child, output).await;
+            // The table stops counting the process before `process/closed` goes out, so a
+            // client that starts another one on seeing it is not refused by a stale count.
+            let closing = table.clone();
+            pumped
+                .pump(spawned.child, output, move || {
+                    if let Some(table) = closing.upgrade() {
+                        table.closed_one();
+                    }
+                })
+                .await;
+            // Removing the cgroup holds no descriptor or pid: it need not delay the close.
             pumped.remove_cgroup().await;
-            if let Some(table) = table.upgrade() {
-                table.closed_one();
-            }
             tokio::time::sleep(CLOSED_RETENTION).await;
             if let Some(table) = table.upgrade() {
                 table.remove_if_same(&pumped.id, &pumped);

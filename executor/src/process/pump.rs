@@ -18,7 +18,7 @@ use crate::sync::lock;
 const READ_BUFFER: usize = 256 * 1024;
 
 impl Process {
-    pub(super) async fn pump(&self, mut child: tokio::process::Child, output: Output) {
+    pub(super) async fn pump(&self, mut child: tokio::process::Child, output: Output, before_close: impl FnOnce()) {
         let mut exited = false;
         let mut wall = WallTimer::new(self.limiter.as_ref().and_then(|l| l.wall()));
         match output {
@@ -64,6 +64,7 @@ impl Process {
                 }
             }
         }
+        before_close();
         self.emit_closed().await;
     }
 
