@@ -519,3 +519,42 @@ fn a_requests_process_limit_binds_without_a_cgroup() {
     s.call("process/terminate", json!({"processId": "forker"}));
     s.events_until_closed("forker");
 }
+
+/// `executor doctor` says for each limit what enforces it: everything binds the tree for
+/// root (cgroup v1 here), memory and cpu do not for the test user (no writable cgroup).
+fn doctor_reports_which_limits_hold(user: Option<(u32, u32)>) {
+    let mut command = match user {
+        None => Command::new(executor_bin()),
+        Some(ids) => {
+            let mut c = Command::new("setpriv");
+            c.args(setpriv_args(ids)).arg(user_binary(&executor_bin()));
+            c
+        }
+    };
+    let out = command
+        .args(["doctor", "--json", "--sandbox-memory-max", "1G", "--sandbox-cpu-max", "50"])
+        .current_dir("/")
+        .output()
+        .expect("run executor doctor");
+    let report: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("doctor --json: {e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let limits = &report["limits"];
+    assert_eq!(fact(limits, "memory")["value"], "1 GiB", "{limits}");
+    let expected = if user.is_none() { json!([]) } else { json!(["memory", "cpu"]) };
+    assert_eq!(limits["notBindingTree"], expected, "{limits}");
+    let human = match user {
+        None => Command::new(executor_bin()).args(["doctor", "--sandbox-cpu-max", "50"]).output(),
+        Some(ids) => Command::new("setpriv")
+            .args(setpriv_args(ids))
+            .arg(user_binary(&executor_bin()))
+            .args(["doctor", "--sandbox-cpu-max", "50"])
+            .current_dir("/")
+            .output(),
+    }
+    .expect("run executor doctor");
+    let text = String::from_utf8_lossy(&human.stdout);
+    let mark = if user.is_none() { "[ok] cpu 50% of one core" } else { "[!!] cpu 50% of one core: NOT ENFORCED" };
+    assert!(text.contains(mark), "{text}");
+}
+
+as_root_and_unprivileged!(doctor_reports_which_limits_hold);
