@@ -558,3 +558,19 @@ fn doctor_reports_which_limits_hold(user: Option<(u32, u32)>) {
 }
 
 as_root_and_unprivileged!(doctor_reports_which_limits_hold);
+
+/// Without a cpu cgroup, `--sandbox-cpu-max` with `--sandbox-wall-max` is a CPU-time
+/// budget (RLIMIT_CPU, PERCENT × wall seconds): a busy loop dies when it has used it,
+/// before the wall limit, and the facts call it a budget, not a rate.
+#[test]
+fn without_a_cgroup_the_cpu_limit_is_a_cpu_time_budget() {
+    let (_dir, ws) = workspace();
+    let ids = executor_tests::unprivileged::test_user_ids();
+    let (mut s, limits) = serve_with_info(Some(ids), &ws, &["--sandbox-cpu-max", "10", "--sandbox-wall-max", "20"]);
+    let cpu = fact(&limits, "cpu");
+    assert_eq!(cpu["holdsForTree"], false, "{limits}");
+    assert!(cpu["mechanism"].as_str().is_some_and(|m| m.starts_with("RLIMIT_CPU per process: 2 s")), "{limits}");
+    let out = s.run("busy", start_params(&ws, &["python3", "-c", "while True: pass"]));
+    assert_eq!(out.exit_code, Some(137), "{}", stderr_of(&out));
+    assert!(!stderr_of(&out).contains("wall limit"), "the wall limit fired first: {}", stderr_of(&out));
+}
