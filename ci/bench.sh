@@ -81,7 +81,7 @@ run() {
 }
 
 # Every server workload, sandboxed ones included; a later --only in "$@" overrides it.
-all=init,true,stream,rss,sandbox-true,fs-read,fs-meta
+all=init,true,stream,rss,sandbox-true,fs-read,fs-meta,http
 # The executor is told to use the system bwrap (/usr/bin/bwrap), the same one the bare
 # bwrap runs use; the reference takes bwrap from PATH.
 executor_args=(--listen stdio --bwrap system)
@@ -124,3 +124,16 @@ dirty=$(git status --porcelain 2>/dev/null | grep -q . && echo " (work tree has 
     "$bench" compare "${reports[@]}"
 } | tee "$out/comparison.txt"
 "$bench" compare --markdown "${reports[@]}" >"$out/comparison.md"
+
+# --- websocket service budgets (issue 16) ------------------------------------
+# wss handshake + initialize, streaming over wss, and the audit log's cost on sandboxed
+# `true` (docs/benchmarks-ws.md). Skipped with BENCH_WS_SERVICE=0.
+if [[ ${BENCH_WS_SERVICE:-1} != 0 && $executor_ok == 1 ]]; then
+    ws_bench=$target/$host/release/ws-service-bench
+    if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
+        note "building ws-service-bench (release)"
+        CARGO_TARGET_DIR=$target cargo build --release -p executor-tests --bin ws-service-bench
+    fi
+    note "ws-service-bench"
+    EXECUTOR_BIN=$executor "$ws_bench" 200 | tee "$out/ws-service.txt"
+fi

@@ -29,6 +29,9 @@ OPTIONS:
                                     bare bwrap with the same mounts (bare-bwrap-ws); ratio
                         fs-read     fs/readFile of a 64 MiB file, direct and sandboxed, MiB/s
                         fs-meta     fs/getMetadata latency, sandboxed (warm helper) and direct
+                        http        http/request from a loopback origin: a streamed body of
+                                    --stream-mib MiB (MiB/s, peak RSS growth) and small GETs
+                                    on a reused connection (latency)
   --init-runs N         measured init runs (default 20, plus 2 warm-up)
   --true-runs N         measured `true` runs (default 200, plus 5 warm-up)
   --stream-mib N        MiB written per streaming run (default 256)
@@ -58,11 +61,12 @@ pub enum Workload {
     SandboxTrue,
     FsRead,
     FsMeta,
+    Http,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 8] =
-        [Self::Init, Self::True, Self::Stream, Self::Rss, Self::BareBwrap, Self::SandboxTrue, Self::FsRead, Self::FsMeta];
+    pub const ALL: [Workload; 9] =
+        [Self::Init, Self::True, Self::Stream, Self::Rss, Self::BareBwrap, Self::SandboxTrue, Self::FsRead, Self::FsMeta, Self::Http];
     pub const DEFAULT: [Workload; 4] = [Self::Init, Self::True, Self::Stream, Self::Rss];
 
     /// Name on the command line and key in the JSON report.
@@ -76,6 +80,7 @@ impl Workload {
             Self::SandboxTrue => "sandbox-true",
             Self::FsRead => "fs-read",
             Self::FsMeta => "fs-meta",
+            Self::Http => "http",
         }
     }
 

@@ -69,6 +69,10 @@ pub const METRICS: &[Metric] = &[
         None,
     ),
     m("fs/getMetadata direct, p50", &["fs-meta", "direct", "latency", "p50_ms"], Ms, Lower, None),
+    m("http/request streamed body, median", &["http", "streamed", "mib_per_s_median"], MibPerS, Higher, Some(300.0)),
+    m("http/request stream peak RSS growth", &["http", "streamed", "memory", "server_peak_growth_kib"], Kib, Lower, Some(32.0)),
+    m("http/request small GET, p50", &["http", "small_get", "p50_ms"], Ms, Lower, Some(1.0)),
+    m("http/request small GET, p90", &["http", "small_get", "p90_ms"], Ms, Lower, None),
     Metric { serverless: true, ..m("bare bwrap `true`, p50", &["bare-bwrap", "spawn_to_exit", "p50_ms"], Ms, Lower, None) },
     Metric { serverless: true, ..m("bare bwrap `true`, p90", &["bare-bwrap", "spawn_to_exit", "p90_ms"], Ms, Lower, None) },
 ];

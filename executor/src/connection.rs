@@ -71,6 +71,7 @@ pub async fn serve(
         permits: Arc::new(Semaphore::new(server.config.concurrent_requests.max(1))),
         pending_session: None,
     };
+    server.http.open_connection(connection.id);
     // Oversized messages are answered from here, also while a request is being handled.
     let answers = connection.outbound.clone();
     // At most one message read ahead while the previous one is handled: order is kept,
@@ -112,6 +113,8 @@ pub async fn serve(
             None => break CloseReason::PeerClosed,
         }
     };
+    // Its HTTP requests end with it; a later resume of the session does not get them.
+    server.http.close_connection(connection.id);
     let session = connection.session();
     if let Some(session) = &session {
         server.detach(session, connection.id);
@@ -197,7 +200,13 @@ impl Connection {
             self.answer(&id, outcome).await;
             return Ok(());
         }
-        let ctx = RequestContext { server: self.server.clone(), connection: self.id, phase: self.phase.clone(), id: id.clone() };
+        let ctx = RequestContext {
+            server: self.server.clone(),
+            connection: self.id,
+            phase: self.phase.clone(),
+            id: id.clone(),
+            outbound: self.outbound.clone(),
+        };
         if rpc::runs_inline(&method) {
             let outcome = rpc::dispatch(ctx, &method, params).await;
             self.answer(&id, outcome).await;
@@ -207,14 +216,18 @@ impl Connection {
         let outbound = self.outbound.clone();
         tokio::spawn(async move {
             let outcome = rpc::dispatch(ctx, &method, params).await;
-            let _ = outbound.send(answer_line(&id, outcome)).await;
+            if let Some(line) = answer_line(&id, outcome) {
+                let _ = outbound.send(line).await;
+            }
             drop(permit);
         });
         Ok(())
     }
 
     async fn answer(&self, id: &RequestId, outcome: Result<Answer, RpcError>) {
-        self.send(answer_line(id, outcome)).await;
+        if let Some(line) = answer_line(id, outcome) {
+            self.send(line).await;
+        }
     }
 
     fn initialize(&mut self, params: Value) -> Result<Value, RpcError> {
@@ -227,6 +240,8 @@ impl Connection {
             Some(id) => sessions.resume(id, self.id, self.outbound.clone())?,
             None => sessions.create(self.id, self.outbound.clone()),
         };
+        let event = if params.resume_session_id.is_some() { "session.resumed" } else { "session.started" };
+        crate::audit::record(event, serde_json::json!({"session": session.id, "connection": self.id, "client": params.client_name}));
         let result = InitializeResult { session_id: session.id.clone(), environment_info: self.server.environment_info.clone() };
         self.pending_session = Some(session);
         self.phase = Phase::AwaitingInitialized;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use executor::host_info::environment_info;
@@ -17,7 +17,8 @@ use executor::protocol::types::Capabilities;
 use executor::sandbox::floor::{DefaultSandbox, OperatorFloor};
 use executor::sandbox::launcher::{LauncherArgs, LauncherConfig, LauncherError};
 use executor::server::{Server, ServerConfig};
-use executor::transport::auth::{AuthConfigError, AuthFlags, TokenDigest};
+use executor::transport::auth::{AuthConfigError, AuthFlags, AuthMode, Authenticator};
+use executor::transport::cli::{WsService, WsServiceArgs, WsServiceError};
 use executor::transport::ws::{self, WsOptions};
 use executor::transport::{self, Listen};
 
@@ -55,12 +56,25 @@ enum Command {
     },
     /// Run one command in the sandbox, with this terminal's stdin, stdout and stderr.
     Sandbox(executor::sandbox::cli::SandboxArgs),
+    /// Audit log tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Check the hash chain of an `--audit-log` file; exits 1 naming the first broken line.
+    Verify {
+        /// The audit log.
+        file: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
 struct ServeArgs {
-    /// Where to listen: `stdio` (or `stdio://`), or `ws://IP:PORT` (port 0 picks a free
-    /// port; the bound URL is printed as the only line on stdout).
+    /// Where to listen: `stdio` (or `stdio://`), `ws://IP:PORT`, or `wss://IP:PORT` with
+    /// --tls-cert and --tls-key (port 0 picks a free port; the bound URL is printed as the
+    /// only line on stdout).
     #[arg(long, value_name = "URL", default_value = "stdio")]
     listen: Listen,
     /// Requests of one connection processed at the same time.
@@ -75,8 +89,8 @@ struct ServeArgs {
     #[command(flatten)]
     launcher: LauncherArgs,
     /// Authenticate websocket upgrades (`Authorization: Bearer <token>`).
-    #[arg(long, value_enum)]
-    ws_auth: Option<WsAuth>,
+    #[arg(long, value_enum, value_name = "MODE")]
+    ws_auth: Option<AuthMode>,
     /// Absolute path of a file holding the capability token (trimmed, non-empty).
     #[arg(long, value_name = "ABS_PATH")]
     ws_token_file: Option<PathBuf>,
@@ -84,6 +98,8 @@ struct ServeArgs {
     /// `printf %s "$TOKEN" | sha256sum`.
     #[arg(long, value_name = "HEX64")]
     ws_token_sha256: Option<String>,
+    #[command(flatten)]
+    ws_service: WsServiceArgs,
     /// Seconds a detached session is kept for a resume before its processes are killed.
     #[arg(long, value_name = "SECONDS", default_value_t = 80)]
     session_ttl: u64,
@@ -99,16 +115,17 @@ struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = executor::limits::DEFAULT_MAX_FS_HANDLES as u32,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_fs_handles: u32,
+    /// Append one hash-chained JSON line per decision (connections, sessions, process
+    /// starts and exits, fs writes and removes) to this file; `executor audit verify FILE`
+    /// checks it.
+    #[arg(long, value_name = "FILE")]
+    audit_log: Option<PathBuf>,
     /// Processes one session may run that have not closed yet.
     #[arg(long, value_name = "N", default_value_t = executor::limits::DEFAULT_MAX_PROCESSES as u32,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_processes: u32,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum WsAuth {
-    /// A shared secret token; the server keeps only its SHA-256.
-    CapabilityToken,
+    #[command(flatten)]
+    http: executor::http::HttpArgs,
 }
 
 /// Exit status of a usage error (the convention of clap, cargo and ripgrep).
@@ -143,6 +160,16 @@ fn main() -> ExitCode {
                 Err(e) => usage_error(&StartupError::Launcher(e)),
             }
         }
+        Some(Command::Audit(AuditCommand::Verify { file })) => match executor::audit::verify(&file) {
+            Ok(verified) => {
+                println!("{}: {} lines, chain intact; head sha256:{}", file.display(), verified.lines, verified.head);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("executor: {}: {e}", file.display());
+                ExitCode::from(1)
+            }
+        },
         Some(Command::Sandbox(args)) => match executor::sandbox::cli::run(args) {
             Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
             Err(e) => {
@@ -234,6 +261,10 @@ enum StartupError {
     Auth(#[from] AuthConfigError),
     #[error("{}", .0.with_fix())]
     Launcher(#[from] LauncherError),
+    #[error(transparent)]
+    WsService(#[from] WsServiceError),
+    #[error(transparent)]
+    Audit(#[from] executor::audit::AuditError),
 }
 
 fn usage_error(e: &StartupError) -> ExitCode {
@@ -243,16 +274,23 @@ fn usage_error(e: &StartupError) -> ExitCode {
 
 /// What the flags ask for, checked before anything starts: every mistake in them is
 /// reported now, not at the first request.
-fn check_flags(args: &ServeArgs) -> Result<(LauncherConfig, Option<TokenDigest>), StartupError> {
+fn check_flags(args: &ServeArgs) -> Result<(LauncherConfig, Option<Authenticator>, WsService), StartupError> {
     let launcher = args.launcher.config()?;
+    let service = &args.ws_service;
     let auth_flags = AuthFlags {
-        capability_token: args.ws_auth.is_some(),
+        mode: args.ws_auth,
         token_file: args.ws_token_file.clone(),
         token_sha256: args.ws_token_sha256.clone(),
+        shared_secret_file: service.ws_shared_secret_file.clone(),
+        issuer: service.ws_issuer.clone(),
+        audience: service.ws_audience.clone(),
+        max_clock_skew_seconds: service.ws_max_clock_skew_seconds,
     };
     let auth = auth_flags.resolve(args.listen == Listen::Stdio)?;
+    let wss = matches!(args.listen, Listen::Wss(_));
+    let ws_service = service.resolve(args.listen == Listen::Stdio, wss, auth.is_some())?;
     executor::sandbox::launcher::check_explicit_path(&launcher)?;
-    Ok((launcher, auth))
+    Ok((launcher, auth, ws_service))
 }
 
 /// What `--bwrap`/`--bwrap-path` chose, for the start-up line.
@@ -265,7 +303,7 @@ fn launcher_summary(config: &LauncherConfig) -> String {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    let (launcher, auth) = match check_flags(&args) {
+    let (launcher, auth, ws_service) = match check_flags(&args) {
         Ok(checked) => checked,
         Err(e) => return usage_error(&e),
     };
@@ -301,6 +339,12 @@ fn serve(args: ServeArgs) -> ExitCode {
         eprintln!("executor: {e}");
         return ExitCode::from(1);
     }
+    // After the PID 1 split (the writer thread belongs to the server process).
+    if let Some(path) = &args.audit_log {
+        if let Err(e) = executor::audit::open(path) {
+            return usage_error(&StartupError::Audit(e));
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -314,12 +358,13 @@ fn serve(args: ServeArgs) -> ExitCode {
         floor: OperatorFloor { default_sandbox: args.default_sandbox, require_sandbox: args.require_sandbox },
         session_ttl: Duration::from_secs(args.session_ttl),
         limits: SessionLimits { max_fs_handles: args.max_fs_handles as usize, max_processes: args.max_processes as usize },
+        http: args.http.config(),
     };
     match args.listen {
         Listen::Stdio => runtime.block_on(serve_stdio(config)),
-        Listen::Ws(addr) => {
+        Listen::Ws(addr) | Listen::Wss(addr) => {
             let grace = Duration::from_millis(args.shutdown_grace_ms);
-            runtime.block_on(serve_ws(config, addr, WsOptions { auth }, grace))
+            runtime.block_on(serve_ws(config, addr, ws_service.into_options(auth), grace))
         }
     }
 }
@@ -328,23 +373,34 @@ fn new_server(config: ServerConfig) -> Arc<Server> {
     // fs/watchMissing runs with the executor's own rights, which --require-sandbox (without
     // a default) refuses: then the client is told not to send it.
     let fs_watch_missing = config.floor.allows_unsandboxed();
-    let capabilities =
-        Capabilities { file_write_streaming: true, sandboxed_file_streaming: true, fs_watch_missing, ..Capabilities::default() };
+    let capabilities = Capabilities {
+        file_write_streaming: true,
+        sandboxed_file_streaming: true,
+        fs_watch_missing,
+        // http/request fills `valueEnvVar` headers from the executor's environment.
+        http_header_env_vars: true,
+        ..Capabilities::default()
+    };
     let info = environment_info(capabilities, sandbox_facts(&config));
     Server::new(config, info)
 }
 
 /// The websocket server: many connections; stdin is not read. On SIGTERM/SIGINT/SIGHUP it
-/// stops accepting, gives every child `grace` after SIGTERM, kills what is left and exits.
+/// stops accepting, gives every child `grace` after SIGTERM, kills what is left and exits;
+/// with TLS, SIGHUP reloads the certificate files instead.
 async fn serve_ws(config: ServerConfig, addr: SocketAddr, options: WsOptions, grace: Duration) -> ExitCode {
     let server = new_server(config);
-    let (listener, url) = match ws::bind(addr).await {
+    let tls = options.tls.clone();
+    let (listener, url) = match ws::bind(addr, tls.is_some()).await {
         Ok(bound) => bound,
         Err(e) => {
-            eprintln!("executor: cannot listen on ws://{addr}: {e}");
+            eprintln!("executor: cannot listen on {addr}: {e}");
             return ExitCode::from(1);
         }
     };
+    if let Some(tls) = tls.clone() {
+        tokio::spawn(executor::transport::tls::reload_on_sighup(tls));
+    }
     // The only line this server ever writes to stdout.
     let mut stdout = std::io::stdout().lock();
     if writeln!(stdout, "{url}").and_then(|()| stdout.flush()).is_err() {
@@ -353,11 +409,12 @@ async fn serve_ws(config: ServerConfig, addr: SocketAddr, options: WsOptions, gr
     drop(stdout);
     let stop = Arc::new(tokio::sync::Notify::new());
     let accepting = tokio::spawn(ws::serve(listener, server.clone(), options, stop.clone()));
-    let signal = termination_signal().await;
+    let signal = termination_signal(tls.is_none()).await;
     tracing::info!(signal, "shutting down: no new connections; terminating children");
     stop.notify_one();
     let _ = accepting.await;
     server.shutdown(grace).await;
+    executor::audit::flush(AUDIT_FLUSH_AT_EXIT);
     ExitCode::from((128 + signal) as u8)
 }
 
@@ -372,7 +429,7 @@ async fn serve_stdio(config: ServerConfig) -> ExitCode {
     };
     let code = tokio::select! {
         _ = executor::connection::serve_stdio(&server, stdio.inbound, stdio.outbound) => 0,
-        signal = termination_signal() => 128 + signal,
+        signal = termination_signal(true) => 128 + signal,
     };
     // stdio has one connection: when it ends, every child of every session goes with it.
     for session in server.sessions.all() {
@@ -382,8 +439,12 @@ async fn serve_stdio(config: ServerConfig) -> ExitCode {
     // in the writer's queue: let it reach stdout. The writer is done once every sender
     // is gone; a request still running gets this long, not an unbounded wait.
     let _ = tokio::time::timeout(FLUSH_AT_EXIT, stdio.writer_done).await;
+    executor::audit::flush(AUDIT_FLUSH_AT_EXIT);
     ExitCode::from(code as u8)
 }
+
+/// Longest the server waits at exit for queued audit lines to reach the disk.
+const AUDIT_FLUSH_AT_EXIT: Duration = Duration::from_secs(2);
 
 /// Longest the stdio server waits at exit for queued answers to be written.
 const FLUSH_AT_EXIT: Duration = Duration::from_millis(500);
@@ -418,8 +479,8 @@ fn sandbox_facts(config: &ServerConfig) -> serde_json::Value {
     })
 }
 
-/// Waits for SIGTERM, SIGINT or SIGHUP and returns its number.
-async fn termination_signal() -> i32 {
+/// Waits for SIGTERM, SIGINT or (when `hangup_terminates`) SIGHUP and returns its number.
+async fn termination_signal(hangup_terminates: bool) -> i32 {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
         (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
@@ -430,6 +491,6 @@ async fn termination_signal() -> i32 {
     tokio::select! {
         _ = term.recv() => libc::SIGTERM,
         _ = int.recv() => libc::SIGINT,
-        _ = hup.recv() => libc::SIGHUP,
+        _ = hup.recv(), if hangup_terminates => libc::SIGHUP,
     }
 }

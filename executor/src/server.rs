@@ -24,6 +24,8 @@ pub struct ServerConfig {
     pub session_ttl: Duration,
     /// What one session may hold (fs handles, live processes).
     pub limits: SessionLimits,
+    /// `http/request`: the egress policy.
+    pub http: crate::http::HttpConfig,
 }
 
 /// Detached sessions expire after this long unless resumed (80 s measured on the reference,
@@ -38,6 +40,8 @@ pub struct Server {
     pub fs_helpers: crate::fs::sandboxed::HelperPool,
     /// The executor's descriptor limit and the reserve kept for process and helper starts.
     pub descriptors: DescriptorBudget,
+    /// `http/request`: the shared clients and each connection's requests.
+    pub http: crate::http::HttpService,
     next_connection: AtomicU64,
 }
 
@@ -45,6 +49,7 @@ impl Server {
     pub fn new(config: ServerConfig, environment_info: EnvironmentInfo) -> Arc<Self> {
         Arc::new(Self {
             sessions: SessionRegistry::new(config.limits),
+            http: crate::http::HttpService::new(config.http.clone()),
             config,
             environment_info,
             fs_helpers: Default::default(),
@@ -85,6 +90,7 @@ impl Server {
             if let Some(server) = server.upgrade() {
                 if server.sessions.expire(&id, generation) {
                     tracing::info!(session = %id, "detached session expired; its processes were killed");
+                    crate::audit::record("session.expired", serde_json::json!({"session": id}));
                 }
             }
         });

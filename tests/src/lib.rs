@@ -13,11 +13,16 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
+pub mod client;
 pub mod deploy;
+pub mod http;
 pub mod mutation;
+pub mod pki;
 pub mod unprivileged;
 pub mod ws;
 pub mod ws_load;
+
+pub use client::{ClientState, RpcClient};
 
 /// Long enough for a loaded 2-core CI machine; only reached when something is broken.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
@@ -59,9 +64,7 @@ pub struct Executor {
     pub child: Child,
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
-    /// Messages received but not yet consumed by a test.
-    pending: Vec<Value>,
-    next_id: i64,
+    state: ClientState,
     /// What the server wrote on stderr, when started by [`Executor::spawn_capturing_stderr`].
     stderr: Option<Arc<Mutex<Vec<u8>>>>,
 }
@@ -118,7 +121,7 @@ impl Executor {
                 }
             }
         });
-        Self { child, stdin, lines, pending: Vec::new(), next_id: 1000, stderr: None }
+        Self { child, stdin, lines, state: ClientState::starting_ids_at(1000), stderr: None }
     }
 
     /// The server's process id.
@@ -146,100 +149,6 @@ impl Executor {
         let _ = stdin.write_all(bytes).and_then(|()| stdin.flush());
     }
 
-    pub fn send(&mut self, message: &Value) {
-        let mut line = serde_json::to_vec(message).expect("serialisable");
-        line.push(b'\n');
-        self.send_raw(&line);
-    }
-
-    pub fn notify(&mut self, method: &str, params: Value) {
-        self.send(&json!({"method": method, "params": params}));
-    }
-
-    /// Sends a request with a fresh integer id and returns that id.
-    pub fn send_request(&mut self, method: &str, params: Value) -> i64 {
-        self.next_id += 1;
-        let id = self.next_id;
-        self.send(&json!({"id": id, "method": method, "params": params}));
-        id
-    }
-
-    /// Sends a request and waits for its response (result or error object).
-    pub fn request(&mut self, method: &str, params: Value) -> Value {
-        let id = self.send_request(method, params);
-        self.response(id)
-    }
-
-    /// The `result` of a request that must succeed.
-    pub fn call(&mut self, method: &str, params: Value) -> Value {
-        let response = self.request(method, params.clone());
-        match response.get("result") {
-            Some(result) => result.clone(),
-            None => panic!("{method} {params} failed: {response}"),
-        }
-    }
-
-    /// The `error` of a request that must fail: (code, message).
-    pub fn call_err(&mut self, method: &str, params: Value) -> (i64, String) {
-        let response = self.request(method, params.clone());
-        error_of(&response).unwrap_or_else(|| panic!("{method} {params} unexpectedly succeeded: {response}"))
-    }
-
-    pub fn response(&mut self, id: i64) -> Value {
-        self.next_matching(|m| m.get("id") == Some(&json!(id)) && m.get("method").is_none())
-    }
-
-    /// The next message (in arrival order) that satisfies `pred`; others stay pending.
-    pub fn next_matching(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
-        self.try_next_matching(&pred, TIMEOUT)
-            .unwrap_or_else(|| panic!("no matching message within {TIMEOUT:?}; pending: {:?}", self.pending))
-    }
-
-    pub fn try_next_matching(&mut self, pred: &dyn Fn(&Value) -> bool, timeout: Duration) -> Option<Value> {
-        if let Some(pos) = self.pending.iter().position(pred) {
-            return Some(self.pending.remove(pos));
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            let message = self.recv_until(deadline)?;
-            if pred(&message) {
-                return Some(message);
-            }
-            self.pending.push(message);
-        }
-    }
-
-    fn recv_until(&mut self, deadline: Instant) -> Option<Value> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match self.lines.recv_timeout(left) {
-            Ok(line) => Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("server sent a non-JSON line {line:?}: {e}"))),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-        }
-    }
-
-    /// Every notification of `process_id` up to and including `process/closed`.
-    pub fn events_until_closed(&mut self, process_id: &str) -> Vec<Value> {
-        let mut events = Vec::new();
-        loop {
-            let event = self.next_matching(|m| {
-                m.get("method").and_then(Value::as_str).is_some_and(|n| n.starts_with("process/"))
-                    && m["params"]["processId"] == json!(process_id)
-            });
-            let closed = event["method"] == "process/closed";
-            events.push(event);
-            if closed {
-                return events;
-            }
-        }
-    }
-
-    /// Starts a process and returns its collected (stdout+stderr or pty) bytes and exit code.
-    pub fn run(&mut self, process_id: &str, mut params: Value) -> RunOutput {
-        params["processId"] = json!(process_id);
-        self.call("process/start", params);
-        RunOutput::from_events(&self.events_until_closed(process_id))
-    }
-
     pub fn close_stdin(&mut self) {
         self.stdin.take();
     }
@@ -262,11 +171,31 @@ impl Executor {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) => self.pending.push(serde_json::from_str(&line).unwrap_or(Value::Null)),
+                Ok(line) => self.state.pending.push(serde_json::from_str(&line).unwrap_or(Value::Null)),
                 Err(RecvTimeoutError::Disconnected) => return true,
                 Err(RecvTimeoutError::Timeout) => return false,
             }
         }
+    }
+}
+
+impl RpcClient for Executor {
+    fn send(&mut self, message: &Value) {
+        let mut line = serde_json::to_vec(message).expect("serialisable");
+        line.push(b'\n');
+        self.send_raw(&line);
+    }
+
+    fn recv_until(&mut self, deadline: Instant) -> Option<Value> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.lines.recv_timeout(left) {
+            Ok(line) => Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("server sent a non-JSON line {line:?}: {e}"))),
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    fn state(&mut self) -> &mut ClientState {
+        &mut self.state
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,7 @@ use tungstenite::http::HeaderValue;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
-use crate::{error_of, executor_bin, RunOutput, TIMEOUT};
+use crate::{executor_bin, ClientState, RpcClient, TIMEOUT};
 
 /// An executor serving websocket connections.
 pub struct WsServer {
@@ -35,6 +36,16 @@ impl WsServer {
         let mut command = Command::new(executor_bin());
         command.args(["--listen", "ws://127.0.0.1:0"]).args(args);
         Self::spawn(command)
+    }
+
+    /// `executor --listen wss://127.0.0.1:0 --tls-cert CERT --tls-key KEY` with extra
+    /// arguments, stderr kept.
+    pub fn start_tls(cert: &Path, key: &Path, args: &[&str]) -> Self {
+        let mut command = Command::new(executor_bin());
+        command.args(["--listen", "wss://127.0.0.1:0", "--tls-cert"]).arg(cert).arg("--tls-key").arg(key).args(args);
+        // Reloads are reported at info level.
+        command.env("EXECUTOR_LOG", "info");
+        Self::spawn_capturing_stderr(command)
     }
 
     /// Starts `command`, which must print a ws URL as its first stdout line.
@@ -100,7 +111,7 @@ impl WsServer {
 
     /// `127.0.0.1:PORT`.
     pub fn addr(&self) -> &str {
-        self.url.strip_prefix("ws://").unwrap_or_else(|| panic!("not a ws URL: {}", self.url))
+        self.url.strip_prefix("ws://").or_else(|| self.url.strip_prefix("wss://")).unwrap_or_else(|| panic!("not a ws URL: {}", self.url))
     }
 
     pub fn connect(&self) -> WsClient {
@@ -164,8 +175,7 @@ impl Drop for WsServer {
 /// One websocket connection speaking the protocol.
 pub struct WsClient {
     ws: WebSocket<MaybeTlsStream<TcpStream>>,
-    pending: Vec<Value>,
-    next_id: i64,
+    state: ClientState,
     closed: bool,
     /// Code and reason of the server's Close frame, once one arrived.
     pub close_frame: Option<(u16, String)>,
@@ -188,13 +198,32 @@ impl WsClient {
             request.headers_mut().append(name, HeaderValue::from_str(value).expect("valid header value"));
         }
         let (ws, _response) = tungstenite::connect(request)?;
-        Ok(Self { ws, pending: Vec::new(), next_id: 1000, closed: false, close_frame: None })
+        Ok(Self { ws, state: ClientState::starting_ids_at(1000), closed: false, close_frame: None })
+    }
+
+    /// Connects to a `wss://` URL with a TLS client configuration ([`tls_client_config`]).
+    pub fn connect_tls(url: &str, headers: &[(&str, &str)], tls: Arc<rustls::ClientConfig>) -> Result<Self, tungstenite::Error> {
+        let mut request = url.into_client_request()?;
+        for (name, value) in headers {
+            let name = tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("valid header name");
+            request.headers_mut().append(name, HeaderValue::from_str(value).expect("valid header value"));
+        }
+        let addr = url.strip_prefix("wss://").unwrap_or_else(|| panic!("not a wss URL: {url}"));
+        let tcp = TcpStream::connect(addr.trim_end_matches('/'))?;
+        // Bounds the TLS handshake and the upgrade, which a refusing server may never finish.
+        tcp.set_read_timeout(Some(TIMEOUT))?;
+        match tungstenite::client_tls_with_config(request, tcp, None, Some(tungstenite::Connector::Rustls(tls))) {
+            Ok((ws, _response)) => Ok(Self { ws, state: ClientState::starting_ids_at(1000), closed: false, close_frame: None }),
+            Err(tungstenite::HandshakeError::Failure(e)) => Err(e),
+            Err(tungstenite::HandshakeError::Interrupted(_)) => panic!("a blocking handshake was interrupted"),
+        }
     }
 
     fn tcp(&self) -> &TcpStream {
         match self.ws.get_ref() {
             MaybeTlsStream::Plain(stream) => stream,
-            _ => panic!("tests use plain ws:// only"),
+            MaybeTlsStream::Rustls(stream) => stream.get_ref(),
+            _ => panic!("tests use ws:// and wss:// (rustls) only"),
         }
     }
 
@@ -212,62 +241,6 @@ impl WsClient {
     pub fn send_frame(&mut self, message: Message) {
         // A server that already closed the connection is observed by the test elsewhere.
         let _ = self.ws.send(message);
-    }
-
-    pub fn send(&mut self, message: &Value) {
-        self.send_frame(Message::text(message.to_string()));
-    }
-
-    pub fn notify(&mut self, method: &str, params: Value) {
-        self.send(&json!({"method": method, "params": params}));
-    }
-
-    pub fn send_request(&mut self, method: &str, params: Value) -> i64 {
-        self.next_id += 1;
-        let id = self.next_id;
-        self.send(&json!({"id": id, "method": method, "params": params}));
-        id
-    }
-
-    pub fn request(&mut self, method: &str, params: Value) -> Value {
-        let id = self.send_request(method, params);
-        self.response(id)
-    }
-
-    pub fn call(&mut self, method: &str, params: Value) -> Value {
-        let response = self.request(method, params.clone());
-        match response.get("result") {
-            Some(result) => result.clone(),
-            None => panic!("{method} {params} failed: {response}"),
-        }
-    }
-
-    pub fn call_err(&mut self, method: &str, params: Value) -> (i64, String) {
-        let response = self.request(method, params.clone());
-        error_of(&response).unwrap_or_else(|| panic!("{method} {params} unexpectedly succeeded: {response}"))
-    }
-
-    pub fn response(&mut self, id: i64) -> Value {
-        self.next_matching(|m| m.get("id") == Some(&json!(id)) && m.get("method").is_none())
-    }
-
-    pub fn next_matching(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
-        self.try_next_matching(&pred, TIMEOUT)
-            .unwrap_or_else(|| panic!("no matching message within {TIMEOUT:?}; pending: {:?}", self.pending))
-    }
-
-    pub fn try_next_matching(&mut self, pred: &dyn Fn(&Value) -> bool, timeout: Duration) -> Option<Value> {
-        if let Some(pos) = self.pending.iter().position(pred) {
-            return Some(self.pending.remove(pos));
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.receive(deadline) {
-                Received::Message(message) if pred(&message) => return Some(message),
-                Received::Message(message) => self.pending.push(message),
-                Received::TimedOut | Received::Closed => return None,
-            }
-        }
     }
 
     fn receive(&mut self, deadline: Instant) -> Received {
@@ -304,7 +277,7 @@ impl WsClient {
         let deadline = Instant::now() + TIMEOUT;
         loop {
             match self.receive(deadline) {
-                Received::Message(m) => self.pending.push(m),
+                Received::Message(m) => self.state.pending.push(m),
                 Received::Closed => return true,
                 Received::TimedOut => return false,
             }
@@ -314,29 +287,6 @@ impl WsClient {
     /// Drops the TCP connection without a websocket Close, like a vanished client.
     pub fn drop_tcp(self) {
         let _ = self.tcp().shutdown(Shutdown::Both);
-    }
-
-    /// Every notification of `process_id` up to and including `process/closed`.
-    pub fn events_until_closed(&mut self, process_id: &str) -> Vec<Value> {
-        let mut events = Vec::new();
-        loop {
-            let event = self.next_matching(|m| {
-                m.get("method").and_then(Value::as_str).is_some_and(|n| n.starts_with("process/"))
-                    && m["params"]["processId"] == json!(process_id)
-            });
-            let closed = event["method"] == "process/closed";
-            events.push(event);
-            if closed {
-                return events;
-            }
-        }
-    }
-
-    /// Starts a process and returns what it produced, from its notifications.
-    pub fn run(&mut self, process_id: &str, mut params: Value) -> RunOutput {
-        params["processId"] = json!(process_id);
-        self.call("process/start", params);
-        RunOutput::from_events(&self.events_until_closed(process_id))
     }
 
     /// Reads a process's whole retained stream with `process/read` from `afterSeq` 0 until
@@ -357,6 +307,23 @@ impl WsClient {
                 return (chunks, result["exitCode"].as_i64());
             }
         }
+    }
+}
+
+impl RpcClient for WsClient {
+    fn send(&mut self, message: &Value) {
+        self.send_frame(Message::text(message.to_string()));
+    }
+
+    fn recv_until(&mut self, deadline: Instant) -> Option<Value> {
+        match self.receive(deadline) {
+            Received::Message(message) => Some(message),
+            Received::TimedOut | Received::Closed => None,
+        }
+    }
+
+    fn state(&mut self) -> &mut ClientState {
+        &mut self.state
     }
 }
 
@@ -410,3 +377,50 @@ pub const UPGRADE_HEADERS: &[(&str, &str)] = &[
     ("Sec-WebSocket-Version", "13"),
     ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
 ];
+
+/// A TLS client configuration trusting the CA certificates in `ca_pem`, presenting
+/// `client` (certificate and key PEM) when given.
+pub fn tls_client_config(ca_pem: &Path, client: Option<(&Path, &Path)>) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca_pem).expect("read CA PEM") {
+        roots.add(cert.expect("CA certificate")).expect("add CA");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots);
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain: Vec<_> = CertificateDer::pem_file_iter(cert).expect("read client cert").map(|c| c.expect("client cert")).collect();
+            let key = PrivateKeyDer::from_pem_file(key).expect("read client key");
+            builder.with_client_auth_cert(chain, key).expect("client certificate")
+        }
+    };
+    Arc::new(config)
+}
+
+/// A GET over TLS to `addr` (`127.0.0.1:PORT`); status and body, or the I/O error of a
+/// refused handshake.
+pub fn https_get(addr: &str, path: &str, tls: Arc<rustls::ClientConfig>) -> std::io::Result<(u16, String)> {
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("server name");
+    let connection = rustls::ClientConnection::new(tls, name).map_err(std::io::Error::other)?;
+    let tcp = TcpStream::connect(addr)?;
+    tcp.set_read_timeout(Some(TIMEOUT))?;
+    let mut stream = rustls::StreamOwned::new(connection, tcp);
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())?;
+    let mut response = Vec::new();
+    match stream.read_to_end(&mut response) {
+        Ok(_) => {}
+        // The server closes after the response without a TLS close_notify at times.
+        Err(e) if e.kind() == ErrorKind::UnexpectedEof && !response.is_empty() => {}
+        Err(e) => return Err(e),
+    }
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Ok((status, body.to_owned()))
+}

@@ -2,6 +2,7 @@
 //! a short process whose whole output it reads. Used by the `ws-load` benchmark binary and
 //! by the `ws_load` test (which checks completeness, never speed).
 
+use crate::RpcClient as _;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};

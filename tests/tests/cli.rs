@@ -3,6 +3,7 @@
 //! starting `executor:`, `executor sandbox` exits like a shell, `--version` names what
 //! the binary speaks and embeds.
 
+use executor_tests::RpcClient as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

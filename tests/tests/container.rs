@@ -3,6 +3,7 @@
 //! Orphans are reaped, our own children's exit codes stay right, and SIGTERM drains and
 //! exits. Needs root (as CI runs) for the namespaces; its absence is a failure, not a pass.
 
+use executor_tests::RpcClient as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::process::Command;
 use std::thread;

@@ -11,6 +11,7 @@
 //! launcher.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+use executor_tests::RpcClient as _;
 use std::path::{Path, PathBuf};
 
 use executor_tests::unprivileged::{chown_tree, serve_stdio_as};

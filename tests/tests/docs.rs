@@ -1,6 +1,7 @@
 //! The deployment docs show what the tests run: the SSH command line, the Dockerfile's
 //! entrypoint, and environments.toml entries that work.
 
+use executor_tests::RpcClient as _;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -268,4 +269,73 @@ fn deploy_ssh_unprivileged_install_works() {
     let version = run_as("\"$HOME/.local/bin/executor\" --version");
     assert!(String::from_utf8_lossy(&version.stdout).starts_with("executor "), "{version:?}");
     assert!(!home.path().join("executor.new").exists(), "the copy is removed");
+}
+
+/// The Kubernetes example of docs/deploy-container.md is valid YAML with what a fleet needs
+/// (a Secret for the JWT key, a readiness probe on /readyz, a securityContext that lets
+/// bubblewrap create user namespaces), and the executor starts with its container's
+/// arguments (paths and the port swapped for test ones) and serves a JWT client over TLS.
+#[test]
+fn deploy_container_kubernetes_example_is_valid_and_runs() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use yaml_rust2::{Yaml, YamlLoader};
+
+    let text = doc("deploy-container.md");
+    let blocks = fenced_blocks(&text, "yaml");
+    assert_eq!(blocks.len(), 1, "one yaml block (the Kubernetes example)");
+    let docs = YamlLoader::load_from_str(&blocks[0]).unwrap_or_else(|e| panic!("invalid YAML: {e}"));
+    let kind = |d: &Yaml| d["kind"].as_str().unwrap_or_default().to_owned();
+    let secret = docs.iter().find(|d| kind(d) == "Secret").expect("a Secret");
+    let secret_name = secret["metadata"]["name"].as_str().expect("secret name");
+    let key = secret["stringData"]["jwt-secret"].as_str().expect("stringData.jwt-secret");
+    assert!(key.len() >= 32, "the example key is long enough for the executor");
+    let deployment = docs.iter().find(|d| kind(d) == "Deployment").expect("a Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let volumes = pod["volumes"].as_vec().expect("volumes");
+    assert!(volumes.iter().any(|v| v["secret"]["secretName"].as_str() == Some(secret_name)), "the Secret is mounted");
+    let container = &pod["containers"][0];
+    assert_eq!(container["command"].as_vec().map(Vec::len), Some(1), "command replaces the image's ENTRYPOINT");
+    assert_eq!(container["command"][0].as_str(), Some("executor"));
+    let probe = &container["readinessProbe"]["httpGet"];
+    assert_eq!(probe["path"].as_str(), Some("/readyz"));
+    assert_eq!(probe["scheme"].as_str(), Some("HTTPS"));
+    let security = &container["securityContext"];
+    assert_eq!(security["seccompProfile"]["type"].as_str(), Some("Unconfined"), "user namespaces need it");
+    assert_eq!(security["allowPrivilegeEscalation"].as_bool(), Some(false));
+    assert_eq!(pod["securityContext"]["runAsUser"].as_i64(), Some(10001));
+
+    let args: Vec<String> = container["args"].as_vec().expect("args").iter().map(|a| a.as_str().expect("string args").to_owned()).collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = executor_tests::pki::Ca::new(dir.path(), "k8s");
+    let leaf = ca.server("server");
+    let secret_file = dir.path().join("jwt-secret");
+    std::fs::write(&secret_file, key).expect("write secret");
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o400)).expect("chmod");
+    let swap = |arg: &str| -> String {
+        match arg {
+            "wss://0.0.0.0:8765" => "wss://127.0.0.1:0".into(),
+            "/run/tls/tls.crt" => leaf.cert.display().to_string(),
+            "/run/tls/tls.key" => leaf.key.display().to_string(),
+            "/run/executor/jwt-secret" => secret_file.display().to_string(),
+            other => {
+                assert!(!other.starts_with('/'), "a path the test does not swap: {other}");
+                other.to_owned()
+            }
+        }
+    };
+    let mut command = Command::new(executor_bin());
+    command.args(args.iter().map(|a| swap(a)));
+    let server = WsServer::spawn_capturing_stderr(command);
+    let tls = executor_tests::ws::tls_client_config(&ca.cert, None);
+    assert_eq!(executor_tests::ws::https_get(server.addr(), "/readyz", tls.clone()).expect("readyz"), (200, "ready".into()));
+    let at = |flag: &str| args.iter().position(|a| a == flag).map(|i| args[i + 1].clone()).unwrap_or_else(|| panic!("{flag}"));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let claims = json!({"sub": "job", "iss": at("--ws-issuer"), "aud": at("--ws-audience"), "exp": now + 60});
+    let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()))
+        .expect("encode");
+    let bearer = format!("Bearer {token}");
+    let mut client =
+        executor_tests::ws::WsClient::connect_tls(&server.url, &[("Authorization", &bearer)], tls).expect("JWT client over TLS");
+    client.handshake();
+    assert_eq!(client.run("k", sh("echo from-the-pod")).stdout_str(), "from-the-pod\n");
 }

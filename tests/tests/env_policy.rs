@@ -1,6 +1,7 @@
 //! envPolicy applied to the executor's own environment (protocol.md §6), observed through
 //! `/usr/bin/env` in the child.
 
+use executor_tests::RpcClient as _;
 use std::collections::BTreeMap;
 use std::process::Command;
 

@@ -1,5 +1,6 @@
 //! fs/* without a sandbox, over stdio (protocol.md §7, transcript 7).
 
+use executor_tests::RpcClient as _;
 use executor_tests::{b64, unb64, uri, Executor};
 use serde_json::json;
 

@@ -17,6 +17,7 @@
 //! docs/security-model.md "fs escape categories" summarises the results.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+use executor_tests::RpcClient as _;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};

@@ -14,6 +14,7 @@
 //! change keeps the view it started with, as in every mount-based sandbox.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+use executor_tests::RpcClient as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -3,6 +3,7 @@
 //! the data), the readFile size cap and fs/readBlock as the way past it, and a large
 //! fs/writeFile. Direct and under a restricted profile (fs-helper inside bwrap).
 
+use executor_tests::RpcClient as _;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;

@@ -1,6 +1,7 @@
 //! fs/* under a restricted profile: served by the fs-helper inside the sandbox, so the
 //! kernel enforces the profile exactly as for a process; judged by host state afterwards.
 
+use executor_tests::RpcClient as _;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;

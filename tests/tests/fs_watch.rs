@@ -2,6 +2,7 @@
 //! detach/resume and session expiry, over websocket. Where a test shows that something did
 //! *not* fire, a control watch that does fire later is the sync point, never a sleep.
 
+use executor_tests::RpcClient as _;
 use std::path::Path;
 use std::process::Command;
 use std::thread;

@@ -6,6 +6,7 @@
 //! close-on-exec, checks the executor really holds it (the control), then asks a
 //! command whether it can see descriptor 7.
 
+use executor_tests::RpcClient as _;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;

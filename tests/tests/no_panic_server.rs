@@ -9,6 +9,7 @@
 //! longer run. Requests that could touch anything outside the scratch tree are not sent
 //! (`executor_tests::mutation::stays_in_scratch`).
 
+use executor_tests::RpcClient as _;
 use std::cell::RefCell;
 use std::path::Path;
 use std::process::Command;
@@ -47,7 +48,7 @@ fn fixture(scratch: &Path, owner: Option<(u32, u32)>) {
     }
 }
 
-fn server(owner: Option<(u32, u32)>, scratch: &Path) -> Executor {
+fn server(owner: Option<(u32, u32)>, scratch: &Path, audit_log: Option<&Path>) -> Executor {
     let mut command = match owner {
         None => Command::new(executor_bin()),
         Some(ids) => {
@@ -57,6 +58,10 @@ fn server(owner: Option<(u32, u32)>, scratch: &Path) -> Executor {
         }
     };
     command.args(["--listen", "stdio"]).current_dir(scratch).env_clear().env("PATH", "/usr/bin:/bin");
+    if let Some(log) = audit_log {
+        // The audit hooks see every mutated request too.
+        command.arg("--audit-log").arg(log);
+    }
     let mut s = Executor::spawn_capturing_stderr(command);
     s.handshake();
     // What the valid requests refer to: a closed process `done`, an open handle `h`.
@@ -117,7 +122,10 @@ fn mutated_requests_are_all_answered(owner: Option<(u32, u32)>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let scratch = std::fs::canonicalize(dir.path()).expect("canonical");
     fixture(&scratch, owner);
-    let s = RefCell::new(server(owner, &scratch));
+    // As root only: the unprivileged server could not write a file in a root-owned dir.
+    let audit_dir = tempfile::tempdir().expect("tempdir");
+    let audit_log = owner.is_none().then(|| audit_dir.path().join("audit.jsonl"));
+    let s = RefCell::new(server(owner, &scratch, audit_log.as_deref()));
     // No shrinking: the server's state moves on with every case, so a smaller input
     // re-sent later says little; the requests sent last say more.
     let mut runner = TestRunner::new(Config { max_shrink_iters: 0, failure_persistence: None, ..Config::default() });
@@ -144,6 +152,15 @@ fn mutated_requests_are_all_answered(owner: Option<(u32, u32)>) {
     assert!(!shows_a_crash(&output), "a process reported a crash:\n{output}");
     let stderr = s.stderr_text();
     assert!(!shows_a_crash(&stderr), "{stderr}");
+    if let Some(log) = audit_log {
+        // A clean exit (stdin EOF) flushes the audit queue.
+        s.close_stdin();
+        s.wait_exit();
+        let verified = Command::new(executor_bin()).args(["audit", "verify"]).arg(&log).output().expect("executor audit verify");
+        assert!(verified.status.success(), "the audit log of the mutated requests: {}", String::from_utf8_lossy(&verified.stderr));
+        let lines = std::fs::read_to_string(&log).expect("read audit log").lines().count();
+        assert!(lines > 2, "the mutated requests left {lines} audit lines");
+    }
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! process/* over stdio: notifications, seq, reads, writes, signals, groups, PTY, URIs.
 
+use executor_tests::RpcClient as _;
 use std::time::Duration;
 
 use executor_tests::{b64, pid_alive, sh, unb64, uri, wait_pid_gone, Executor, RunOutput};
@@ -23,11 +24,24 @@ fn echo_notifications_share_one_seq_counter_and_read_matches() {
     let read = server.call("process/read", json!({"processId":"p1","afterSeq":0}));
     assert_eq!(
         read,
-        json!({"chunks":[{"seq":1,"stream":"stdout","chunk":"aGVsbG8K"}],"nextSeq":2,"exited":true,
+        json!({"chunks":[{"seq":1,"stream":"stdout","chunk":"aGVsbG8K"}],"nextSeq":4,"exited":true,
                "exitCode":0,"closed":true,"failure":null,"sandboxDenied":false})
     );
     let read = server.call("process/read", json!({"processId":"p1","afterSeq":3}));
     assert_eq!((read["chunks"].clone(), read["nextSeq"].clone()), (json!([]), json!(4)));
+}
+
+#[test]
+fn read_after_close_points_past_the_close_unless_max_bytes_cut_it() {
+    let mut server = Executor::ready(&[]);
+    server.run("two", sh("printf aaaa; sleep 0.2; printf bbbb"));
+    // Two chunks, exited and closed take seqs 1..=4 in some order; nextSeq is 5 once all is read.
+    let read = server.call("process/read", json!({"processId":"two","afterSeq":0}));
+    assert_eq!(read["closed"], true);
+    assert_eq!(read["nextSeq"], 5, "{read}");
+    let read = server.call("process/read", json!({"processId":"two","afterSeq":0,"maxBytes":1}));
+    let first = read["chunks"][0]["seq"].as_u64().expect("a chunk");
+    assert_eq!(read["nextSeq"].as_u64(), Some(first + 1), "a cut read resumes after its last chunk: {read}");
 }
 
 #[test]
@@ -206,7 +220,8 @@ fn output_after_exit_keeps_seq_order_and_closed_is_last() {
     assert_eq!(seqs, [1, 2, 3]);
     let read = server.call("process/read", json!({"processId":"late","afterSeq":0}));
     assert_eq!(read["chunks"][0]["seq"], 2);
-    assert_eq!(read["nextSeq"], 3);
+    // Closed, and every chunk returned: past the close (protocol.md §5.5, issue 15 item 5).
+    assert_eq!(read["nextSeq"], 4);
 }
 
 #[test]

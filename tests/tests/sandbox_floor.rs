@@ -1,6 +1,7 @@
 //! Operator floor: `--require-sandbox` and `--default-sandbox`, and sandboxed
 //! `process/start` over the protocol (sandboxType, sandboxDenied, host state).
 
+use executor_tests::RpcClient as _;
 use executor_tests::{sh, uri, workspace_write_sandbox, Executor};
 use serde_json::json;
 

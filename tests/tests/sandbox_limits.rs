@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use executor_tests::unprivileged::{chown_tree, setpriv_args, user_binary};
+use executor_tests::RpcClient as _;
 use executor_tests::{as_root_and_unprivileged, executor_bin, uri, workspace_write_sandbox, Executor, RunOutput};
 use serde_json::{json, Value};
 

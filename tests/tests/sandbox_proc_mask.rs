@@ -6,6 +6,7 @@
 //!
 //! Needs root (to create the mount namespace); fails loudly otherwise.
 
+use executor_tests::RpcClient as _;
 use std::process::Command;
 
 use executor_tests::{executor_bin, uri, workspace_write_sandbox, Executor, RunOutput};

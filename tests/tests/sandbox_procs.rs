@@ -4,6 +4,7 @@
 //! server stays responsive while one runs. The kernel does not apply RLIMIT_NPROC to host
 //! root: the pids cgroup is what binds root (docs/security-model.md, "Resource limits").
 
+use executor_tests::RpcClient as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

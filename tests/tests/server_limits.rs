@@ -4,6 +4,7 @@
 //! have used up everything else. Root and the unprivileged test user, over stdio (and
 //! websocket for the per-connection part).
 
+use executor_tests::RpcClient as _;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;

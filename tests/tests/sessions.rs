@@ -1,6 +1,7 @@
 //! Sessions over websocket (protocol.md §10): detach on disconnect, resume without losing
 //! output, refusal while attached, unknown ids, TTL expiry killing the session's processes.
 
+use executor_tests::RpcClient as _;
 use std::thread;
 use std::time::Duration;
 

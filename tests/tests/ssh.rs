@@ -5,6 +5,7 @@
 //! an sshd config under /var/lib/executor-tests/ssh) and root (sshd must run as root).
 //! Anything missing is a loud failure, never a pass.
 
+use executor_tests::RpcClient as _;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};

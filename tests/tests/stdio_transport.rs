@@ -1,5 +1,6 @@
 //! Framing, the handshake gate and connection-closing conditions, over the real stdio transport.
 
+use executor_tests::RpcClient as _;
 use executor_tests::{error_of, memory_kib, uri, Executor};
 use serde_json::{json, Value};
 

@@ -1,6 +1,7 @@
 //! The websocket listener (protocol.md §1.1–1.2, §13): URL on stdout, HTTP routes on the
 //! same port, framing, size limit, capability-token auth, startup errors, many connections.
 
+use executor_tests::RpcClient as _;
 use std::process::{Command, Stdio};
 use std::thread;
 

@@ -71,7 +71,7 @@ pub fn run(cfg: &Config) -> Result<Value> {
 /// Resets the peak RSS (`VmHWM`) of the process that was spawned (the server proper
 /// for a native binary) by writing 5 to its `clear_refs`, so the peak after the runs is
 /// theirs; returns its RSS now (KiB) and whether the reset worked.
-fn reset_peak_rss(pid: u32) -> (u64, bool) {
+pub(super) fn reset_peak_rss(pid: u32) -> (u64, bool) {
     let reset = std::fs::write(format!("/proc/{pid}/clear_refs"), b"5").is_ok();
     (read_mem(pid).map_or(0, |m| m.rss_kib), reset)
 }
@@ -79,7 +79,7 @@ fn reset_peak_rss(pid: u32) -> (u64, bool) {
 /// The spawned process's RSS before the runs and its peak during them (the growth is
 /// what reading held at most), plus the whole tree (a sandboxed server's helper is in
 /// it; its peak was not reset).
-fn peak_rss_report(pid: u32, (rss_before, reset): (u64, bool)) -> Value {
+pub(super) fn peak_rss_report(pid: u32, (rss_before, reset): (u64, bool)) -> Value {
     let hwm = read_mem(pid).map_or(0, |m| m.hwm_kib);
     json!({
         "server_rss_before_kib": rss_before,

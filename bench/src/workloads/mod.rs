@@ -8,6 +8,7 @@
 mod bare_bwrap;
 mod fs_meta;
 mod fs_read;
+mod http;
 mod idle_rss;
 mod init;
 mod sandbox;
@@ -33,6 +34,7 @@ pub fn run(workload: Workload, cfg: &Config) -> Result<Value> {
         Workload::SandboxTrue => sandbox_true::run(cfg),
         Workload::FsRead => fs_read::run(cfg),
         Workload::FsMeta => fs_meta::run(cfg),
+        Workload::Http => http::run(cfg),
     }
 }
 

@@ -16,6 +16,11 @@ use crate::protocol::types::{LimitHitReport, NotObserved, ProcessReadResult, San
 use crate::sync::lock;
 
 impl Process {
+    /// The host pid of the process (bwrap's, when sandboxed).
+    pub fn pid(&self) -> i32 {
+        self.pid.as_raw()
+    }
+
     pub(super) fn launch(
         id: &str,
         spawned: spawn::Spawned,
@@ -48,17 +53,14 @@ impl Process {
         }
         let pumped = process.clone();
         tokio::spawn(async move {
-            // The table stops counting the process before `process/closed` goes out, so a
-            // client that starts another one on seeing it is not refused by a stale count.
-            let closing = table.clone();
-            pumped
-                .pump(spawned.child, output, move || {
-                    if let Some(table) = closing.upgrade() {
-                        table.closed_one();
-                    }
-                })
-                .await;
-            // Removing the cgroup holds no descriptor or pid: it need not delay the close.
+            pumped.pump(spawned.child, output).await;
+            // Released before `process/closed` goes out: a client that starts the next
+            // process as soon as it reads the close must not be refused for this one.
+            if let Some(table) = table.upgrade() {
+                table.closed_one();
+            }
+            pumped.emit_closed().await;
+            // Removing the tree's cgroup holds no descriptor or pid: it need not delay the close.
             pumped.remove_cgroup().await;
             tokio::time::sleep(CLOSED_RETENTION).await;
             if let Some(table) = table.upgrade() {

@@ -94,17 +94,26 @@ impl OutputLog {
     pub fn read(&self, after_seq: u64, max_bytes: Option<u64>) -> ProcessReadResult {
         let mut chunks = Vec::new();
         let mut total: u64 = 0;
+        let mut cut_short = false;
         for chunk in self.chunks.iter().filter(|c| c.seq > after_seq) {
             let len = chunk.raw_len as u64;
             if let Some(max) = max_bytes {
                 if !chunks.is_empty() && (total >= max || total + len > max) {
+                    cut_short = true;
                     break;
                 }
             }
             total += len;
             chunks.push(ReadChunk { seq: chunk.seq, stream: chunk.stream, chunk: chunk.encoded.clone() });
         }
-        let next_seq = chunks.last().map_or(self.next_seq, |c| c.seq + 1);
+        // Once the process has closed no event can follow, so a read that returned all that
+        // is left points past the last event (the close), as the reference does (§5.5: after
+        // `echo hello`, chunk 1 + exited 2 + closed 3 → nextSeq 4). While it runs, or when
+        // `maxBytes` left chunks behind, the next read must start right after the last chunk.
+        let next_seq = match chunks.last() {
+            Some(last) if cut_short || !self.is_closed() => last.seq + 1,
+            _ => self.next_seq,
+        };
         ProcessReadResult {
             chunks,
             next_seq,
@@ -132,7 +141,7 @@ mod tests {
         assert_eq!(log.record_exit(0, false).seq, 2);
         assert_eq!(log.record_close(), 3);
         let r = log.read(0, None);
-        assert_eq!(r.next_seq, 2);
+        assert_eq!((r.chunks.len(), r.next_seq), (1, 4), "after the close nextSeq is past the last event");
         let r = log.read(3, None);
         assert_eq!((r.chunks.len(), r.next_seq, r.closed), (0, 4, true));
     }
@@ -148,6 +157,11 @@ mod tests {
         assert_eq!(log.read(0, Some(8)).chunks.len(), 2);
         assert_eq!(log.read(1, Some(100)).chunks.len(), 2);
         assert_eq!(log.read(0, Some(6)).next_seq, 2);
+        log.record_exit(0, false);
+        assert_eq!(log.read(0, None).next_seq, 4, "running: right after the last chunk");
+        log.record_close();
+        assert_eq!(log.read(0, Some(6)).next_seq, 2, "cut short by maxBytes: right after the last returned chunk");
+        assert_eq!(log.read(0, None).next_seq, 6, "closed, all returned: past the close");
     }
 
     #[test]

@@ -18,7 +18,9 @@ use crate::sync::lock;
 const READ_BUFFER: usize = 256 * 1024;
 
 impl Process {
-    pub(super) async fn pump(&self, mut child: tokio::process::Child, output: Output, before_close: impl FnOnce()) {
+    /// Until the output is drained and the exit recorded; `process/closed` is left to the
+    /// caller (see [`Process::emit_closed`]).
+    pub(super) async fn pump(&self, mut child: tokio::process::Child, output: Output) {
         let mut exited = false;
         let mut wall = WallTimer::new(self.limiter.as_ref().and_then(|l| l.wall()));
         match output {
@@ -64,8 +66,6 @@ impl Process {
                 }
             }
         }
-        before_close();
-        self.emit_closed().await;
     }
 
     /// The wall-clock limit passed: SIGKILL to bwrap's group (which takes the sandbox's
@@ -161,13 +161,19 @@ impl Process {
         let bwrap_failed = self.explain_bwrap_error(code).await;
         let sandbox_denied =
             self.sandboxed && (bwrap_failed || code == crate::sandbox::EXIT_EXEC_DENIED || code == crate::sandbox::EXIT_SETUP_FAILED);
+        if crate::audit::enabled() {
+            let fields =
+                serde_json::json!({"processId": self.id, "pid": self.pid.as_raw(), "exitCode": code, "sandboxDenied": sandbox_denied});
+            crate::audit::record("process.exited", fields);
+        }
         let record = lock(&self.log).record_exit(code, sandbox_denied);
         self.changed.send_replace(());
         let params = ExitedNotification { process_id: &self.id, seq: record.seq, exit_code: code, sandbox_denied };
         self.sink.send(notification_line(methods::EXITED, &params)).await;
     }
 
-    async fn emit_closed(&self) {
+    /// The last event of a process; sent by its task once the table no longer counts it.
+    pub(super) async fn emit_closed(&self) {
         let seq = lock(&self.log).record_close();
         self.changed.send_replace(());
         self.sink.send(notification_line(methods::CLOSED, &ClosedNotification { process_id: &self.id, seq })).await;

@@ -25,14 +25,19 @@ pub enum Answer {
     Result(Value),
     /// The complete response line, built by the handler (see [`response_head`]).
     Line(Vec<u8>),
+    /// The handler has queued its response line itself (a streamed `http/request`
+    /// answers, then sends its body as notifications).
+    Sent,
 }
 
-/// The line that answers request `id` with a handler's outcome.
-pub fn answer_line(id: &RequestId, outcome: Result<Answer, RpcError>) -> Vec<u8> {
+/// The line that answers request `id` with a handler's outcome, or nothing when the
+/// handler queued it itself.
+pub fn answer_line(id: &RequestId, outcome: Result<Answer, RpcError>) -> Option<Vec<u8>> {
     match outcome {
-        Ok(Answer::Result(result)) => response_line(id, &result),
-        Ok(Answer::Line(line)) => line,
-        Err(error) => error_line(id, &error),
+        Ok(Answer::Result(result)) => Some(response_line(id, &result)),
+        Ok(Answer::Line(line)) => Some(line),
+        Ok(Answer::Sent) => None,
+        Err(error) => Some(error_line(id, &error)),
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod envelope;
 pub mod error;
+pub mod http;
 pub mod sandbox_context;
 pub mod types;
 

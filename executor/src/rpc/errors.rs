@@ -74,3 +74,12 @@ impl From<crate::fs::watch::WatchError> for RpcError {
         Self::new(code, e.to_string())
     }
 }
+
+impl From<crate::http::HttpError> for RpcError {
+    fn from(e: crate::http::HttpError) -> Self {
+        // Params the client got wrong are -32602; the network, the egress policy and the
+        // limits are -32603 (the reference's `http/request failed: ...`).
+        let code = if e.is_client_error() { INVALID_PARAMS } else { INTERNAL_ERROR };
+        Self::new(code, e.to_string())
+    }
+}

@@ -1,8 +1,10 @@
 //! Method dispatch: params are decoded first (-32602), then the handshake gate is checked
 //! (-32600), then the handler runs. Unknown methods are -32601.
 
+mod audit;
 mod errors;
 mod fs;
+mod http;
 mod process;
 
 use std::future::Future;
@@ -34,6 +36,9 @@ pub struct RequestContext {
     pub phase: Phase,
     /// The request's id, for handlers that write their response line themselves.
     pub id: RequestId,
+    /// The connection's queue of lines, for handlers that answer and then go on sending
+    /// notifications (a streamed `http/request`).
+    pub outbound: crate::notify::Outbound,
 }
 
 impl RequestContext {
@@ -81,7 +86,15 @@ async fn guarded(method: &str, handler: impl Future<Output = Result<Answer, RpcE
 
 async fn dispatch_unguarded(ctx: RequestContext, method: &str, params: Value) -> Result<Answer, RpcError> {
     if fs::is_fs_method(method) {
-        return fs::dispatch(&ctx, method, params).await;
+        let intent = audit::fs_intent(method, &params);
+        let outcome = fs::dispatch(&ctx, method, params).await;
+        if let Some(fields) = intent {
+            audit::fs_done(&ctx, method, fields, outcome.is_ok());
+        }
+        return outcome;
+    }
+    if method == "http/request" {
+        return http::request(&ctx, decode_params(params)?).await;
     }
     dispatch_value(ctx, method, params).await.map(Answer::Result)
 }
@@ -98,7 +111,16 @@ async fn dispatch_value(ctx: RequestContext, method: &str, params: Value) -> Res
             ctx.gate("environment status")?;
             to_value(StatusResult { status: "ready" })
         }
-        "process/start" => process::start(&ctx, decode_params(params)?),
+        "process/start" => {
+            let params: crate::protocol::types::ProcessStartParams = decode_params(params)?;
+            let intent = crate::audit::enabled().then(|| audit::process_start(&ctx, &params));
+            let process_id = params.process_id.clone();
+            let outcome = process::start(&ctx, params);
+            if let Some(fields) = intent {
+                audit::process_started(&ctx, &process_id, fields, &outcome);
+            }
+            outcome
+        }
         "process/read" => process::read(&ctx, decode_params(params)?).await,
         "process/write" => process::write(&ctx, decode_params(params)?),
         "process/signal" => process::signal(&ctx, decode_params(params)?).await,

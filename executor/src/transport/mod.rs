@@ -2,7 +2,11 @@
 //! framing, not the protocol.
 
 pub mod auth;
+pub mod cli;
+pub mod jwt;
+pub mod peers;
 pub mod stdio;
+pub mod tls;
 pub mod ws;
 
 /// The largest message accepted; a longer line drops the connection (protocol.md §1.2).
@@ -15,15 +19,18 @@ pub enum Listen {
     Stdio,
     /// A websocket listener on this address.
     Ws(std::net::SocketAddr),
+    /// A websocket listener over TLS (`wss://`).
+    Wss(std::net::SocketAddr),
 }
 
 impl std::str::FromStr for Listen {
     type Err = ws::ListenUrlError;
 
-    /// `stdio` (or `stdio://`), or `ws://IP:PORT`.
+    /// `stdio` (or `stdio://`), `ws://IP:PORT` or `wss://IP:PORT`.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text {
             "stdio" | "stdio://" => Ok(Listen::Stdio),
+            _ if text.starts_with("wss://") => ws::parse_wss_listen_url(text).map(Listen::Wss),
             _ => ws::parse_listen_url(text).map(Listen::Ws),
         }
     }
@@ -34,6 +41,7 @@ impl std::fmt::Display for Listen {
         match self {
             Listen::Stdio => f.write_str("stdio"),
             Listen::Ws(addr) => write!(f, "ws://{addr}"),
+            Listen::Wss(addr) => write!(f, "wss://{addr}"),
         }
     }
 }

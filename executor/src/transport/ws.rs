@@ -1,5 +1,6 @@
 //! WebSocket listener (protocol.md §1.1–1.2): one JSON-RPC message per text (or binary)
-//! frame, a Ping every 30 s, and plain HTTP on the same port for `/readyz`.
+//! frame, a Ping every 30 s, and plain HTTP on the same port for `/readyz`; over TLS
+//! (`wss://`, [`super::tls`]) when configured.
 //!
 //! The HTTP request head is read and judged here (readiness probe, 404/400, `Origin`
 //! refusal, capability-token auth) before the upgrade is answered; the websocket framing
@@ -8,13 +9,13 @@
 //! connection loop of [`connection::serve`].
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -23,7 +24,10 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use super::auth::TokenDigest;
+use super::auth::{AuthFailure, Authenticator, Principal};
+use super::jwt::JwtFailure;
+use super::peers::{Bucket, PeerRefusal, PeerTable};
+use super::tls::TlsReloader;
 use super::MAX_MESSAGE_BYTES;
 use crate::connection::{self, Inbound, WEBSOCKET_LABEL};
 use crate::server::Server;
@@ -42,39 +46,91 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_BUFFER_BYTES: usize = 16 * 1024;
 /// Lines queued for one connection's writer before producers wait.
 const OUTBOUND_QUEUE: usize = 256;
+/// Close code of a connection ended by `--ws-idle-timeout`: in the range RFC 6455 leaves
+/// to applications, and 4000 + HTTP's 408 (Request Timeout) so that it reads as what it is.
+pub const IDLE_CLOSE_CODE: u16 = 4408;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListenUrlError {
-    #[error("`{0}` is neither `stdio` nor `ws://IP:PORT` with an IP address (e.g. ws://127.0.0.1:8765)")]
+    #[error(
+        "`{0}` is neither `stdio` nor `ws://IP:PORT` (or `wss://IP:PORT` with --tls-cert and --tls-key) \
+         with an IP address (e.g. ws://127.0.0.1:8765)"
+    )]
     Unsupported(String),
 }
 
 /// Parses `ws://IP:PORT` (an IP literal, `[v6]` in brackets; an optional trailing `/`).
 pub fn parse_listen_url(url: &str) -> Result<SocketAddr, ListenUrlError> {
+    parse_url_with_scheme(url, "ws://")
+}
+
+/// Parses `wss://IP:PORT`, as [`parse_listen_url`] does `ws://`.
+pub fn parse_wss_listen_url(url: &str) -> Result<SocketAddr, ListenUrlError> {
+    parse_url_with_scheme(url, "wss://")
+}
+
+fn parse_url_with_scheme(url: &str, scheme: &str) -> Result<SocketAddr, ListenUrlError> {
     let unsupported = || ListenUrlError::Unsupported(url.to_owned());
-    let rest = url.strip_prefix("ws://").ok_or_else(unsupported)?;
+    let rest = url.strip_prefix(scheme).ok_or_else(unsupported)?;
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     rest.parse().map_err(|_| unsupported())
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct WsOptions {
-    /// Capability-token auth; `None` accepts every upgrade without `Origin`.
-    pub auth: Option<TokenDigest>,
+    /// Upgrade auth; `None` accepts every upgrade without `Origin`.
+    pub auth: Option<Authenticator>,
+    /// Take the bearer from `?token=` when the upgrade has no `Authorization` header.
+    pub allow_query_token: bool,
+    /// TLS (`wss://`); `None` serves plain TCP.
+    pub tls: Option<Arc<TlsReloader>>,
+    /// Websocket connections served at once; more are closed with 1013 (Try Again Later).
+    pub max_connections: Option<usize>,
+    /// A connection with no message in either direction for this long is closed with
+    /// [`IDLE_CLOSE_CODE`].
+    pub idle_timeout: Option<Duration>,
+    /// Per-peer connection and connection-rate limits; `None` when no limit is set.
+    pub peers: Option<Arc<PeerTable>>,
+    /// Messages per second one connection may send; more close it with 1008.
+    pub max_messages_per_second: Option<u32>,
 }
 
 /// Accepts connections until `stop` is notified; every connection runs in its own task.
 pub async fn serve(listener: TcpListener, server: Arc<Server>, options: WsOptions, stop: Arc<Notify>) {
     let options = Arc::new(options);
+    let open = Arc::new(AtomicUsize::new(0));
     loop {
         tokio::select! {
             () = stop.notified() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let (server, options) = (server.clone(), options.clone());
+                    let (server, options, open) = (server.clone(), options.clone(), open.clone());
                     tokio::spawn(async move {
                         tracing::debug!(%peer, "websocket connection accepted");
-                        handle_stream(stream, peer, server, options).await;
+                        let _ = stream.set_nodelay(true);
+                        match &options.tls {
+                            None => handle_stream(stream, peer, server, &options, &open, None).await,
+                            Some(tls) => {
+                                // The handshake shares the head's deadline: a client that
+                                // opens TCP and says nothing must not hold a task forever.
+                                match tokio::time::timeout(HEAD_TIMEOUT, tls.acceptor().accept(stream)).await {
+                                    Ok(Ok(stream)) => {
+                                        let client_cert = client_certificate_digest(&stream);
+                                        handle_stream(stream, peer, server, &options, &open, client_cert).await
+                                    }
+                                    Ok(Err(e)) => {
+                                        // Debug only: port scanners fail handshakes all day. The
+                                        // audit trail keeps them (a refused client certificate is one).
+                                        tracing::debug!(%peer, "TLS handshake failed: {e}");
+                                        if crate::audit::enabled() {
+                                            let reason = format!("TLS handshake failed: {e}");
+                                            crate::audit::record("connection.refused", serde_json::json!({"peer": peer.to_string(), "reason": reason}));
+                                        }
+                                    }
+                                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                                }
+                            }
+                        }
                         tracing::debug!(%peer, "websocket connection ended");
                     });
                 }
@@ -88,8 +144,43 @@ pub async fn serve(listener: TcpListener, server: Arc<Server>, options: WsOption
     }
 }
 
-async fn handle_stream(mut stream: TcpStream, peer: SocketAddr, server: Arc<Server>, options: Arc<WsOptions>) {
-    let _ = stream.set_nodelay(true);
+/// One slot of `--max-connections`, given back when dropped.
+struct ConnectionSlot(Arc<AtomicUsize>);
+
+impl ConnectionSlot {
+    fn take(open: &Arc<AtomicUsize>, max: Option<usize>) -> Option<Self> {
+        let previous = open.fetch_add(1, Ordering::AcqRel);
+        let slot = Self(open.clone());
+        match max {
+            Some(max) if previous >= max => None, // the drop gives the count back
+            _ => Some(slot),
+        }
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The SHA-256 (hex) of the client's certificate under mutual TLS, for the audit trail.
+fn client_certificate_digest(stream: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>) -> Option<String> {
+    use sha2::Digest as _;
+    let leaf = stream.get_ref().1.peer_certificates()?.first()?;
+    Some(sha2::Sha256::digest(leaf.as_ref()).iter().map(|b| format!("{b:02x}")).collect())
+}
+
+async fn handle_stream<S>(
+    mut stream: S,
+    peer: SocketAddr,
+    server: Arc<Server>,
+    options: &WsOptions,
+    open: &Arc<AtomicUsize>,
+    client_cert: Option<String>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (head, leftover) = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await {
         Ok(Ok(read)) => read,
         Ok(Err(HeadError::TooLarge)) => {
@@ -102,12 +193,22 @@ async fn handle_stream(mut stream: TcpStream, peer: SocketAddr, server: Arc<Serv
         }
         Ok(Err(HeadError::Closed)) | Err(_) => return,
     };
-    match decide(&head, options.auth.as_ref()) {
+    match decide(&head, options.auth.as_ref(), options.allow_query_token) {
         Decision::Respond { status, reason, body } => {
             log_refusal(peer, status, body);
+            if matches!(status, 401 | 403) && crate::audit::enabled() {
+                crate::audit::record("connection.refused", serde_json::json!({"peer": peer.to_string(), "status": status, "reason": body}));
+            }
             let _ = respond(&mut stream, status, reason, body).await;
         }
-        Decision::Upgrade { accept } => {
+        Decision::Upgrade { accept, principal } => {
+            if let Some(Err(PeerRefusal::Rate(rate))) = options.peers.as_ref().map(|p| p.charge_rate(peer.ip())) {
+                let body = "too many new connections from this address; retry later";
+                tracing::warn!(%peer, rate, "websocket upgrade refused: --ws-peer-connection-rate reached");
+                crate::audit::record("connection.refused", serde_json::json!({"peer": peer.to_string(), "reason": "peer-connection-rate"}));
+                let _ = respond(&mut stream, 429, "Too Many Requests", body).await;
+                return;
+            }
             let response = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
             );
@@ -118,26 +219,81 @@ async fn handle_stream(mut stream: TcpStream, peer: SocketAddr, server: Arc<Serv
                 .max_message_size(Some(MAX_MESSAGE_BYTES))
                 .max_frame_size(Some(MAX_MESSAGE_BYTES))
                 .read_buffer_size(READ_BUFFER_BYTES);
-            let ws = WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(config)).await;
-            run_connection(ws, server).await;
+            let mut ws = WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(config)).await;
+            // Counted after the upgrade: probes and refused requests take no slot.
+            let Some(_slot) = ConnectionSlot::take(open, options.max_connections) else {
+                let limit = options.max_connections.unwrap_or_default();
+                tracing::warn!(%peer, limit, "websocket connection refused: --max-connections reached");
+                crate::audit::record("connection.refused", serde_json::json!({"peer": peer.to_string(), "reason": "max-connections"}));
+                let reason = format!("server at its connection limit ({limit}); try again later");
+                let _ = ws.close(Some(CloseFrame { code: CloseCode::Again, reason: reason.into() })).await;
+                // Let the client's Close answer arrive, so that it sees ours rather than a reset.
+                let _ = tokio::time::timeout(Duration::from_secs(1), async { while ws.next().await.is_some() {} }).await;
+                return;
+            };
+            let peer_slot = options.peers.as_ref().map(|p| p.open(peer.ip()));
+            let _peer_slot = match peer_slot {
+                Some(Err(PeerRefusal::TooMany(limit))) => {
+                    tracing::warn!(%peer, limit, "websocket connection refused: --ws-max-connections-per-peer reached");
+                    crate::audit::record(
+                        "connection.refused",
+                        serde_json::json!({"peer": peer.to_string(), "reason": "max-connections-per-peer"}),
+                    );
+                    let reason = format!("too many connections from this address ({limit}); try again later");
+                    let _ = ws.close(Some(CloseFrame { code: CloseCode::Again, reason: reason.into() })).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(1), async { while ws.next().await.is_some() {} }).await;
+                    return;
+                }
+                other => other,
+            };
+            match &principal {
+                Some(Principal::Jwt(subject)) => tracing::debug!(%peer, sub = ?subject.sub, "websocket upgrade authenticated (jwt)"),
+                Some(Principal::CapabilityToken { .. }) => tracing::debug!(%peer, "websocket upgrade authenticated (capability token)"),
+                None => {}
+            }
+            if crate::audit::enabled() {
+                let (auth, subject) = match &principal {
+                    Some(Principal::Jwt(subject)) => ("signed-bearer-token", serde_json::json!({"sub": subject.sub})),
+                    Some(Principal::CapabilityToken { digest_prefix }) => {
+                        ("capability-token", serde_json::json!({"tokenSha256Prefix": digest_prefix}))
+                    }
+                    None => ("none", serde_json::Value::Null),
+                };
+                let tls = options.tls.is_some();
+                crate::audit::record(
+                    "connection.accepted",
+                    serde_json::json!({"peer": peer.to_string(), "auth": auth, "subject": subject, "tls": tls, "clientCertSha256": client_cert}),
+                );
+            }
+            run_connection(ws, server, options.idle_timeout, options.max_messages_per_second).await;
         }
     }
 }
 
 /// Moves frames between the socket and the connection loop until either side ends.
-async fn run_connection(ws: WebSocketStream<TcpStream>, server: Arc<Server>) {
+async fn run_connection<S>(
+    ws: WebSocketStream<S>,
+    server: Arc<Server>,
+    idle_timeout: Option<Duration>,
+    max_messages_per_second: Option<u32>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sink, mut source) = ws.split();
     let (in_tx, in_rx) = mpsc::channel::<Inbound>(16);
     let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(OUTBOUND_QUEUE);
     let started = Instant::now();
     // Milliseconds since `started` at which the peer was last heard from.
     let last_heard = Arc::new(AtomicU64::new(0));
+    // ... and at which the last message went either way (pings do not count).
+    let last_message = Arc::new(AtomicU64::new(0));
     let peer_gone = Arc::new(Notify::new());
 
     // The close frame the reader asks for, when it ends the connection for a reason.
     let (close_with, mut close_frame) = oneshot::channel::<CloseFrame>();
     let reader = {
-        let (last_heard, peer_gone) = (last_heard.clone(), peer_gone.clone());
+        let (last_heard, last_message, peer_gone) = (last_heard.clone(), last_message.clone(), peer_gone.clone());
+        let mut message_bucket = max_messages_per_second.map(Bucket::new);
         tokio::spawn(async move {
             loop {
                 let frame = tokio::select! {
@@ -166,6 +322,15 @@ async fn run_connection(ws: WebSocketStream<TcpStream>, server: Arc<Server>) {
                         break;
                     }
                 };
+                last_message.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                if let (Some(bucket), Some(rate)) = (&mut message_bucket, max_messages_per_second) {
+                    if !bucket.take() {
+                        tracing::warn!(rate, "websocket connection over --ws-max-messages-per-second; closing it");
+                        let reason = format!("more than {rate} messages per second (--ws-max-messages-per-second)");
+                        let _ = close_with.send(CloseFrame { code: CloseCode::Policy, reason: reason.into() });
+                        break;
+                    }
+                }
                 if in_tx.send(Inbound::Message(message)).await.is_err() {
                     return;
                 }
@@ -179,10 +344,14 @@ async fn run_connection(ws: WebSocketStream<TcpStream>, server: Arc<Server>) {
         let start = tokio::time::Instant::now() + PING_INTERVAL;
         let mut ping = tokio::time::interval_at(start, PING_INTERVAL);
         let silent_limit = (PING_INTERVAL * SILENT_INTERVALS).as_millis() as u64;
+        // Checked a few times per timeout period, at most once a second.
+        let idle_period = idle_timeout.map_or(Duration::from_secs(1), |t| (t / 4).clamp(Duration::from_millis(50), Duration::from_secs(1)));
+        let mut idle_check = tokio::time::interval(idle_period);
         loop {
             tokio::select! {
                 line = out_rx.recv() => {
                     let Some(line) = line else { break };
+                    last_message.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
                     if sink.feed(frame(line)).await.is_err() {
                         peer_gone.notify_one();
                         return;
@@ -195,6 +364,18 @@ async fn run_connection(ws: WebSocketStream<TcpStream>, server: Arc<Server>) {
                         }
                     }
                     if sink.flush().await.is_err() {
+                        peer_gone.notify_one();
+                        return;
+                    }
+                }
+                _ = idle_check.tick(), if idle_timeout.is_some() => {
+                    let Some(limit) = idle_timeout else { continue };
+                    let quiet = (started.elapsed().as_millis() as u64).saturating_sub(last_message.load(Ordering::Relaxed));
+                    if quiet >= limit.as_millis() as u64 {
+                        tracing::debug!(seconds = limit.as_secs_f64(), "websocket connection idle; closing it");
+                        let reason = format!("idle for {} s (--ws-idle-timeout)", limit.as_secs_f64());
+                        let close = CloseFrame { code: CloseCode::from(IDLE_CLOSE_CODE), reason: reason.into() };
+                        let _ = sink.send(Message::Close(Some(close))).await;
                         peer_gone.notify_one();
                         return;
                     }
@@ -276,7 +457,7 @@ enum HeadError {
 }
 
 /// Reads the request head; returns it and any bytes read past it.
-async fn read_head(stream: &mut TcpStream) -> Result<(RequestHead, Vec<u8>), HeadError> {
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<(RequestHead, Vec<u8>), HeadError> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
     loop {
@@ -315,11 +496,11 @@ fn parse_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError> {
 #[derive(Debug, PartialEq, Eq)]
 enum Decision {
     Respond { status: u16, reason: &'static str, body: &'static str },
-    Upgrade { accept: String },
+    Upgrade { accept: String, principal: Option<Principal> },
 }
 
-fn decide(head: &RequestHead, auth: Option<&TokenDigest>) -> Decision {
-    let path = head.path.split('?').next().unwrap_or_default();
+fn decide(head: &RequestHead, auth: Option<&Authenticator>, allow_query_token: bool) -> Decision {
+    let (path, query) = head.path.split_once('?').unwrap_or((&head.path, ""));
     let respond = |status, reason, body| Decision::Respond { status, reason, body };
     if path == "/readyz" {
         // The readiness probe needs no token.
@@ -345,20 +526,33 @@ fn decide(head: &RequestHead, auth: Option<&TokenDigest>) -> Decision {
         // Browsers always send Origin; exec-server clients never do.
         return respond(403, "Forbidden", "websocket upgrades carrying an Origin header are refused");
     }
-    if let Some(digest) = auth {
-        if let Err(failure) = digest.check(head.header("authorization")) {
-            return respond(401, "Unauthorized", failure_text(failure));
+    let mut principal = None;
+    if let Some(auth) = auth {
+        // Without the operator's consent a `?token=` is ignored, as the reference does.
+        let query_token = if allow_query_token { query_token(query) } else { None };
+        match auth.check(head.header("authorization"), query_token.as_deref()) {
+            Ok(who) => principal = Some(who),
+            Err(failure) => return respond(401, "Unauthorized", failure_text(failure)),
         }
     }
-    Decision::Upgrade { accept: derive_accept_key(key) }
+    Decision::Upgrade { accept: derive_accept_key(key), principal }
 }
 
-fn failure_text(failure: super::auth::AuthFailure) -> &'static str {
-    use super::auth::AuthFailure as F;
+/// The (percent-decoded) `token` parameter of the upgrade's query string.
+fn query_token(query: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes()).find(|(name, _)| name == "token").map(|(_, value)| value.into_owned())
+}
+
+fn failure_text(failure: AuthFailure) -> &'static str {
     match failure {
-        F::Missing => "missing websocket bearer token",
-        F::Invalid => "invalid websocket bearer token",
-        F::BadHeader => "invalid authorization header",
+        AuthFailure::Missing => "missing websocket bearer token",
+        AuthFailure::Invalid => "invalid websocket bearer token",
+        AuthFailure::BadHeader => "invalid authorization header",
+        AuthFailure::Jwt(JwtFailure::Invalid) => "invalid websocket jwt",
+        AuthFailure::Jwt(JwtFailure::Expired) => "expired websocket jwt",
+        AuthFailure::Jwt(JwtFailure::NotYetValid) => "websocket jwt is not valid yet",
+        AuthFailure::Jwt(JwtFailure::IssuerMismatch) => "websocket jwt issuer mismatch",
+        AuthFailure::Jwt(JwtFailure::AudienceMismatch) => "websocket jwt audience mismatch",
     }
 }
 
@@ -371,9 +565,14 @@ fn log_refusal(peer: SocketAddr, status: u16, body: &str) {
     }
 }
 
-async fn respond(stream: &mut TcpStream, status: u16, reason: &str, body: &str) -> std::io::Result<()> {
+async fn respond<S: AsyncWrite + Unpin>(stream: &mut S, status: u16, reason: &str, body: &str) -> std::io::Result<()> {
     // RFC 6750 §3: a 401 names the scheme the client should use.
-    let challenge = if status == 401 { "WWW-Authenticate: Bearer\r\n" } else { "" };
+    // RFC 6585 §4: a 429 may say when to come back.
+    let challenge = match status {
+        401 => "WWW-Authenticate: Bearer\r\n",
+        429 => "Retry-After: 1\r\n",
+        _ => "",
+    };
     let response = format!(
         "HTTP/1.1 {status} {reason}\r\n{challenge}Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
@@ -382,11 +581,13 @@ async fn respond(stream: &mut TcpStream, status: u16, reason: &str, body: &str) 
     stream.shutdown().await
 }
 
-/// Binds the listener and returns it with the URL to announce (`ws://127.0.0.1:41767`).
-pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, String)> {
+/// Binds the listener and returns it with the URL to announce (`ws://127.0.0.1:41767`,
+/// `wss://...` when `tls`).
+pub async fn bind(addr: SocketAddr, tls: bool) -> std::io::Result<(TcpListener, String)> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    Ok((listener, format!("ws://{local}")))
+    let scheme = if tls { "wss" } else { "ws" };
+    Ok((listener, format!("{scheme}://{local}")))
 }
 
 #[cfg(test)]
@@ -408,6 +609,10 @@ mod tests {
         ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
     ];
 
+    fn decide_plain(head: &RequestHead, auth: Option<&Authenticator>) -> Decision {
+        decide(head, auth, false)
+    }
+
     fn status(d: Decision) -> u16 {
         match d {
             Decision::Respond { status, .. } => status,
@@ -417,32 +622,45 @@ mod tests {
 
     #[test]
     fn http_routes() {
-        assert_eq!(status(decide(&head("GET", "/readyz", &[]), None)), 200);
-        assert_eq!(status(decide(&head("GET", "/healthz", &[]), None)), 404);
-        assert_eq!(status(decide(&head("GET", "/", &[]), None)), 400);
-        assert_eq!(status(decide(&head("GET", "/", UPGRADE), None)), 101);
+        assert_eq!(status(decide_plain(&head("GET", "/readyz", &[]), None)), 200);
+        assert_eq!(status(decide_plain(&head("GET", "/healthz", &[]), None)), 404);
+        assert_eq!(status(decide_plain(&head("GET", "/", &[]), None)), 400);
+        assert_eq!(status(decide_plain(&head("GET", "/", UPGRADE), None)), 101);
         let mut with_origin = UPGRADE.to_vec();
         with_origin.push(("Origin", "http://example.test"));
-        assert_eq!(status(decide(&head("GET", "/", &with_origin), None)), 403);
+        assert_eq!(status(decide_plain(&head("GET", "/", &with_origin), None)), 403);
     }
 
     #[test]
     fn accept_key_of_rfc6455_example() {
-        let d = decide(&head("GET", "/", UPGRADE), None);
-        assert_eq!(d, Decision::Upgrade { accept: "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".into() });
+        let d = decide_plain(&head("GET", "/", UPGRADE), None);
+        assert_eq!(d, Decision::Upgrade { accept: "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".into(), principal: None });
     }
 
     #[test]
     fn auth_applies_to_upgrades_but_not_readyz() {
-        let digest = TokenDigest::of_token(b"t0k");
-        assert_eq!(status(decide(&head("GET", "/readyz", &[]), Some(&digest))), 200);
+        let digest = Authenticator::CapabilityToken(super::super::auth::TokenDigest::of_token(b"t0k"));
+        assert_eq!(status(decide_plain(&head("GET", "/readyz", &[]), Some(&digest))), 200);
         assert_eq!(
-            decide(&head("GET", "/", UPGRADE), Some(&digest)),
+            decide_plain(&head("GET", "/", UPGRADE), Some(&digest)),
             Decision::Respond { status: 401, reason: "Unauthorized", body: "missing websocket bearer token" }
         );
         let mut authed = UPGRADE.to_vec();
         authed.push(("Authorization", "bearer t0k"));
-        assert_eq!(status(decide(&head("GET", "/", &authed), Some(&digest))), 101);
+        assert_eq!(status(decide_plain(&head("GET", "/", &authed), Some(&digest))), 101);
+    }
+
+    #[test]
+    fn query_token_only_when_allowed() {
+        let digest = Authenticator::CapabilityToken(super::super::auth::TokenDigest::of_token(b"t 0k"));
+        let with_query = head("GET", "/?x=1&token=t%200k", UPGRADE);
+        assert_eq!(status(decide(&with_query, Some(&digest), true)), 101);
+        assert_eq!(
+            decide(&with_query, Some(&digest), false),
+            Decision::Respond { status: 401, reason: "Unauthorized", body: "missing websocket bearer token" }
+        );
+        assert_eq!(status(decide(&head("GET", "/?token=wrong", UPGRADE), Some(&digest), true)), 401);
+        assert_eq!(status(decide(&head("GET", "/?token=t0k", &[]), Some(&digest), true)), 400);
     }
 
     #[test]
@@ -452,5 +670,7 @@ mod tests {
         assert!(parse_listen_url("ws://localhost:1").is_err());
         assert!(parse_listen_url("http://127.0.0.1:1").is_err());
         assert!(parse_listen_url("ws://127.0.0.1").is_err());
+        assert_eq!(parse_wss_listen_url("wss://127.0.0.1:0").ok(), Some("127.0.0.1:0".parse().expect("addr")));
+        assert!(parse_wss_listen_url("ws://127.0.0.1:0").is_err());
     }
 }
