@@ -32,14 +32,14 @@ extern "C" {
 
 /// Index of the first `byte` in `hay`. The chunk strings are long (tens of KiB), so
 /// this is the hot loop of the streaming workload.
-fn find_byte(hay: &[u8], byte: u8) -> Option<usize> {
+pub(crate) fn find_byte(hay: &[u8], byte: u8) -> Option<usize> {
     // SAFETY: the pointer and length describe the live slice `hay`; memchr reads
     // at most `hay.len()` bytes and returns null or a pointer into that range.
     let found = unsafe { memchr(hay.as_ptr().cast(), i32::from(byte), hay.len()) };
     (!found.is_null()).then(|| found as usize - hay.as_ptr() as usize)
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 

@@ -55,6 +55,12 @@ pub fn requests(scratch: &Path) -> Vec<(&'static str, Value)> {
         ("fs/writeBlock", json!({"handleId": "h", "offset": 0, "chunk": "aGkK"})),
         ("fs/close", json!({"handleId": "h"})),
         ("fs/watchMissing", json!({"watchId": 1, "missing": [at(scratch, "later")]})),
+        (
+            "http/request",
+            json!({"method": "POST", "url": HTTP_URL, "headers": [{"name": "Content-Type", "value": "application/json"},
+            {"name": "X-Env", "value": "v-", "valueEnvVar": "PATH"}], "bodyBase64": "e30=", "timeoutMs": 1000,
+            "redirectPolicy": "stop", "requestId": "r", "streamResponse": false}),
+        ),
     ];
     let fs = [
         ("fs/readFile", json!({"path": file, "followSymlinks": true})),
@@ -411,6 +417,10 @@ const SAFE_PROGRAMS: &[&str] = &["echo", "true", "false", "/bin/echo", "/bin/tru
 /// PATH, which `envPolicy` can pass on.
 const DEFAULT_PATH: &[&str] = &["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 
+/// The only URL an `http/request` sent to a real server may have: loopback port 1, where
+/// nothing listens, so the request fails at once without leaving the machine.
+pub const HTTP_URL: &str = "http://127.0.0.1:1/mcp";
+
 /// Whether sending `params` to a real server (as root) can only touch `scratch`: every
 /// string that the server would read as a `file:` URI names a path below `scratch`
 /// without `..`, and a `process/start` runs a harmless program or none at all. Paths in
@@ -422,7 +432,8 @@ pub fn stays_in_scratch(method: &str, params: &Value, scratch: &Path) -> bool {
         Ok(path) => path.starts_with(scratch) && path.components().all(|c| !matches!(c, Component::ParentDir)),
         Err(_) => true,
     });
-    uris_ok && (method != "process/start" || harmless_program(params.get("argv")))
+    let http_ok = method != "http/request" || params.get("url").and_then(Value::as_str).is_none_or(|url| url == HTTP_URL);
+    uris_ok && http_ok && (method != "process/start" || harmless_program(params.get("argv")))
 }
 
 fn collect_strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {

@@ -419,3 +419,22 @@ fn connections_are_reused_and_https_negotiates_http2() {
         "one HTTP/2 connection"
     );
 }
+
+#[test]
+fn requests_in_flight_per_connection_are_bounded() {
+    let site = PyServer::http("127.0.0.1");
+    let mut server = Executor::ready(&[]);
+    let hang = format!("http://127.0.0.1:{}/hang", site.port);
+    // 64 streams that never end hold every slot of the connection (registry.rs).
+    let ids: Vec<i64> = (0..64)
+        .map(|i| server.send_request("http/request", json!({"method":"GET","url":hang,"requestId":format!("s{i}"),"streamResponse":true})))
+        .collect();
+    for id in ids {
+        assert_eq!(server.response(id)["result"]["status"], 200);
+    }
+    let (code, message) = server.call_err("http/request", get(&format!("http://127.0.0.1:{}/echo", site.port)));
+    assert_eq!((code, message.as_str()), (-32603, "too many http/request calls in flight on this connection (limit 64)"));
+    // Another connection has its own slots.
+    let mut other = Executor::ready(&[]);
+    assert_eq!(other.call("http/request", get(&format!("http://127.0.0.1:{}/echo", site.port)))["status"], 200);
+}

@@ -54,6 +54,10 @@ fn decode(method: &str, mut params: Value) -> Result<(), RpcError> {
         "fs/writeBlock" => decode_params::<t::WriteBlockParams>(params).map(drop),
         "fs/close" => decode_params::<t::CloseParams>(params).map(drop),
         "fs/watchMissing" => decode_params::<t::WatchMissingParams>(params).map(drop),
+        "http/request" => {
+            let p: executor::protocol::http::HttpRequestParams = decode_params(params)?;
+            executor::http::request::prepare(p, |name| std::env::var_os(name)).map(drop).map_err(RpcError::from)
+        }
         other => panic!("no decoder listed for {other}"),
     }
 }

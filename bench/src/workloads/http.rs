@@ -15,14 +15,13 @@ use std::net::{TcpListener, TcpStream};
 use std::thread;
 use std::time::Instant;
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
 use serde_json::{json, Value};
 
 use crate::cli::Config;
 use crate::client::{Message, Server};
 use crate::error::{Error, Result};
 use crate::fail;
+use crate::output::{find, find_byte};
 use crate::procfs::cpu_seconds;
 use crate::stats::{percentile, round3, summarize};
 
@@ -82,43 +81,91 @@ pub fn run(cfg: &Config) -> Result<Value> {
 fn streamed(server: &mut Server, url: &str, request_id: &str, expected: u64) -> Result<(f64, usize, usize)> {
     let sent = Instant::now();
     let id = server.request("http/request", json!({"method":"GET","url":url,"requestId":request_id,"streamResponse":true}))?;
-    let (mut answered, mut total, mut deltas, mut max_delta) = (false, 0u64, 0usize, 0usize);
-    loop {
-        match server.read_message()? {
+    let id_field = format!("\"requestId\":{}", json!(request_id));
+    let mut body = Body { answered: false, total: 0, deltas: 0, max_delta: 0, done: false, buf: Vec::new() };
+    while !body.done {
+        let line = server.read_line()?;
+        // Hundreds of MiB of base64 arrive in these lines: the common, compact form is
+        // read without building a JSON tree (as `process/output` is, see output.rs).
+        if let Some(delta) = fast_delta(line, &id_field) {
+            body.add(delta.base64, delta.done)?;
+            continue;
+        }
+        match crate::client::parse_message(line)? {
             Message::Response { id: got, outcome } if got == json!(id) => {
                 let result = outcome.map_err(|e| Error(format!("http/request failed: {e}")))?;
                 if result.get("status").and_then(Value::as_u64) != Some(200) {
                     fail!("http/request answered {result}")
                 }
-                answered = true;
+                body.answered = true;
             }
             Message::Notification { method, params } if method == "http/request/bodyDelta" && params["requestId"] == request_id => {
-                if !answered {
-                    fail!("a body delta came before the http/request result")
-                }
                 if let Some(error) = params.get("error").and_then(Value::as_str) {
                     fail!("the streamed body failed: {error}")
                 }
-                let bytes = BASE64
-                    .decode(params.get("deltaBase64").and_then(Value::as_str).unwrap_or(""))
-                    .map_err(|e| Error(format!("a delta is not base64: {e}")))?;
-                if bytes.iter().any(|&b| b != 0) {
-                    fail!("the body is not the zeros the origin sent")
-                }
-                total += bytes.len() as u64;
-                max_delta = max_delta.max(bytes.len());
-                if params.get("done").and_then(Value::as_bool) == Some(true) {
-                    break;
-                }
-                deltas += 1;
+                let base64 = params.get("deltaBase64").and_then(Value::as_str).unwrap_or("");
+                body.add(base64.as_bytes(), params.get("done").and_then(Value::as_bool) == Some(true))?;
             }
             _ => {}
         }
     }
-    if total != expected {
-        fail!("received {total} body bytes, the origin sent {expected}")
+    if body.total != expected {
+        fail!("received {} body bytes, the origin sent {expected}", body.total)
     }
-    Ok((sent.elapsed().as_secs_f64(), deltas, max_delta))
+    Ok((sent.elapsed().as_secs_f64(), body.deltas, body.max_delta))
+}
+
+struct Body {
+    answered: bool,
+    total: u64,
+    deltas: usize,
+    max_delta: usize,
+    done: bool,
+    /// Decoded delta, reused.
+    buf: Vec<u8>,
+}
+
+impl Body {
+    fn add(&mut self, base64: &[u8], done: bool) -> Result<()> {
+        if !self.answered {
+            fail!("a body delta came before the http/request result")
+        }
+        self.buf.resize(base64.len() / 4 * 3 + 3, 0);
+        let n = base64_simd::STANDARD
+            .decode(base64, base64_simd::Out::from_slice(&mut self.buf))
+            .map_err(|e| Error(format!("a delta is not base64: {e}")))?
+            .len();
+        if self.buf[..n].iter().any(|&b| b != 0) {
+            fail!("the body is not the zeros the origin sent")
+        }
+        self.total += n as u64;
+        self.max_delta = self.max_delta.max(n);
+        if !done {
+            self.deltas += 1;
+        }
+        self.done = done;
+        Ok(())
+    }
+}
+
+struct FastDelta<'a> {
+    base64: &'a [u8],
+    done: bool,
+}
+
+/// A compact, error-free `http/request/bodyDelta` line of `id_field`'s request; `None`
+/// for anything else (which then gets a full parse). In compact JSON the key patterns
+/// cannot occur inside a string value, so this is exact.
+fn fast_delta<'a>(line: &'a [u8], id_field: &str) -> Option<FastDelta<'a>> {
+    const KEY: &[u8] = b"\"deltaBase64\":\"";
+    let key = find(line, KEY)?;
+    let start = key + KEY.len();
+    let len = find_byte(&line[start..], b'"')?;
+    let (head, base64, tail) = (&line[..key], &line[start..start + len], &line[start + len + 1..]);
+    let ok = find(head, b"\"method\":\"http/request/bodyDelta\"").is_some()
+        && find(head, id_field.as_bytes()).is_some()
+        && find(tail, b"\"error\":null").is_some();
+    ok.then(|| FastDelta { base64, done: find(tail, b"\"done\":true").is_some() })
 }
 
 /// Starts the loopback origin; returns `127.0.0.1:PORT`. Its threads end with the bench.

@@ -88,6 +88,8 @@ impl HttpService {
     }
 
     fn clients(&self) -> Result<&Clients, HttpError> {
+        // Blocks this worker once, for the few milliseconds that reading the system's roots
+        // takes; every later request finds the clients built.
         let built = self.clients.get_or_init(|| {
             let built = Clients::build(&self.config.policy);
             if let Err(e) = &built {
@@ -111,7 +113,10 @@ impl HttpService {
     }
 
     async fn perform(&self, prepared: request::Prepared, ticket: Ticket) -> Result<Outcome, HttpError> {
-        self.config.policy.check_url(&prepared.url)?;
+        if let Err(denied) = self.config.policy.check_url(&prepared.url) {
+            tracing::info!("http/request egress refused: {denied}");
+            return Err(denied.into());
+        }
         let clients = self.clients()?;
         let client = match prepared.redirect {
             RedirectPolicy::Follow => &clients.follow,
