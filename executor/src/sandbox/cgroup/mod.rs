@@ -233,8 +233,7 @@ pub struct LimitsReport {
 /// The report for `limits` on this host, as this process (root or not) runs.
 pub fn report(limits: &TreeLimits, unsandboxed_limited: bool) -> LimitsReport {
     let detection = detect();
-    // SAFETY: geteuid cannot fail and touches no memory.
-    let as_root = unsafe { libc::geteuid() } == 0;
+    let as_root = nix::unistd::geteuid().is_root();
     let facts = enforcement(limits, detection, as_root);
     let backend = detection.backend.as_ref();
     LimitsReport {
