@@ -307,12 +307,21 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(checked) => checked,
         Err(e) => return usage_error(&e),
     };
+    let limits = executor::sandbox::cgroup::report(&launcher.tree_limits, launcher.limit_unsandboxed);
     tracing::info!(
         version = %env!("CARGO_PKG_VERSION"),
         transport = %args.listen,
         launcher = %launcher_summary(&launcher),
+        limits = %format!("{}: {}", limits.mechanism, executor::sandbox::cgroup::summary(&limits.limits)),
         "executor starting"
     );
+    if !limits.not_binding_tree.is_empty() {
+        tracing::warn!(
+            "sandbox limits that do not bind a whole process tree here: {} ({})",
+            limits.not_binding_tree.join(", "),
+            limits.problems.join("; ")
+        );
+    }
     // As many descriptors as the host allows, so that fs handles and the reserve kept for
     // process starts (limits.rs) fit; children get back the limit we were started with.
     if let Err(e) = executor::limits::raise_nofile_limit() {
@@ -465,6 +474,7 @@ fn sandbox_facts(config: &ServerConfig) -> serde_json::Value {
             "defaultSandbox": config.floor.default_sandbox.map(|d| format!("{d:?}")),
             "requireSandbox": config.floor.require_sandbox,
             "diagnose": "executor doctor",
+            "limits": executor::sandbox::cgroup::report(&config.launcher.tree_limits, config.launcher.limit_unsandboxed),
         }
     })
 }

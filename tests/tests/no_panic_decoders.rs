@@ -50,6 +50,7 @@ fn decode(method: &str, mut params: Value) -> Result<(), RpcError> {
         "process/write" => decode_params::<t::ProcessWriteParams>(params).map(drop),
         "process/signal" => decode_params::<t::ProcessSignalParams>(params).map(drop),
         "process/terminate" => decode_params::<t::ProcessTerminateParams>(params).map(drop),
+        "sandbox/report" => decode_params::<t::SandboxReportParams>(params).map(drop),
         "fs/readBlock" => decode_params::<t::ReadBlockParams>(params).map(drop),
         "fs/writeBlock" => decode_params::<t::WriteBlockParams>(params).map(drop),
         "fs/close" => decode_params::<t::CloseParams>(params).map(drop),

@@ -12,7 +12,7 @@ use super::write_ids::WriteIds;
 use super::{signal_relay, spawn, ExitRecord, OutputLog, Process, ProcessError, ProcessTable, CLOSED_RETENTION};
 use crate::notify::NotificationSink;
 use crate::protocol::envelope::json_string;
-use crate::protocol::types::{ProcessReadResult, WriteStatus};
+use crate::protocol::types::{LimitHitReport, NotObserved, ProcessReadResult, SandboxReportResult, WriteStatus};
 use crate::sync::lock;
 
 impl Process {
@@ -28,6 +28,7 @@ impl Process {
         init_reported: bool,
         sink: Arc<NotificationSink>,
         table: Weak<ProcessTable>,
+        limiter: Option<Arc<crate::sandbox::cgroup::TreeLimiter>>,
     ) -> Arc<Process> {
         let pid = Pid::from_raw(spawned.child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0));
         let (stdin_tx, stdin_rx) = mpsc::unbounded_channel();
@@ -44,6 +45,8 @@ impl Process {
             stdin: stdin_writer.is_some().then_some(stdin_tx),
             write_ids: Mutex::new(WriteIds::default()),
             sink,
+            limiter,
+            hits: Mutex::new(Vec::new()),
         });
         if let Some(writer) = stdin_writer {
             tokio::spawn(writer);
@@ -57,12 +60,40 @@ impl Process {
                 table.closed_one();
             }
             pumped.emit_closed().await;
+            // Removing the tree's cgroup holds no descriptor or pid: it need not delay the close.
+            pumped.remove_cgroup().await;
             tokio::time::sleep(CLOSED_RETENTION).await;
             if let Some(table) = table.upgrade() {
                 table.remove_if_same(&pumped.id, &pumped);
             }
         });
         process
+    }
+
+    /// `sandbox/report`: the limits the tree ran into (read live while it runs), and
+    /// plainly what this executor does not observe.
+    pub fn sandbox_report(&self) -> SandboxReportResult {
+        let exited = self.exit().is_some();
+        let hits = match (&self.limiter, exited) {
+            (_, true) => lock(&self.hits).clone(),
+            (Some(limiter), false) => limiter.hits(),
+            (None, false) => Vec::new(),
+        };
+        let limits = hits.iter().map(|h| LimitHitReport { limit: h.limit(), message: h.line() }).collect();
+        let observed = if self.limiter.is_some() { vec!["limits"] } else { Vec::new() };
+        let mut not_observed = Vec::new();
+        if self.limiter.is_none() {
+            not_observed.push(NotObserved { what: "limits", why: "this process ran without resource limits" });
+        }
+        if self.sandboxed {
+            const NOT_RECORDED: &str = "not recorded by this executor yet (issue 17)";
+            for what in ["seccomp-refused syscalls", "refused network sockets", "writes refused under read-only or protected paths"] {
+                not_observed.push(NotObserved { what, why: NOT_RECORDED });
+            }
+        } else {
+            not_observed.push(NotObserved { what: "sandbox refusals", why: "this process ran without a sandbox" });
+        }
+        SandboxReportResult { process_id: self.id.clone(), sandboxed: self.sandboxed, exited, limits, observed, not_observed }
     }
 
     pub fn exit(&self) -> Option<ExitRecord> {

@@ -77,6 +77,10 @@ pub struct Process {
     stdin: Option<mpsc::UnboundedSender<Vec<u8>>>,
     write_ids: Mutex<write_ids::WriteIds>,
     sink: Arc<NotificationSink>,
+    /// The tree's resource limits (sandboxed processes with limits set).
+    limiter: Option<Arc<crate::sandbox::cgroup::TreeLimiter>>,
+    /// The limits the tree ran into, recorded at its exit (for `sandbox/report`).
+    hits: Mutex<Vec<crate::sandbox::cgroup::Hit>>,
 }
 
 /// Decodes a `process/write` chunk.

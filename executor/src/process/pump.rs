@@ -22,6 +22,7 @@ impl Process {
     /// caller (see [`Process::emit_closed`]).
     pub(super) async fn pump(&self, mut child: tokio::process::Child, output: Output) {
         let mut exited = false;
+        let mut wall = WallTimer::new(self.limiter.as_ref().and_then(|l| l.wall()));
         match output {
             Output::Pipes { mut stdout, mut stderr } => {
                 let (mut out_open, mut err_open) = (true, true);
@@ -40,8 +41,9 @@ impl Process {
                         },
                         status = child.wait(), if !exited => {
                             exited = true;
-                            self.emit_exit(exit_code(status)).await;
+                            self.emit_exit(exit_code(status), wall.fired, StreamName::Stderr).await;
                         }
+                        () = wall.elapsed(), if wall.pending && !exited => self.kill_at_wall_limit(&mut wall),
                     }
                 }
             }
@@ -57,12 +59,60 @@ impl Process {
                         },
                         status = child.wait(), if !exited => {
                             exited = true;
-                            self.emit_exit(exit_code(status)).await;
+                            self.emit_exit(exit_code(status), wall.fired, StreamName::Pty).await;
                         }
+                        () = wall.elapsed(), if wall.pending && !exited => self.kill_at_wall_limit(&mut wall),
                     }
                 }
             }
         }
+    }
+
+    /// The wall-clock limit passed: SIGKILL to bwrap's group (which takes the sandbox's
+    /// PID namespace down) and to whatever is left in the tree's cgroup.
+    fn kill_at_wall_limit(&self, wall: &mut WallTimer) {
+        wall.pending = false;
+        wall.fired = true;
+        if self.pid.as_raw() > 0 {
+            let _ = nix::sys::signal::killpg(self.pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        if let Some(limiter) = &self.limiter {
+            limiter.kill_all();
+        }
+    }
+
+    /// After the close: kills what is left of the tree and removes its cgroup. A cgroup
+    /// is busy for a moment while its last processes exit, hence the retries.
+    pub(super) async fn remove_cgroup(&self) {
+        let Some(limiter) = &self.limiter else { return };
+        for _ in 0..250 {
+            if limiter.try_remove() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        tracing::warn!(process = %self.id, cgroups = ?limiter.paths(), "the sandbox's cgroup is still busy; it was not removed");
+    }
+
+    /// The limits the tree ran into, as one last chunk before `process/exited`: on
+    /// stderr, or on the terminal for a PTY process (which has no separate stderr).
+    async fn report_limits(&self, wall_fired: bool, stream: StreamName) {
+        let Some(limiter) = &self.limiter else { return };
+        let mut hits = limiter.hits();
+        if let (true, Some(seconds)) = (wall_fired, limiter.limits().wall_seconds) {
+            hits.push(crate::sandbox::cgroup::Hit::Wall { seconds });
+        }
+        *lock(&self.hits) = hits.clone();
+        if hits.is_empty() {
+            return;
+        }
+        let mut text = String::new();
+        for hit in &hits {
+            text.push_str(&hit.line());
+            text.push('\n');
+        }
+        tracing::info!(process = %self.id, "limit reached: {}", text.trim_end());
+        self.emit_chunk(stream, text.as_bytes()).await;
     }
 
     async fn emit_output(&self, stream: StreamName, data: &[u8]) {
@@ -106,7 +156,8 @@ impl Process {
         self.sink.send(output_notification_line(&self.id_json, seq, stream.as_str(), &encoded)).await;
     }
 
-    async fn emit_exit(&self, code: i32) {
+    async fn emit_exit(&self, code: i32, wall_fired: bool, limit_stream: StreamName) {
+        self.report_limits(wall_fired, limit_stream).await;
         let bwrap_failed = self.explain_bwrap_error(code).await;
         let sandbox_denied =
             self.sandboxed && (bwrap_failed || code == crate::sandbox::EXIT_EXEC_DENIED || code == crate::sandbox::EXIT_SETUP_FAILED);
@@ -126,6 +177,26 @@ impl Process {
         let seq = lock(&self.log).record_close();
         self.changed.send_replace(());
         self.sink.send(notification_line(methods::CLOSED, &ClosedNotification { process_id: &self.id, seq })).await;
+    }
+}
+
+/// The wall-clock limit of a tree, if it has one.
+struct WallTimer {
+    deadline: Option<tokio::time::Instant>,
+    pending: bool,
+    fired: bool,
+}
+
+impl WallTimer {
+    fn new(limit: Option<std::time::Duration>) -> Self {
+        WallTimer { deadline: limit.map(|d| tokio::time::Instant::now() + d), pending: limit.is_some(), fired: false }
+    }
+
+    async fn elapsed(&self) {
+        match self.deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => std::future::pending().await,
+        }
     }
 }
 

@@ -24,6 +24,8 @@ pub struct SpawnSpec {
     pub pipe_stdin: bool,
     /// Descriptors the child inherits at their current numbers (bwrap's `--info-fd`).
     pub inherited: Vec<std::os::fd::OwnedFd>,
+    /// The tree's resource limits: its cgroup, joined before exec, and rlimit fallbacks.
+    pub limiter: Option<std::sync::Arc<crate::sandbox::cgroup::TreeLimiter>>,
 }
 
 pub enum Streams {
@@ -44,10 +46,23 @@ pub fn spawn(spec: SpawnSpec) -> io::Result<Spawned> {
     command.arg0(&spec.argv0).args(&spec.args).current_dir(&spec.cwd).env_clear().envs(&spec.env).kill_on_drop(false);
     crate::fds::InheritedFds::new(spec.inherited).install(&mut command);
     crate::limits::restore_for_child(&mut command);
+    if let Some(limiter) = &spec.limiter {
+        join_limits(&mut command, limiter.join_fds(), limiter.rlimits().to_vec());
+    }
     if spec.tty {
         spawn_on_pty(command)
     } else {
         spawn_with_pipes(command, spec.pipe_stdin)
+    }
+}
+
+/// The child enters the tree's cgroup and sets the fallback rlimits before exec
+/// (`TreeLimiter` keeps the `cgroup.procs` descriptors open until after the spawn).
+fn join_limits(command: &mut Command, procs: Vec<std::os::fd::RawFd>, rlimits: Vec<crate::sandbox::cgroup::Rlimit>) {
+    // SAFETY: the closure runs in the forked child before exec; join_in_child only makes
+    // async-signal-safe calls (write, setrlimit) on values copied into the closure.
+    unsafe {
+        command.pre_exec(move || crate::sandbox::cgroup::join_in_child(&procs, &rlimits));
     }
 }
 

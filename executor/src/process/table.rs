@@ -46,9 +46,14 @@ impl ProcessTable {
         sink: Arc<NotificationSink>,
     ) -> Result<(), ProcessError> {
         self.reserve(id)?;
-        match spawn::spawn(spec) {
+        let limiter = spec.limiter.clone();
+        let spawned = spawn::spawn(spec);
+        if let Some(limiter) = &limiter {
+            limiter.spawned();
+        }
+        match spawned {
             Ok(spawned) => {
-                let process = Process::launch(id, spawned, sandboxed, init_report.is_some(), sink, Arc::downgrade(self));
+                let process = Process::launch(id, spawned, sandboxed, init_report.is_some(), sink, Arc::downgrade(self), limiter);
                 if let Some(report) = init_report {
                     let learner = process.clone();
                     tokio::spawn(async move { learner.signal_relay.learn(report).await });

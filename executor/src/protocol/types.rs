@@ -119,6 +119,25 @@ pub struct ProcessStartParams {
     pub network_proxy: Option<Value>,
     #[serde(default)]
     pub shell_snapshot: Option<Value>,
+    /// Executor extension: limits for this process's tree, each capped by the operator's.
+    #[serde(default)]
+    pub executor_limits: Option<ExecutorLimits>,
+}
+
+/// `executorLimits` of `process/start` (an executor extension; the reference client does
+/// not send it). An unknown member is refused: a misspelt limit must not silently be
+/// no limit.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExecutorLimits {
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
+    #[serde(default)]
+    pub max_procs: Option<u64>,
+    #[serde(default)]
+    pub cpu_percent: Option<u32>,
+    #[serde(default)]
+    pub wall_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -223,6 +242,43 @@ pub struct ProcessSignalParams {
 #[serde(rename_all = "camelCase")]
 pub struct ProcessTerminateParams {
     pub process_id: String,
+}
+
+/// `sandbox/report` params (an executor method).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SandboxReportParams {
+    pub process_id: String,
+}
+
+/// What the sandbox refused for one process, as far as it was observed.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxReportResult {
+    pub process_id: String,
+    pub sandboxed: bool,
+    pub exited: bool,
+    /// Limits the tree ran into, each with the line added to its stderr.
+    pub limits: Vec<LimitHitReport>,
+    /// What this report covers (e.g. `limits`); empty when nothing could be observed.
+    pub observed: Vec<&'static str>,
+    /// What it does not cover, and why: absent from `limits` is not "did not happen".
+    pub not_observed: Vec<NotObserved>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitHitReport {
+    /// memory, processes, cpu, wall
+    pub limit: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotObserved {
+    pub what: &'static str,
+    pub why: &'static str,
 }
 
 #[derive(Debug, Serialize)]

@@ -125,6 +125,7 @@ async fn dispatch_value(ctx: RequestContext, method: &str, params: Value) -> Res
         "process/write" => process::write(&ctx, decode_params(params)?),
         "process/signal" => process::signal(&ctx, decode_params(params)?).await,
         "process/terminate" => process::terminate(&ctx, decode_params(params)?),
+        "sandbox/report" => process::sandbox_report(&ctx, decode_params(params)?),
         _ => Err(RpcError::method_not_found(method)),
     }
 }

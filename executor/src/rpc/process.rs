@@ -10,8 +10,8 @@ use crate::child_env::{build_child_env, server_env};
 use crate::limits::Use;
 use crate::process::{decode_chunk, info_pipe, ProcessError, SpawnSpec};
 use crate::protocol::types::{
-    ProcessReadParams, ProcessSignalParams, ProcessStartParams, ProcessStartResult, ProcessTerminateParams, ProcessTerminateResult,
-    ProcessWriteParams, ProcessWriteResult, SandboxType, SignalName,
+    ExecutorLimits, ProcessReadParams, ProcessSignalParams, ProcessStartParams, ProcessStartResult, ProcessTerminateParams,
+    ProcessTerminateResult, ProcessWriteParams, ProcessWriteResult, SandboxReportParams, SandboxType, SignalName,
 };
 use crate::protocol::RpcError;
 use crate::sandbox;
@@ -27,12 +27,20 @@ pub fn start(ctx: &RequestContext, params: ProcessStartParams) -> Result<Value, 
     ctx.server.descriptors.check(Use::Process)?;
     let cwd = params.cwd.0;
     let sandbox = ctx.server.config.floor.apply(params.sandbox, &cwd)?;
+    // The operator's limits (issue 17), tightened by the request's `executorLimits`.
+    let operator = &ctx.server.config.launcher;
+    let limits = tree_limits(&operator.tree_limits, params.executor_limits)?;
+    // A request's process limit also reaches the inner stage's RLIMIT_NPROC (what holds
+    // where no pids cgroup is usable).
+    let launcher = match limits.max_procs == operator.max_procs {
+        true => std::borrow::Cow::Borrowed(operator),
+        false => std::borrow::Cow::Owned(sandbox::launcher::LauncherConfig { max_procs: limits.max_procs, ..operator.clone() }),
+    };
     let (mut launch, sandboxed) = match &sandbox {
         None => (sandbox::LaunchSpec::direct(&params.argv, params.arg0.as_deref()), false),
         Some(policy) => {
-            let prepared =
-                sandbox::prepare(&ctx.server.config.launcher, policy, Some(&cwd), &cwd, &params.argv, params.arg0.as_deref(), &[])
-                    .map_err(ProcessError::from)?;
+            let prepared = sandbox::prepare(&launcher, policy, Some(&cwd), &cwd, &params.argv, params.arg0.as_deref(), &[])
+                .map_err(ProcessError::from)?;
             (prepared.launch, prepared.sandboxed)
         }
     };
@@ -42,6 +50,18 @@ pub fn start(ctx: &RequestContext, params: ProcessStartParams) -> Result<Value, 
         (Some(read), vec![write])
     } else {
         (None, Vec::new())
+    };
+    // Every sandboxed tree gets its limits in a cgroup made now, before the child exists.
+    let limited = sandboxed || operator.limit_unsandboxed;
+    if !limited && params.executor_limits.is_some() {
+        return Err(RpcError::invalid_params(
+            "executorLimits apply to sandboxed processes only (the operator did not set --limit-unsandboxed); this one runs without a sandbox",
+        ));
+    }
+    let limiter = if limited {
+        sandbox::cgroup::TreeLimiter::new(&limits).map_err(|e| ProcessError::from(sandbox::SandboxError::from(e)))?.map(std::sync::Arc::new)
+    } else {
+        None
     };
     let env = build_child_env(server_env(), params.env_policy.as_ref(), &params.env)?;
     let spec = SpawnSpec {
@@ -53,10 +73,28 @@ pub fn start(ctx: &RequestContext, params: ProcessStartParams) -> Result<Value, 
         tty: params.tty,
         pipe_stdin: params.pipe_stdin,
         inherited,
+        limiter,
     };
     session.processes.start(&params.process_id, spec, sandboxed, init_report, session.sink.clone())?;
     let sandbox_type = if sandboxed { SandboxType::LinuxSeccomp } else { SandboxType::None };
     to_value(ProcessStartResult { process_id: params.process_id, sandbox_type })
+}
+
+/// The operator's limits, tightened by the request's: a request can lower a limit or set
+/// one the operator left open, never raise one.
+fn tree_limits(operator: &sandbox::cgroup::TreeLimits, asked: Option<ExecutorLimits>) -> Result<sandbox::cgroup::TreeLimits, RpcError> {
+    let Some(asked) = asked else { return Ok(*operator) };
+    let zero = [asked.memory_bytes, asked.max_procs, asked.cpu_percent.map(u64::from), asked.wall_seconds].contains(&Some(0));
+    if zero {
+        return Err(RpcError::invalid_params("executorLimits: every limit must be above 0 (leave a member out for the operator's)"));
+    }
+    let asked = sandbox::cgroup::TreeLimits {
+        memory_bytes: asked.memory_bytes,
+        max_procs: asked.max_procs,
+        cpu_percent: asked.cpu_percent,
+        wall_seconds: asked.wall_seconds,
+    };
+    Ok(asked.capped_by(operator))
 }
 
 /// Fields whose features this executor does not provide: refusing them is safer than
@@ -109,4 +147,12 @@ pub fn terminate(ctx: &RequestContext, params: ProcessTerminateParams) -> Result
     let session = ctx.gate(FAMILY)?;
     let running = session.processes.terminate(&params.process_id);
     to_value(ProcessTerminateResult { running })
+}
+
+/// `sandbox/report {processId}` (an executor method): what the sandbox refused for one
+/// process of the session, until its retention ends.
+pub fn sandbox_report(ctx: &RequestContext, params: SandboxReportParams) -> Result<Value, RpcError> {
+    let session = ctx.gate(FAMILY)?;
+    let process = session.processes.get(&params.process_id)?;
+    to_value(process.sandbox_report())
 }

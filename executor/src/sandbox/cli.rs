@@ -108,12 +108,32 @@ pub fn run(args: SandboxArgs) -> Result<i32, SandboxCliError> {
     };
     let prepared = super::prepare(&config, &ctx, Some(&cwd), &cwd, &args.command, None, &[])?;
     let spec = prepared.launch;
-    let status = std::process::Command::new(&spec.program)
-        .arg0(&spec.argv0)
-        .args(&spec.args)
-        .current_dir(&cwd)
-        .status()
+    // The same limits as the server's sandboxes (issue 17): a flag given here must hold.
+    let limiter = match prepared.sandboxed {
+        true => super::cgroup::TreeLimiter::new(&config.tree_limits).map_err(super::SandboxError::from)?,
+        false => None,
+    };
+    let mut command = std::process::Command::new(&spec.program);
+    command.arg0(&spec.argv0).args(&spec.args).current_dir(&cwd);
+    if let Some(limiter) = &limiter {
+        let (procs, rlimits) = (limiter.join_fds(), limiter.rlimits().to_vec());
+        // SAFETY: the closure runs in the forked child before exec; join_in_child only
+        // makes async-signal-safe calls on values copied into the closure.
+        unsafe {
+            command.pre_exec(move || super::cgroup::join_in_child(&procs, &rlimits));
+        }
+    }
+    let spawned = command.spawn();
+    if let Some(limiter) = &limiter {
+        limiter.spawned();
+    }
+    let mut child = spawned.map_err(|source| SandboxCliError::Spawn { program: spec.program.clone(), source })?;
+    let (status, wall_fired) = wait_with_wall_limit(&mut child, limiter.as_ref())
         .map_err(|source| SandboxCliError::Spawn { program: spec.program.clone(), source })?;
+    if let Some(limiter) = &limiter {
+        report_hits(limiter, wall_fired);
+        limiter.remove_blocking();
+    }
     let code = match (status.code(), status.signal()) {
         (Some(c), _) => c,
         (None, Some(s)) => 128 + s,
@@ -123,6 +143,40 @@ pub fn run(args: SandboxArgs) -> Result<i32, SandboxCliError> {
         Some(launcher) if code == BWRAP_FAILURE => explain_if_host_refuses(&launcher).unwrap_or(code),
         _ => code,
     })
+}
+
+/// Waits for `child`, killing it (bwrap: its sandbox goes with it) and its cgroup at the
+/// wall limit; true in the second place when the limit fired.
+fn wait_with_wall_limit(
+    child: &mut std::process::Child,
+    limiter: Option<&super::cgroup::TreeLimiter>,
+) -> std::io::Result<(std::process::ExitStatus, bool)> {
+    let Some((limiter, wall)) = limiter.and_then(|l| l.wall().map(|w| (l, w))) else {
+        return child.wait().map(|s| (s, false));
+    };
+    let deadline = std::time::Instant::now() + wall;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok((status, false));
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            limiter.kill_all();
+            return child.wait().map(|s| (s, true));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The limits the tree ran into, as the server reports them: on stderr.
+fn report_hits(limiter: &super::cgroup::TreeLimiter, wall_fired: bool) {
+    let mut hits = limiter.hits();
+    if let (true, Some(seconds)) = (wall_fired, limiter.limits().wall_seconds) {
+        hits.push(super::cgroup::Hit::Wall { seconds });
+    }
+    for hit in hits {
+        eprintln!("{}", hit.line());
+    }
 }
 
 /// bwrap's exit status when it cannot build the sandbox (its `die()`).

@@ -49,6 +49,10 @@ pub enum SandboxError {
     #[error("sandbox configuration cannot be encoded: {0}")]
     Encode(String),
 
+    /// The tree's cgroup could not be made (a host failure).
+    #[error(transparent)]
+    TreeLimits(#[from] super::cgroup::CgroupError),
+
     /// No usable bwrap (or the bundled one failed verification).
     #[error(transparent)]
     Launcher(#[from] super::launcher::LauncherError),

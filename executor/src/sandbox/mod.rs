@@ -9,6 +9,7 @@
 //! with [`EXIT_SETUP_FAILED`].
 
 pub mod bwrap_args;
+pub mod cgroup;
 pub mod cli;
 pub mod doctor;
 pub mod error;

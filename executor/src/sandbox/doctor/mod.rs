@@ -29,6 +29,8 @@ pub struct Report {
     pub bundled_bwrap: BundledBwrap,
     pub memfd_exec: MemfdExec,
     pub cgroup_v2: CgroupV2,
+    /// How the `--sandbox-*` limits are enforced here (issue 17).
+    pub limits: super::cgroup::LimitsReport,
     pub smoke_test: Option<SmokeTest>,
 }
 
@@ -227,6 +229,7 @@ pub fn collect(config: &LauncherConfig) -> Report {
         bundled_bwrap,
         memfd_exec,
         cgroup_v2: cgroup_v2(),
+        limits: super::cgroup::report(&config.tree_limits, config.limit_unsandboxed),
         user_namespaces: facts.user_namespaces,
         landlock: facts.landlock,
         seccomp: facts.seccomp,

@@ -112,6 +112,14 @@ pub fn render_human(r: &Report) -> String {
             "no (/sys/fs/cgroup/cgroup.controllers missing)".into()
         }
     );
+    let _ = writeln!(o, "\n[info] resource limits: {}", r.limits.mechanism);
+    for f in &r.limits.limits {
+        let mark = if f.holds_for_tree { "ok" } else { "!!" };
+        let _ = writeln!(o, "  [{mark}] {} {}: {}", f.limit, f.value, f.mechanism);
+    }
+    for p in &r.limits.problems {
+        let _ = writeln!(o, "      {p}");
+    }
     if let Some(s) = &r.smoke_test {
         let _ = writeln!(o, "\n[{}] test run: bwrap {}", yes(s.ok), s.argv.join(" "));
         if let Some(e) = &s.stderr {

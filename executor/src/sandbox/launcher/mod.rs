@@ -99,6 +99,10 @@ pub struct LauncherConfig {
     pub max_procs: Option<u64>,
     /// The inner stage's exit status when the command cannot be executed.
     pub exec_failure: super::inner::ExecFailure,
+    /// The operator's limits for every sandboxed process tree (`--sandbox-*-max`).
+    pub tree_limits: super::cgroup::TreeLimits,
+    /// `--limit-unsandboxed`: unsandboxed process trees get the same limits.
+    pub limit_unsandboxed: bool,
 }
 
 /// Default of `--sandbox-max-procs`: far above what a build or test run needs, far below
@@ -112,6 +116,8 @@ impl Default for LauncherConfig {
             path_override: None,
             max_procs: Some(DEFAULT_MAX_PROCS),
             exec_failure: super::inner::ExecFailure::default(),
+            tree_limits: super::cgroup::TreeLimits { max_procs: Some(DEFAULT_MAX_PROCS), ..Default::default() },
+            limit_unsandboxed: false,
         }
     }
 }
@@ -331,10 +337,27 @@ pub struct LauncherArgs {
     #[arg(long = "bwrap-path", value_name = "PATH")]
     pub path: Option<PathBuf>,
     /// Most processes and threads one sandbox may hold (fork bombs fail there, not on the
-    /// host); 0 for no limit. Enforced through RLIMIT_NPROC counted in the sandbox's own
-    /// user namespace, which the kernel does not apply to root.
+    /// host); 0 for no limit. Enforced by a pids cgroup per sandbox where one is usable
+    /// (root included), and by RLIMIT_NPROC in the sandbox's own user namespace (which the
+    /// kernel does not apply to root).
     #[arg(long = "sandbox-max-procs", value_name = "N", default_value_t = DEFAULT_MAX_PROCS)]
     pub max_procs: u64,
+    /// Most memory one sandbox's process tree may use (K/M/G suffixes, powers of 1024; no
+    /// swap beyond it); the tree is OOM-killed past it. Without a usable memory cgroup:
+    /// RLIMIT_AS per process.
+    #[arg(long = "sandbox-memory-max", value_name = "BYTES", value_parser = super::cgroup::parse_bytes)]
+    pub memory_max: Option<u64>,
+    /// CPU one sandbox's process tree may use, in percent of one core (throttled past
+    /// it). Without a usable cpu cgroup: an RLIMIT_CPU budget when --sandbox-wall-max is set.
+    #[arg(long = "sandbox-cpu-max", value_name = "PERCENT", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub cpu_max: Option<u32>,
+    /// Seconds a sandbox's process tree may run before it is killed.
+    #[arg(long = "sandbox-wall-max", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub wall_max: Option<u64>,
+    /// Apply the --sandbox-*-max limits (and a request's executorLimits) to processes that
+    /// run without a sandbox too.
+    #[arg(long = "limit-unsandboxed")]
+    pub limit_unsandboxed: bool,
 }
 
 impl LauncherArgs {
@@ -347,6 +370,13 @@ impl LauncherArgs {
             mode: self.mode,
             path_override: self.path.clone(),
             max_procs: (self.max_procs > 0).then_some(self.max_procs),
+            tree_limits: super::cgroup::TreeLimits {
+                memory_bytes: self.memory_max,
+                max_procs: (self.max_procs > 0).then_some(self.max_procs),
+                cpu_percent: self.cpu_max,
+                wall_seconds: self.wall_max,
+            },
+            limit_unsandboxed: self.limit_unsandboxed,
             ..LauncherConfig::default()
         })
     }
