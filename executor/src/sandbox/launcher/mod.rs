@@ -116,7 +116,9 @@ impl Default for LauncherConfig {
             path_override: None,
             max_procs: Some(DEFAULT_MAX_PROCS),
             exec_failure: super::inner::ExecFailure::default(),
-            tree_limits: super::cgroup::TreeLimits { max_procs: Some(DEFAULT_MAX_PROCS), ..Default::default() },
+            // No tree cgroup unless the operator asks for a limit: moving a child into a
+            // cgroup costs about 10 ms per start on cgroup v1 (docs/benchmarks.md).
+            tree_limits: super::cgroup::TreeLimits::default(),
             limit_unsandboxed: false,
         }
     }
@@ -337,11 +339,12 @@ pub struct LauncherArgs {
     #[arg(long = "bwrap-path", value_name = "PATH")]
     pub path: Option<PathBuf>,
     /// Most processes and threads one sandbox may hold (fork bombs fail there, not on the
-    /// host); 0 for no limit. Enforced by a pids cgroup per sandbox where one is usable
-    /// (root included), and by RLIMIT_NPROC in the sandbox's own user namespace (which the
-    /// kernel does not apply to root).
-    #[arg(long = "sandbox-max-procs", value_name = "N", default_value_t = DEFAULT_MAX_PROCS)]
-    pub max_procs: u64,
+    /// host); 0 for no limit. Given explicitly, it is enforced by a pids cgroup per sandbox
+    /// where one is usable (root included) as well as by RLIMIT_NPROC in the sandbox's own
+    /// user namespace; without the flag only RLIMIT_NPROC 4096 applies, which the kernel
+    /// does not apply to root (a tree cgroup costs each sandboxed start about 10 ms).
+    #[arg(long = "sandbox-max-procs", value_name = "N")]
+    pub max_procs: Option<u64>,
     /// Most memory one sandbox's process tree may use (K/M/G suffixes, powers of 1024; no
     /// swap beyond it); the tree is OOM-killed past it. Without a usable memory cgroup:
     /// RLIMIT_AS per process.
@@ -369,10 +372,10 @@ impl LauncherArgs {
         Ok(LauncherConfig {
             mode: self.mode,
             path_override: self.path.clone(),
-            max_procs: (self.max_procs > 0).then_some(self.max_procs),
+            max_procs: Some(self.max_procs.unwrap_or(DEFAULT_MAX_PROCS)).filter(|n| *n > 0),
             tree_limits: super::cgroup::TreeLimits {
                 memory_bytes: self.memory_max,
-                max_procs: (self.max_procs > 0).then_some(self.max_procs),
+                max_procs: self.max_procs.filter(|n| *n > 0),
                 cpu_percent: self.cpu_max,
                 wall_seconds: self.wall_max,
             },
