@@ -180,7 +180,8 @@ impl Fx {
         assert!(error_of(&denied).is_some(), "the denied file was readable before any change: {denied}");
         std::fs::write(self.t.ws.join("ok.txt"), b"ok").unwrap();
         let ok = self.sandboxed("fs/readFile", json!({"path": uri(&self.t.ws.join("ok.txt"))}));
-        assert_eq!(unb64(ok["result"]["dataBase64"].as_str().unwrap()), b"ok", "{ok}");
+        let data = ok["result"]["dataBase64"].as_str().unwrap_or_else(|| panic!("the allowed read failed: {ok}"));
+        assert_eq!(unb64(data), b"ok", "{ok}");
     }
 
     /// Runs `probe`; returns every answer it produced, for the leak check.
