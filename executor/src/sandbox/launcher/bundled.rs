@@ -14,7 +14,10 @@ use sha2::{Digest as _, Sha256};
 
 use super::error::io_err;
 use super::system::{output_text, parse_version, run_probe};
-use super::{hex, parse_hex_digest, DEBUG_EXPECTED_DIGEST_ENV, DEBUG_REFUSE_MEMFD_EXEC_ENV};
+use super::{hex, DEBUG_REFUSE_MEMFD_EXEC_ENV};
+// The digest override exists in debug builds only (tests prove a mismatch is refused).
+#[cfg(debug_assertions)]
+use super::{parse_hex_digest, DEBUG_EXPECTED_DIGEST_ENV};
 use super::{BundledSource, Launcher, LauncherError, Source, RESOURCE_RELATIVE_PATH};
 
 // ---------------------------------------------------------------------------------
