@@ -16,19 +16,36 @@ const SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED: libc::c_ulong = 1 << 7;
 
 use caps::CapSet;
 
+/// Why the capability step refused to go on: each failure names its set.
+#[derive(Debug, thiserror::Error)]
+pub enum CapabilityError {
+    #[error("cannot lock securebits: {0}")]
+    Securebits(#[source] std::io::Error),
+    #[error("cannot clear the {set} set: {reason}")]
+    Clear { set: &'static str, reason: String },
+    #[error("cannot read the {set} set: {reason}")]
+    Read { set: &'static str, reason: String },
+    #[error("sandbox retained {set} capabilities {names}")]
+    Retained { set: &'static str, names: String },
+    #[error("sandbox retained capability {0} in the bounding set")]
+    RetainedByNumber(u32),
+}
+
+fn clear(set: CapSet) -> Result<(), CapabilityError> {
+    caps::clear(None, set).map_err(|e| CapabilityError::Clear { set: set_name(set), reason: e.to_string() })
+}
+
 /// Locks the securebits, then empties every capability set through the `caps` crate and
 /// checks with the kernel that nothing is left.
-pub fn drop_all_and_verify() -> Result<(), String> {
+pub fn drop_all_and_verify() -> Result<(), CapabilityError> {
     lock_securebits()?;
     // Only what is in the bounding set is dropped: each drop commits a new set of
     // credentials, and bwrap left at most CAP_SETPCAP there. It needs CAP_SETPCAP, so it
-    // comes before the other sets are emptied.
-    caps::clear(None, CapSet::Bounding).map_err(|e| format!("cannot empty the bounding set: {e}"))?;
-    caps::clear(None, CapSet::Ambient).map_err(|e| format!("cannot clear ambient capabilities: {e}"))?;
-    // Effective first: the kernel keeps it a subset of permitted. Each clear zeroes the
-    // whole set, bits this crate has no name for included.
-    for set in [CapSet::Effective, CapSet::Inheritable, CapSet::Permitted] {
-        caps::clear(None, set).map_err(|e| format!("cannot clear the {} set: {e}", set_name(set)))?;
+    // comes before the other sets are emptied. Effective before permitted: the kernel
+    // keeps it a subset. Each clear zeroes the whole set, bits this crate has no name for
+    // included.
+    for set in [CapSet::Bounding, CapSet::Ambient, CapSet::Effective, CapSet::Inheritable, CapSet::Permitted] {
+        clear(set)?;
     }
     verify_no_capabilities()
 }
@@ -36,7 +53,7 @@ pub fn drop_all_and_verify() -> Result<(), String> {
 /// Exec as uid 0 grants nothing (NOROOT), setuid transitions keep the sets empty
 /// (NO_SETUID_FIXUP), ambient raising is impossible, and the bits are locked. The `caps`
 /// crate has no securebits call, so this one is made directly.
-fn lock_securebits() -> Result<(), String> {
+fn lock_securebits() -> Result<(), CapabilityError> {
     let bits = SECBIT_NOROOT
         | SECBIT_NOROOT_LOCKED
         | SECBIT_NO_SETUID_FIXUP
@@ -44,19 +61,19 @@ fn lock_securebits() -> Result<(), String> {
         | SECBIT_KEEP_CAPS_LOCKED
         | SECBIT_NO_CAP_AMBIENT_RAISE
         | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
-    super::sys::prctl(libc::PR_SET_SECUREBITS, bits).map(drop).map_err(|e| format!("cannot lock securebits: {e}"))
+    super::sys::prctl(libc::PR_SET_SECUREBITS, bits).map(drop).map_err(CapabilityError::Securebits)
 }
 
 /// Ask the kernel directly (capget and prctl, not /proc, which a sandbox may not have);
 /// any capability left in any set is a refusal. The ambient set needs no check of its
 /// own: the kernel keeps it a subset of permitted and inheritable, both checked here.
-pub fn verify_no_capabilities() -> Result<(), String> {
+pub fn verify_no_capabilities() -> Result<(), CapabilityError> {
     for set in [CapSet::Effective, CapSet::Permitted, CapSet::Inheritable, CapSet::Bounding] {
-        let left = caps::read(None, set).map_err(|e| format!("cannot read the {} set: {e}", set_name(set)))?;
+        let left = caps::read(None, set).map_err(|e| CapabilityError::Read { set: set_name(set), reason: e.to_string() })?;
         if !left.is_empty() {
             let mut names: Vec<String> = left.iter().map(ToString::to_string).collect();
             names.sort();
-            return Err(format!("sandbox retained {} capabilities {}", set_name(set), names.join(",")));
+            return Err(CapabilityError::Retained { set: set_name(set), names: names.join(",") });
         }
     }
     // The bounding set by number as well, past the capabilities this crate can name: a
@@ -67,7 +84,7 @@ pub fn verify_no_capabilities() -> Result<(), String> {
             break; // EINVAL: past the kernel's last capability
         };
         if bounding != 0 {
-            return Err(format!("sandbox retained capability {cap} in the bounding set"));
+            return Err(CapabilityError::RetainedByNumber(cap));
         }
     }
     Ok(())

@@ -187,8 +187,8 @@ pub enum InnerError {
     CloseInherited(#[source] std::io::Error),
     #[error("PR_SET_DUMPABLE failed: {0}")]
     NonDumpable(#[source] std::io::Error),
-    #[error("{0}")]
-    DropCapabilities(String),
+    #[error(transparent)]
+    DropCapabilities(#[from] capabilities::CapabilityError),
     #[error("PR_SET_NO_NEW_PRIVS failed: {0}")]
     NoNewPrivs(#[source] std::io::Error),
     #[error("cannot limit processes to {limit}: {source}")]
