@@ -108,7 +108,8 @@ if [[ -n $ref_launcher ]]; then
 fi
 
 if [[ -x /usr/bin/bwrap ]]; then
-    run bare-bwrap --label bare-bwrap --only bare-bwrap "$@"
+    # The workload list comes last: a caller's --only must not turn this into a server run.
+    run bare-bwrap --label bare-bwrap "$@" --only bare-bwrap
     reports+=("$out/bare-bwrap.json")
 fi
 
