@@ -307,7 +307,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(checked) => checked,
         Err(e) => return usage_error(&e),
     };
-    let limits = executor::sandbox::cgroup::report(&launcher.tree_limits, launcher.limit_unsandboxed);
+    let limits = executor::sandbox::cgroup::report(&launcher.tree_limits, launcher.limit_unsandboxed, false);
     tracing::info!(
         version = %env!("CARGO_PKG_VERSION"),
         transport = %args.listen,
@@ -474,7 +474,7 @@ fn sandbox_facts(config: &ServerConfig) -> serde_json::Value {
             "defaultSandbox": config.floor.default_sandbox.map(|d| format!("{d:?}")),
             "requireSandbox": config.floor.require_sandbox,
             "diagnose": "executor doctor",
-            "limits": executor::sandbox::cgroup::report(&config.launcher.tree_limits, config.launcher.limit_unsandboxed),
+            "limits": executor::sandbox::cgroup::report(&config.launcher.tree_limits, config.launcher.limit_unsandboxed, false),
         }
     })
 }

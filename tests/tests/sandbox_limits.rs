@@ -509,7 +509,8 @@ fn a_pty_process_gets_the_limit_line_on_its_terminal() {
 fn a_requests_process_limit_binds_without_a_cgroup() {
     let (_dir, ws) = workspace();
     let (mut s, limits) = serve_with_info(Some(executor_tests::unprivileged::test_user_ids()), &ws, &[]);
-    assert_eq!(limits["mechanism"], "none (rlimits only)", "{limits}");
+    // No operator limit: the server did not probe cgroupfs at start, and says so.
+    assert_eq!(limits["mechanism"], "not probed (no memory, process or cpu limit is set)", "{limits}");
     let mut params = with_id("forker", start_params(&ws, &["python3", "-c", FORKER]));
     params["executorLimits"] = json!({"maxProcs": 16});
     s.call("process/start", params);

@@ -231,13 +231,24 @@ pub struct LimitsReport {
 }
 
 /// The report for `limits` on this host, as this process (root or not) runs.
-pub fn report(limits: &TreeLimits, unsandboxed_limited: bool) -> LimitsReport {
-    let detection = detect();
+///
+/// The cgroup hierarchies are probed (a directory made and removed in each, stale tree
+/// cgroups swept) only when a limit needs them or `probe` asks for it (doctor): a server
+/// without limits starts without touching cgroupfs.
+pub fn report(limits: &TreeLimits, unsandboxed_limited: bool, probe: bool) -> LimitsReport {
+    let not_probed = Detection::default();
+    let probed = probe || limits.needs_cgroup();
+    let detection = if probed { detect() } else { &not_probed };
     let as_root = nix::unistd::geteuid().is_root();
     let facts = enforcement(limits, detection, as_root);
     let backend = detection.backend.as_ref();
     LimitsReport {
-        mechanism: backend.map_or("none (rlimits only)", Backend::name).to_string(),
+        mechanism: match backend {
+            Some(backend) => backend.name(),
+            None if !probed => "not probed (no memory, process or cpu limit is set)",
+            None => "none (rlimits only)",
+        }
+        .to_string(),
         controllers: ["memory", "pids", "cpu"].into_iter().filter(|c| backend.is_some_and(|b| b.has(c))).collect(),
         not_binding_tree: facts.iter().filter(|f| !f.holds_for_tree).map(|f| f.limit).collect(),
         limits: facts,

@@ -229,7 +229,7 @@ pub fn collect(config: &LauncherConfig) -> Report {
         bundled_bwrap,
         memfd_exec,
         cgroup_v2: cgroup_v2(),
-        limits: super::cgroup::report(&config.tree_limits, config.limit_unsandboxed),
+        limits: super::cgroup::report(&config.tree_limits, config.limit_unsandboxed, true),
         user_namespaces: facts.user_namespaces,
         landlock: facts.landlock,
         seccomp: facts.seccomp,
