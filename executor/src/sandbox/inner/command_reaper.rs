@@ -72,7 +72,7 @@ pub fn become_reaper() {
     }
 }
 
-pub fn run(mut prep: Prepared) -> ! {
+pub fn run(mut command: Prepared) -> ! {
     let mut set = SigSet::empty();
     set.add(Signal::SIGCHLD);
     for s in FORWARDED {
@@ -86,16 +86,16 @@ pub fn run(mut prep: Prepared) -> ! {
     // the child may run arbitrary code; it only calls async-signal-safe functions
     // anyway until exec.
     let child = match unsafe { nix::unistd::fork() } {
-        Ok(ForkResult::Child) => exec_child(&prep),
+        Ok(ForkResult::Child) => exec_child(&command),
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => fail(&format!("cannot fork: {e}")),
     };
     // Both sides set the group, so a signal forwarded right away finds it.
     let _ = nix::unistd::setpgid(child, child);
-    let supervisor = match prep.guard.take().map(super::guard::Setup::start_in_parent) {
+    let supervisor = match command.guard.take().map(super::guard::Setup::start_in_parent) {
         None => None,
         Some(Ok(s)) => {
-            if prep.debug {
+            if command.debug {
                 let (names, pinned) = s.counts();
                 eprintln!("executor-sandbox: create guard: on ({names} missing protected names, {pinned} pinned directories)");
             }
@@ -115,13 +115,13 @@ pub fn run(mut prep: Prepared) -> ! {
                 Err(e) => fail(&format!("sigwait failed: {e}")),
             }
         },
-        Some(sup) => serve_with_guard(&set, child, sup),
+        Some(supervisor) => serve_with_guard(&set, child, supervisor),
     }
 }
 
 /// The event loop when the create guard is on: signals (through a signalfd) and the
 /// guard's notifications, one thread.
-fn serve_with_guard(set: &SigSet, child: Pid, mut sup: super::guard::Supervisor) -> ! {
+fn serve_with_guard(set: &SigSet, child: Pid, mut supervisor: super::guard::Supervisor) -> ! {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
 
@@ -134,7 +134,7 @@ fn serve_with_guard(set: &SigSet, child: Pid, mut sup: super::guard::Supervisor)
         let (signals, notified) = {
             let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
             if listening {
-                fds.push(PollFd::new(sup.fd(), PollFlags::POLLIN));
+                fds.push(PollFd::new(supervisor.fd(), PollFlags::POLLIN));
             }
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
@@ -149,7 +149,7 @@ fn serve_with_guard(set: &SigSet, child: Pid, mut sup: super::guard::Supervisor)
             (ready(&fds[0]).contains(PollFlags::POLLIN), guard.contains(PollFlags::POLLIN))
         };
         if notified {
-            sup.handle_one();
+            supervisor.handle_one();
         }
         if signals {
             while let Ok(Some(info)) = sfd.read_signal() {
@@ -182,7 +182,7 @@ fn on_signal(sig: Signal, child: Pid) {
     }
 }
 
-fn exec_child(prep: &Prepared) -> ! {
+fn exec_child(command: &Prepared) -> ! {
     let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
     // SAFETY: restoring default dispositions in a freshly forked single-threaded child.
     // The Rust runtime ignores SIGPIPE; exec would keep that, so reset it.
@@ -191,7 +191,7 @@ fn exec_child(prep: &Prepared) -> ! {
     }
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     // Last, so that nothing before exec goes through the supervisor.
-    if let Some(guard) = &prep.guard {
+    if let Some(guard) = &command.guard {
         if guard.install_in_child().is_err() {
             // SAFETY: write(2) of a static buffer to stderr, async-signal-safe.
             let msg = b"executor: sandbox setup failed: cannot install the create guard's filter; the command does not run\n";
@@ -200,14 +200,14 @@ fn exec_child(prep: &Prepared) -> ! {
             unsafe { libc::_exit(crate::sandbox::EXIT_SETUP_FAILED) }
         }
     }
-    let mut ptrs: Vec<*const libc::c_char> = prep.argv.iter().map(|c| c.as_ptr()).collect();
+    let mut ptrs: Vec<*const libc::c_char> = command.argv.iter().map(|c| c.as_ptr()).collect();
     ptrs.push(std::ptr::null());
     // SAFETY: `file` and every argv entry are NUL-terminated C strings that outlive the
     // call, and the argv array is NULL-terminated.
-    unsafe { libc::execvp(prep.file.as_ptr(), ptrs.as_ptr()) };
+    unsafe { libc::execvp(command.file.as_ptr(), ptrs.as_ptr()) };
     let err = std::io::Error::last_os_error();
-    eprintln!("executor: cannot execute `{}` in the sandbox: {err}", prep.display);
-    let status = prep.exec_failure.status(&err);
+    eprintln!("executor: cannot execute `{}` in the sandbox: {err}", command.display);
+    let status = command.exec_failure.status(&err);
     // SAFETY: _exit skips atexit handlers and stdio flushing of the parent's state in
     // the forked child, which is what a failed exec must do.
     unsafe { libc::_exit(status) }
