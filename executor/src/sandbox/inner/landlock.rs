@@ -21,17 +21,15 @@ use super::InnerConfig;
 const ABI_PINNED: ABI = ABI::V6;
 
 /// Returns a one-line description of what was enforced.
-pub fn apply(config: &InnerConfig) -> Result<String, String> {
+pub fn apply(config: &InnerConfig) -> Result<String, landlock::RulesetError> {
     let all = AccessFs::from_all(ABI_PINNED);
     let read = AccessFs::from_read(ABI_PINNED);
-    let err = |e: landlock::RulesetError| format!("landlock: {e}");
-
-    let mut ruleset = Ruleset::default().set_compatibility(CompatLevel::BestEffort).handle_access(all).map_err(err)?;
+    let mut ruleset = Ruleset::default().set_compatibility(CompatLevel::BestEffort).handle_access(all)?;
     if !config.net {
-        ruleset = ruleset.handle_access(AccessNet::from_all(ABI_PINNED)).map_err(err)?;
+        ruleset = ruleset.handle_access(AccessNet::from_all(ABI_PINNED))?;
     }
-    ruleset = ruleset.scope(Scope::from_all(ABI_PINNED)).map_err(err)?;
-    let mut created = ruleset.create().map_err(err)?;
+    ruleset = ruleset.scope(Scope::from_all(ABI_PINNED))?;
+    let mut created = ruleset.create()?;
 
     let mut rules: Vec<(&std::path::Path, landlock::BitFlags<AccessFs>)> = Vec::new();
     for p in &config.ro {
@@ -46,9 +44,9 @@ pub fn apply(config: &InnerConfig) -> Result<String, String> {
     for (path, access) in rules {
         // A root that is not visible in this view (e.g. under a mask) has nothing to allow.
         let Ok(fd) = PathFd::new(path) else { continue };
-        created = created.add_rule(PathBeneath::new(fd, access)).map_err(err)?;
+        created = created.add_rule(PathBeneath::new(fd, access))?;
     }
-    let status = created.restrict_self().map_err(err)?;
+    let status = created.restrict_self()?;
     Ok(match status.ruleset {
         RulesetStatus::FullyEnforced => format!("fully enforced ({:?})", status.landlock),
         RulesetStatus::PartiallyEnforced => format!("partially enforced ({:?})", status.landlock),

@@ -193,12 +193,12 @@ pub enum InnerError {
     NoNewPrivs(#[source] std::io::Error),
     #[error("cannot limit processes to {limit}: {source}")]
     ProcessLimit { limit: u64, source: std::io::Error },
-    #[error("{0}")]
-    Landlock(String),
+    #[error("landlock: {0}")]
+    Landlock(#[from] ::landlock::RulesetError),
     #[error("{0}")]
     PrepareCommand(String),
-    #[error("{0}")]
-    Seccomp(String),
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
 }
 
 /// What the steps leave for the command's start and the debug report.

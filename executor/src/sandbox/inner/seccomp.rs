@@ -171,8 +171,18 @@ fn program(network: bool) -> Result<BpfProgram, String> {
     Ok(p)
 }
 
-pub fn apply(network: bool) -> Result<(), String> {
-    seccompiler::apply_filter(&program(network)?).map_err(|e| format!("cannot install seccomp filter: {e}"))
+/// Why the seccomp step failed: the program could not be built, or the kernel refused it.
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    #[error("cannot build the seccomp program: {0}")]
+    Build(String),
+    #[error("cannot install seccomp filter: {0}")]
+    Install(#[source] seccompiler::Error),
+}
+
+pub fn apply(network: bool) -> Result<(), SeccompError> {
+    let program = program(network).map_err(SeccompError::Build)?;
+    seccompiler::apply_filter(&program).map_err(SeccompError::Install)
 }
 
 #[cfg(test)]
