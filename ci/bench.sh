@@ -133,7 +133,7 @@ if [[ ${BENCH_WS_SERVICE:-1} != 0 && $executor_ok == 1 ]]; then
     ws_bench=$target/$host/release/ws-service-bench
     if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
         note "building ws-service-bench (release)"
-        CARGO_TARGET_DIR=$target cargo build --release -p executor-tests --bin ws-service-bench
+        CARGO_TARGET_DIR=$target cargo build --release -p exec-bench --bin ws-service-bench
     fi
     note "ws-service-bench"
     EXECUTOR_BIN=$executor "$ws_bench" 200 | tee "$out/ws-service.txt"
