@@ -35,7 +35,7 @@ mkdir -p "$out"
 executor_ok=1
 if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
     note "building exec-bench (release)"
-    CARGO_TARGET_DIR=$target cargo build --release -p exec-bench
+    CARGO_TARGET_DIR=$target cargo build --release -p exec-bench --bin exec-bench
     note "building executor (release)"
     if ! CARGO_TARGET_DIR=$target cargo build --release -p executor; then
         note "executor did not build: its column will read 'pending'"
