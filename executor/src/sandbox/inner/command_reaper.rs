@@ -40,10 +40,21 @@ pub struct Prepared {
     pub exec_failure: ExecFailure,
 }
 
+/// Why the command's argv cannot be handed to `execvp`.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("no command given")]
+    NoCommand,
+    #[error("command argument contains a NUL byte")]
+    NulByte,
+    #[error("command was not prepared")]
+    NotPrepared,
+}
+
 impl Prepared {
-    pub fn new(argv: &[OsString], arg0: Option<&str>) -> Result<Self, String> {
-        let cs = |s: &[u8]| CString::new(s).map_err(|_| "command argument contains a NUL byte".to_string());
-        let first = argv.first().ok_or("no command given")?;
+    pub fn new(argv: &[OsString], arg0: Option<&str>) -> Result<Self, PrepareError> {
+        let cs = |s: &[u8]| CString::new(s).map_err(|_| PrepareError::NulByte);
+        let first = argv.first().ok_or(PrepareError::NoCommand)?;
         let file = cs(first.as_bytes())?;
         let mut args = Vec::with_capacity(argv.len());
         args.push(match arg0 {

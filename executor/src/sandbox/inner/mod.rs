@@ -181,8 +181,8 @@ pub const STEPS: [Step; 10] = [
 /// Why the inner stage refused to run the command: one variant per step that can fail.
 #[derive(Debug, thiserror::Error)]
 pub enum InnerError {
-    #[error("{0}")]
-    Invocation(String),
+    #[error(transparent)]
+    Invocation(#[from] InvocationError),
     #[error("cannot close inherited descriptors: {0}")]
     CloseInherited(#[source] std::io::Error),
     #[error("PR_SET_DUMPABLE failed: {0}")]
@@ -195,8 +195,8 @@ pub enum InnerError {
     ProcessLimit { limit: u64, source: std::io::Error },
     #[error("landlock: {0}")]
     Landlock(#[from] ::landlock::RulesetError),
-    #[error("{0}")]
-    PrepareCommand(String),
+    #[error(transparent)]
+    PrepareCommand(#[from] command_reaper::PrepareError),
     #[error(transparent)]
     Seccomp(#[from] seccomp::SeccompError),
 }
@@ -216,7 +216,7 @@ fn run(args: Vec<OsString>) -> Result<Never, InnerError> {
     for step in STEPS {
         take(step, &config, &argv, &mut done)?;
     }
-    let mut command = done.command.take().ok_or_else(|| InnerError::PrepareCommand("command was not prepared".into()))?;
+    let mut command = done.command.take().ok_or_else(|| InnerError::PrepareCommand(command_reaper::PrepareError::NotPrepared))?;
     let guard_status = match std::mem::replace(&mut done.guard, Ok(None)) {
         Ok(Some(setup)) => {
             command.guard = Some(setup);
@@ -277,18 +277,32 @@ fn take(step: Step, config: &InnerConfig, argv: &[OsString], done: &mut Hardened
     }
 }
 
-fn parse_invocation(args: Vec<OsString>) -> Result<(InnerConfig, Vec<OsString>), InnerError> {
-    let bad = |m: String| InnerError::Invocation(m);
+/// Why the inner stage's own command line (written by the executor) was not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum InvocationError {
+    #[error("missing sandbox configuration")]
+    MissingConfig,
+    #[error("sandbox configuration is not UTF-8")]
+    ConfigNotUtf8,
+    #[error("invalid sandbox configuration: {0}")]
+    InvalidConfig(#[source] serde_json::Error),
+    #[error("expected `--` after the sandbox configuration")]
+    MissingSeparator,
+    #[error("no command given")]
+    NoCommand,
+}
+
+fn parse_invocation(args: Vec<OsString>) -> Result<(InnerConfig, Vec<OsString>), InvocationError> {
     let mut it = args.into_iter();
-    let config = it.next().ok_or_else(|| bad("missing sandbox configuration".into()))?;
-    let config = config.into_string().map_err(|_| bad("sandbox configuration is not UTF-8".into()))?;
-    let config: InnerConfig = serde_json::from_str(&config).map_err(|e| bad(format!("invalid sandbox configuration: {e}")))?;
+    let config = it.next().ok_or(InvocationError::MissingConfig)?;
+    let config = config.into_string().map_err(|_| InvocationError::ConfigNotUtf8)?;
+    let config: InnerConfig = serde_json::from_str(&config).map_err(InvocationError::InvalidConfig)?;
     if it.next().as_deref() != Some("--".as_ref()) {
-        return Err(bad("expected `--` after the sandbox configuration".into()));
+        return Err(InvocationError::MissingSeparator);
     }
     let argv: Vec<OsString> = it.collect();
     if argv.is_empty() {
-        return Err(bad("no command given".into()));
+        return Err(InvocationError::NoCommand);
     }
     Ok((config, argv))
 }
