@@ -22,6 +22,9 @@ use crate::watchdog::{kill_group, Watchdog};
 const STDERR_TAIL: usize = 8 * 1024;
 /// Read buffer; large so streaming lines (base64 chunks) need few syscalls.
 const READ_BUFFER: usize = 1 << 20;
+/// The client asks for a pipe this large on the server's stdout (for every server
+/// alike), so that what is measured is the server, not a 64 KiB pipe.
+const STDOUT_PIPE: i32 = 1 << 20;
 
 /// How to start a server.
 #[derive(Debug, Clone)]
@@ -69,6 +72,8 @@ impl Server {
             .spawn()
             .map_err(|e| Error(format!("cannot start `{program}`: {e}")))?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else { fail!("server pipes were not created") };
+        // Above /proc/sys/fs/pipe-max-size an unprivileged client keeps the default.
+        let _ = nix::fcntl::fcntl(std::os::fd::AsRawFd::as_raw_fd(&stdout), nix::fcntl::FcntlArg::F_SETPIPE_SZ(STDOUT_PIPE));
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
         if let Some(err) = child.stderr.take() {
             let tail = Arc::clone(&stderr_tail);
@@ -134,6 +139,16 @@ impl Server {
                     return outcome.map_err(|e| Error(format!("server answered request {id} with error {e}")));
                 }
             }
+        }
+    }
+
+    /// Waits until the server has written something not yet read (the first byte of
+    /// an answer, when nothing else is expected).
+    pub fn wait_readable(&mut self) -> Result<()> {
+        match self.stdout.fill_buf() {
+            Ok([]) => Err(self.dead("server closed its stdout")),
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.dead(&format!("reading from the server failed: {e}"))),
         }
     }
 

@@ -123,9 +123,9 @@ mod tests {
 
     #[test]
     fn ratios_and_budget_marks() {
-        let text = render(&[report("reference", 12.0, 100.0), report("executor", 2.0, 500.0)], false);
+        let text = render(&[report("reference", 12.0, 100.0), report("executor", 1.2, 500.0)], false);
         let init = text.lines().find(|l| l.starts_with("initialize after spawn, p50")).expect("init row");
-        assert!(init.contains("6.00×") && init.contains("(met)"), "{init}");
+        assert!(init.contains("10.0×") && init.contains("(met)"), "{init}");
         let stream = text.lines().find(|l| l.starts_with("stdout streaming")).expect("stream row");
         assert!(stream.contains("5.00×"), "{stream}");
     }

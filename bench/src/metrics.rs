@@ -39,9 +39,9 @@ use Better::{Higher, Lower};
 use Unit::{Kib, MibPerS, Ms, Ratio};
 
 pub const METRICS: &[Metric] = &[
-    m("initialize after spawn, p50", &["init", "spawn_to_initialize", "p50_ms"], Ms, Lower, Some(3.0)),
+    m("initialize after spawn, p50", &["init", "spawn_to_initialize", "p50_ms"], Ms, Lower, Some(1.5)),
     m("initialize after spawn, p90", &["init", "spawn_to_initialize", "p90_ms"], Ms, Lower, None),
-    m("`true` start→closed, p50", &["true", "start_to_closed", "p50_ms"], Ms, Lower, Some(1.5)),
+    m("`true` start→closed, p50", &["true", "start_to_closed", "p50_ms"], Ms, Lower, Some(1.0)),
     m("`true` start→closed, p90", &["true", "start_to_closed", "p90_ms"], Ms, Lower, None),
     m("stdout streaming, median", &["stream", "mib_per_s_median"], MibPerS, Higher, Some(400.0)),
     m("idle RSS, server process", &["rss", "idle", "server", "rss_kib"], Kib, Lower, Some(8.0)),
@@ -53,12 +53,14 @@ pub const METRICS: &[Metric] = &[
     m("sandboxed `true` start→closed, p90", &["sandbox-true", "start_to_closed", "p90_ms"], Ms, Lower, None),
     m("bare bwrap-ws `true` (same run), p50", &["sandbox-true", "bare_bwrap_ws", "p50_ms"], Ms, Lower, None),
     m("bare bwrap-ws `true` (same run), p90", &["sandbox-true", "bare_bwrap_ws", "p90_ms"], Ms, Lower, None),
-    m("sandboxed / bare-ws, p50", &["sandbox-true", "ratio_p50"], Ratio, Lower, Some(1.5)),
+    m("sandboxed / bare-ws, p50", &["sandbox-true", "ratio_p50"], Ratio, Lower, Some(1.3)),
     m("sandboxed / bare-ws, p90", &["sandbox-true", "ratio_p90"], Ratio, Lower, None),
-    m("fs/readFile 64 MiB direct, median", &["fs-read", "direct", "mib_per_s_median"], MibPerS, Higher, Some(400.0)),
-    m("fs/readFile 64 MiB sandboxed, median", &["fs-read", "sandboxed", "mib_per_s_median"], MibPerS, Higher, Some(300.0)),
-    m("fs/readFile peak RSS growth, direct", &["fs-read", "direct", "memory", "server_peak_growth_kib"], Kib, Lower, None),
-    m("fs/readFile peak RSS growth, sandboxed", &["fs-read", "sandboxed", "memory", "server_peak_growth_kib"], Kib, Lower, None),
+    m("fs/readFile 64 MiB direct, median", &["fs-read", "direct", "mib_per_s_median"], MibPerS, Higher, Some(800.0)),
+    m("fs/readFile 64 MiB sandboxed, median", &["fs-read", "sandboxed", "mib_per_s_median"], MibPerS, Higher, Some(700.0)),
+    m("fs/readFile first byte, direct, median", &["fs-read", "direct", "first_byte_ms_median"], Ms, Lower, Some(2.0)),
+    m("fs/readFile first byte, sandboxed, median", &["fs-read", "sandboxed", "first_byte_ms_median"], Ms, Lower, Some(2.0)),
+    m("fs/readFile peak RSS growth, direct", &["fs-read", "direct", "memory", "server_peak_growth_kib"], Kib, Lower, Some(16.0)),
+    m("fs/readFile peak RSS growth, sandboxed", &["fs-read", "sandboxed", "memory", "server_peak_growth_kib"], Kib, Lower, Some(16.0)),
     m("fs/getMetadata sandboxed, p50", &["fs-meta", "sandboxed", "latency", "p50_ms"], Ms, Lower, Some(2.0)),
     m("fs/getMetadata sandboxed, p90", &["fs-meta", "sandboxed", "latency", "p90_ms"], Ms, Lower, None),
     m(
@@ -194,7 +196,7 @@ mod tests {
 
     #[test]
     fn budgets() {
-        assert_eq!(metric("initialize after spawn, p50").meets_budget(2.9), Some(true));
+        assert_eq!(metric("initialize after spawn, p50").meets_budget(1.4), Some(true));
         assert_eq!(metric("stdout streaming, median").meets_budget(399.0), Some(false));
         assert_eq!(metric("initialize after spawn, p90").meets_budget(1.0), None);
         assert_eq!(metric("stdout streaming, median").budget_text(), "≥ 400 MiB/s");

@@ -7,6 +7,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::protocol::envelope::{answer_line, error_line, recover_id, Answer};
+use crate::protocol::outgoing::Outgoing;
 use crate::protocol::types::{InitializeParams, InitializeResult};
 use crate::protocol::{decode_params, parse_line, Incoming, RequestId, RpcError};
 use crate::rpc::{self, Phase, RequestContext};
@@ -83,7 +84,7 @@ pub async fn serve(
             None => match inbound.recv().await {
                 Some(Inbound::Message(line)) => line,
                 Some(Inbound::TooLarge { limit, prefix, then_closed }) => {
-                    let _ = answers.send(too_large_line(label, limit, &prefix, then_closed)).await;
+                    let _ = answers.send(too_large_line(label, limit, &prefix, then_closed).into()).await;
                     continue;
                 }
                 Some(Inbound::Closed) | None => break CloseReason::PeerClosed,
@@ -101,7 +102,7 @@ pub async fn serve(
                     Some(Inbound::Message(line)) => read_ahead = Some(line),
                     // Answered at once: nothing of it is handled, so order does not matter.
                     Some(Inbound::TooLarge { limit, prefix, then_closed }) => {
-                        let _ = answers.send(too_large_line(label, limit, &prefix, then_closed)).await;
+                        let _ = answers.send(too_large_line(label, limit, &prefix, then_closed).into()).await;
                     }
                     Some(Inbound::Closed) | None => break None,
                 },
@@ -142,9 +143,9 @@ impl Connection {
         }
     }
 
-    async fn send(&self, line: Vec<u8>) {
+    async fn send(&self, line: impl Into<Outgoing>) {
         // The writer is gone only when the transport is closing; nothing is left to tell.
-        let _ = self.outbound.send(line).await;
+        let _ = self.outbound.send(line.into()).await;
     }
 
     /// Takes the line by value: it is freed once parsed, so a large request (writeFile)

@@ -5,10 +5,11 @@ use std::sync::Mutex;
 
 use tokio::sync::mpsc;
 
+use crate::protocol::outgoing::Outgoing;
 use crate::sync::lock;
 
 /// Lines queued for a connection's writer.
-pub type Outbound = mpsc::Sender<Vec<u8>>;
+pub type Outbound = mpsc::Sender<Outgoing>;
 
 /// Where a session's notifications go: the attached connection, if any.
 #[derive(Default)]
@@ -39,6 +40,14 @@ impl Attachment {
             tracing::warn!("too many notifications held for a detached session; dropping one");
         }
     }
+
+    /// A line that came back from a connection that went away while it was queued.
+    fn hold_again(&mut self, unsent: Outgoing) {
+        // Only whole lines are sent through a sink.
+        if let Some(line) = unsent.into_line() {
+            self.hold(line);
+        }
+    }
 }
 
 impl NotificationSink {
@@ -49,7 +58,7 @@ impl NotificationSink {
         if let Some(tx) = target {
             // A closed receiver means the connection just went away: the line is dropped,
             // and stays readable through process/read.
-            let _ = tx.send(line).await;
+            let _ = tx.send(line.into()).await;
         }
     }
 
@@ -64,8 +73,8 @@ impl NotificationSink {
                 None => return attached.hold(line),
             }
         };
-        if let Err(unsent) = target.send(line).await {
-            lock(&self.attached).hold(unsent.0);
+        if let Err(unsent) = target.send(line.into()).await {
+            lock(&self.attached).hold_again(unsent.0);
         }
     }
 
@@ -78,9 +87,9 @@ impl NotificationSink {
         };
         let mut lines = lines.into_iter();
         while let Some(line) = lines.next() {
-            if let Err(unsent) = tx.send(line).await {
+            if let Err(unsent) = tx.send(line.into()).await {
                 let mut attached = lock(&self.attached);
-                attached.hold(unsent.0);
+                attached.hold_again(unsent.0);
                 lines.for_each(|rest| attached.hold(rest));
                 return;
             }

@@ -229,3 +229,21 @@ fn sigterm_stops_the_server_and_its_children() {
     assert!(executor_tests::wait_pid_gone(polite), "child {polite} survived the shutdown");
     assert!(executor_tests::wait_pid_gone(stubborn), "SIGTERM-ignoring child {stubborn} survived the shutdown");
 }
+
+/// A large fs/readFile answer is streamed over websocket as one fragmented text message
+/// (a frame per block, the server never holding the whole message): the client
+/// reassembles it into the exact file, and the connection serves on afterwards.
+#[test]
+fn a_large_read_file_answer_arrives_whole_as_one_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = std::fs::canonicalize(dir.path()).expect("canonical").join("patterned.bin");
+    let data: Vec<u8> = (0..30u32 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&file, &data).expect("write");
+    let server = WsServer::start(&[]);
+    let mut client = server.ready();
+    let result = client.call("fs/readFile", json!({"path": executor_tests::uri(&file)}));
+    let encoded = result["dataBase64"].as_str().expect("dataBase64");
+    assert!(executor_tests::unb64(encoded) == data, "the reassembled message is the file");
+    let small = client.call("fs/getMetadata", json!({"path": executor_tests::uri(&file)}));
+    assert_eq!(small["isFile"], json!(true), "{small}");
+}

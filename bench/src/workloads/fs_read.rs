@@ -36,16 +36,17 @@ pub fn run(cfg: &Config) -> Result<Value> {
     let mut out = run_fs_modes(server, &scratch, modes, |server, mode, sandbox| {
         let mut warm = None;
         if sandbox.is_some() {
-            let (took, body) = read_once(server, fs_params(&small, sandbox))?;
+            let (_, took, body) = read_once(server, fs_params(&small, sandbox))?;
             if body != b"warm" {
                 fail!("warm-up read returned {} bytes, expected 4", body.len())
             }
             warm = Some(round3(took.as_secs_f64() * 1000.0));
         }
         let rss_before = reset_peak_rss(server.pid());
-        let mut rates = Vec::new();
+        let (mut rates, mut first_bytes) = (Vec::new(), Vec::new());
         for i in 0..cfg.read_runs {
-            let (took, body) = read_once(server, fs_params(&file, sandbox))?;
+            let (first_byte, took, body) = read_once(server, fs_params(&file, sandbox))?;
+            first_bytes.push(first_byte.as_secs_f64() * 1000.0);
             if body.len() != size {
                 fail!("{} run {i}: decoded {} bytes, the file has {size}", mode.name(), body.len())
             }
@@ -56,9 +57,11 @@ pub fn run(cfg: &Config) -> Result<Value> {
         }
         let runs: Vec<f64> = rates.iter().map(|r| round3(*r)).collect();
         rates.sort_by(f64::total_cmp);
+        first_bytes.sort_by(f64::total_cmp);
         let mut result = json!({
             "mib_per_s_median": round3(percentile(&rates, 50.0)),
             "runs_mib_per_s": runs,
+            "first_byte_ms_median": round3(percentile(&first_bytes, 50.0)),
             "helper_warmup_small_read_ms": warm,
         });
         result["memory"] = peak_rss_report(server.pid(), rss_before);
@@ -90,10 +93,13 @@ pub(super) fn peak_rss_report(pid: u32, (rss_before, reset): (u64, bool)) -> Val
     })
 }
 
-/// One `fs/readFile`: time to the full response line, then the decoded data.
-fn read_once(server: &mut Server, params: Value) -> Result<(Duration, Vec<u8>)> {
+/// One `fs/readFile`: time to the first byte of the answer and to the full response
+/// line, then the decoded data.
+fn read_once(server: &mut Server, params: Value) -> Result<(Duration, Duration, Vec<u8>)> {
     let sent = Instant::now();
     let id = server.request("fs/readFile", params)?;
+    server.wait_readable()?;
+    let first_byte = sent.elapsed();
     loop {
         let line = server.read_line()?;
         let took = sent.elapsed();
@@ -102,7 +108,7 @@ fn read_once(server: &mut Server, params: Value) -> Result<(Duration, Vec<u8>)> 
                 let result = outcome.map_err(|e| Error(format!("fs/readFile failed: {e}")))?;
                 let Some(b64) = result.get("dataBase64").and_then(Value::as_str) else { fail!("fs/readFile result has no dataBase64") };
                 let body = STANDARD.decode(b64).map_err(|e| Error(format!("bad base64 in fs/readFile result: {e}")))?;
-                return Ok((took, body));
+                return Ok((first_byte, took, body));
             }
         }
     }

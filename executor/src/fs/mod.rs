@@ -10,13 +10,14 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use fs_helper::ops::{self, Operation};
+use fs_helper::ops::{self, Base64Blocks, Operation, READ_FILE_RESULT_HEAD, READ_FILE_RESULT_TAIL};
 use fs_helper::protocol::OpenResult;
 use fs_helper::FsError;
 use serde_json::Value;
 
 use crate::limits::LimitError;
-use crate::protocol::envelope::{finish_response, response_head};
+use crate::protocol::envelope::{finish_response, response_head, Answer};
+use crate::protocol::outgoing::{LineWriter, StreamedLine};
 use crate::protocol::{RequestId, RpcError};
 
 /// Open files of a session, by client-chosen handle id; at most `max` of them, counting
@@ -100,19 +101,63 @@ pub fn is_rpc_method(op: Operation) -> bool {
     !matches!(op, Operation::LoadDiscoveries | Operation::DiscoverV1)
 }
 
-/// The whole response line of an `fs/readFile`, the file `open` yields encoded straight
-/// into it: the line is the only copy of the data the server holds.
-pub async fn read_file_line(
+/// The answer to an `fs/readFile` of the file `open` yields, encoded straight into the
+/// response line. A file that ends within its first block is answered with one line (a
+/// failure up to there is an ordinary error answer); a longer one is streamed: the
+/// first block leaves at once and the rest follows block by block from a blocking
+/// thread, at most [`crate::protocol::outgoing::STREAM_PIECES`] blocks ahead of the
+/// client. A read that fails after that cuts the line short (see `protocol::outgoing`).
+pub async fn read_file_answer(
     id: RequestId,
     open: impl FnOnce() -> Result<ops::FileToRead, FsError> + Send + 'static,
-) -> Result<Vec<u8>, RpcError> {
+) -> Result<Answer, RpcError> {
     blocking(move || {
+        let mut blocks = open()?.blocks();
         let mut line = response_head(&id);
-        open()?.append_result(&mut line)?;
-        finish_response(&mut line);
-        Ok(line)
+        line.reserve(READ_FILE_RESULT_HEAD.len() + Base64Blocks::ENCODED_BLOCK_LEN + READ_FILE_RESULT_TAIL.len() + 1);
+        line.extend_from_slice(READ_FILE_RESULT_HEAD);
+        if !blocks.append_next(&mut line)? {
+            finish_read_file(&mut line);
+            return Ok(Answer::Line(line));
+        }
+        let (streamed, writer) = StreamedLine::channel();
+        // The channel is new and empty: the first piece fits.
+        if writer.write_now(line).is_ok() {
+            tokio::task::spawn_blocking(move || stream_rest(blocks, writer, id));
+        }
+        Ok(Answer::Streamed(streamed))
     })
     .await
+}
+
+fn finish_read_file(line: &mut Vec<u8>) {
+    line.extend_from_slice(READ_FILE_RESULT_TAIL);
+    finish_response(line);
+}
+
+/// Sends the remaining blocks, then the line's end. Returns early when the connection
+/// is gone; a read error drops `writer` unfinished, which cuts the line short.
+fn stream_rest(mut blocks: Base64Blocks, writer: LineWriter, id: RequestId) {
+    loop {
+        let mut piece = Vec::with_capacity(Base64Blocks::ENCODED_BLOCK_LEN + READ_FILE_RESULT_TAIL.len() + 1);
+        let more = match blocks.append_next(&mut piece) {
+            Ok(more) => more,
+            Err(e) => {
+                tracing::error!(request = ?id, "fs/readFile failed after part of its answer was sent: {e}");
+                return;
+            }
+        };
+        if !more {
+            finish_read_file(&mut piece);
+        }
+        if writer.blocking_write(piece).is_err() {
+            return;
+        }
+        if !more {
+            let _ = writer.blocking_finish();
+            return;
+        }
+    }
 }
 
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, FsError> + Send + 'static) -> Result<T, RpcError> {

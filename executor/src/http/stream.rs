@@ -132,7 +132,7 @@ async fn send_when_drained(outbound: &Outbound, line: Vec<u8>) -> Result<(), ()>
     let mut permits = outbound.reserve_many(wanted).await.map_err(|_| ())?;
     match permits.next() {
         Some(permit) => {
-            permit.send(line);
+            permit.send(line.into());
             Ok(())
         }
         None => Err(()),
@@ -147,9 +147,9 @@ mod tests {
     fn a_delta_waits_until_the_queue_has_drained_to_a_few_lines() {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         runtime.block_on(async {
-            let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(32);
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<crate::protocol::outgoing::Outgoing>(32);
             for _ in 0..QUEUED_LINES {
-                tx.send(Vec::new()).await.expect("queued");
+                tx.send(Vec::new().into()).await.expect("queued");
             }
             // At the limit a line still goes in.
             assert!(send_when_drained(&tx, vec![1]).await.is_ok());

@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::error::RpcError;
+use super::outgoing::{Outgoing, StreamedLine};
 
 /// A request id, echoed verbatim. Floats and `null` are not ids.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -25,19 +26,23 @@ pub enum Answer {
     Result(Value),
     /// The complete response line, built by the handler (see [`response_head`]).
     Line(Vec<u8>),
+    /// The response line, written while the handler still produces it (a large
+    /// `fs/readFile`).
+    Streamed(StreamedLine),
     /// The handler has queued its response line itself (a streamed `http/request`
     /// answers, then sends its body as notifications).
     Sent,
 }
 
-/// The line that answers request `id` with a handler's outcome, or nothing when the
-/// handler queued it itself.
-pub fn answer_line(id: &RequestId, outcome: Result<Answer, RpcError>) -> Option<Vec<u8>> {
+/// What answers request `id` with a handler's outcome, or nothing when the handler
+/// queued its answer itself.
+pub fn answer_line(id: &RequestId, outcome: Result<Answer, RpcError>) -> Option<Outgoing> {
     match outcome {
-        Ok(Answer::Result(result)) => Some(response_line(id, &result)),
-        Ok(Answer::Line(line)) => Some(line),
+        Ok(Answer::Result(result)) => Some(response_line(id, &result).into()),
+        Ok(Answer::Line(line)) => Some(line.into()),
+        Ok(Answer::Streamed(line)) => Some(Outgoing::Streamed(line)),
         Ok(Answer::Sent) => None,
-        Err(error) => Some(error_line(id, &error)),
+        Err(error) => Some(error_line(id, &error).into()),
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod envelope;
 pub mod error;
 pub mod http;
+pub mod outgoing;
 pub mod sandbox_context;
 pub mod types;
 

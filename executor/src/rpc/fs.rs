@@ -8,7 +8,7 @@ use fs_helper::protocol::OpenParams;
 use serde_json::{json, Value};
 
 use super::RequestContext;
-use crate::fs::{blocking, is_rpc_method, read_file_line, sandboxed, watch, FileHandles, Reservation};
+use crate::fs::{blocking, is_rpc_method, read_file_answer, sandboxed, watch, FileHandles, Reservation};
 use crate::limits::Use;
 use crate::protocol::envelope::Answer;
 use crate::protocol::types::{CloseParams, ReadBlockParams, WatchMissingParams, WatchMissingResult, WriteBlockParams};
@@ -64,7 +64,7 @@ async fn run(ctx: &RequestContext, op: Operation, params: Value, sandbox: Option
             }
             if op == Operation::ReadFile {
                 if let Some(read) = read_file_sandboxed(ctx, &policy, &plan, &server_cwd, &params).await {
-                    return read.map(Answer::Line);
+                    return read;
                 }
             }
             let helper = sandboxed::HelperRequest { op, params, id: &ctx.id };
@@ -73,7 +73,7 @@ async fn run(ctx: &RequestContext, op: Operation, params: Value, sandbox: Option
     }
     match op {
         Operation::Open => open(ctx, &session.files, params).await.map(Answer::Result),
-        Operation::ReadFile => read_file_line(ctx.id.clone(), move || ops::open_read_file(params)).await.map(Answer::Line),
+        Operation::ReadFile => read_file_answer(ctx.id.clone(), move || ops::open_read_file(params)).await,
         _ => blocking(move || ops::execute_op(op, params)).await.map(Answer::Result),
     }
 }
@@ -92,7 +92,7 @@ async fn read_file_sandboxed(
     plan: &crate::sandbox::SandboxPlan,
     server_cwd: &std::path::Path,
     params: &Value,
-) -> Option<Result<Vec<u8>, RpcError>> {
+) -> Option<Result<Answer, RpcError>> {
     let read: fs_helper::protocol::ReadFileParams = match decode_params(params.clone()) {
         Ok(read) => read,
         Err(e) => return Some(Err(e)),
@@ -107,7 +107,7 @@ async fn read_file_sandboxed(
         Ok(file) => file,
         Err(e) => return Some(Err(e)),
     };
-    Some(read_file_line(ctx.id.clone(), move || ops::FileToRead::from_file(file, read.path.as_path())).await)
+    Some(read_file_answer(ctx.id.clone(), move || ops::FileToRead::from_file(file, read.path.as_path())).await)
 }
 
 /// Decodes params only to report a params error ahead of the handshake gate (§17.4).

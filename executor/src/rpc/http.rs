@@ -15,7 +15,7 @@ pub async fn request(ctx: &RequestContext, params: HttpRequestParams) -> Result<
         Outcome::Streaming { head, body, ticket } => {
             // The result goes into the connection's queue first, so every delta follows it.
             let line = response_line(&ctx.id, &to_value(head)?);
-            if ctx.outbound.send(line).await.is_err() {
+            if ctx.outbound.send(line.into()).await.is_err() {
                 return Ok(Answer::Sent);
             }
             tokio::spawn(stream::send_body(body, ticket, ctx.outbound.clone()));

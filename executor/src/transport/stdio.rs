@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::MAX_MESSAGE_BYTES;
 use crate::connection::Inbound;
+use crate::protocol::outgoing::{Next, Outgoing, StreamedLine};
 
 /// Lines queued for the writer before producers wait. Output lines carry up to 256 KiB
 /// of data (about 350 KB of base64), so this bounds the queue to roughly 11 MB.
@@ -17,7 +18,7 @@ pub const OUTBOUND_QUEUE: usize = 32;
 
 pub struct StdioTransport {
     pub inbound: mpsc::Receiver<Inbound>,
-    pub outbound: mpsc::Sender<Vec<u8>>,
+    pub outbound: mpsc::Sender<Outgoing>,
     /// Fires when the writer has written everything queued and every sender is gone.
     pub writer_done: oneshot::Receiver<()>,
 }
@@ -26,13 +27,22 @@ pub fn start() -> io::Result<StdioTransport> {
     let (in_tx, inbound) = mpsc::channel(16);
     let (outbound, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
     let (done_tx, writer_done) = oneshot::channel();
+    let closing = in_tx.clone();
     thread::Builder::new().name("stdio-reader".into()).spawn(move || read_lines(io::stdin().lock(), &in_tx))?;
     // fd 1 itself rather than std's stdout, which is line-buffered and would scan every
     // line (megabytes for a readFile response) for a newline before writing it.
     let stdout = File::from(io::stdout().as_fd().try_clone_to_owned()?);
     thread::Builder::new().name("stdio-writer".into()).spawn(move || {
-        // A failed write means the client is gone; the reader will see EOF as well.
-        let _ = write_lines(stdout, out_rx);
+        // A failed write means the client is gone; the reader will see EOF as well. An
+        // answer cut short ends the connection from here, since stdin may stay open.
+        match write_lines(stdout, out_rx) {
+            Ok(()) => {}
+            Err(WriteFailure::Io(e)) => tracing::debug!("stdout closed: {e}"),
+            Err(WriteFailure::CutShort) => {
+                tracing::error!("an answer failed while it was being written; closing the connection (its request did not complete)");
+                let _ = closing.blocking_send(Inbound::Closed);
+            }
+        }
         let _ = done_tx.send(());
     })?;
     Ok(StdioTransport { inbound, outbound, writer_done })
@@ -154,22 +164,61 @@ fn skip_rest_of_line<R: BufRead>(reader: &mut R, prefix: Vec<u8>) -> io::Result<
     }
 }
 
-fn write_lines<W: Write>(writer: W, mut rx: mpsc::Receiver<Vec<u8>>) -> io::Result<()> {
+/// Why the writer stopped before its queue ended.
+#[derive(Debug)]
+enum WriteFailure {
+    /// stdout failed: the client is gone.
+    Io(io::Error),
+    /// A streamed line's producer stopped before finishing it.
+    CutShort,
+}
+
+impl From<io::Error> for WriteFailure {
+    fn from(e: io::Error) -> Self {
+        WriteFailure::Io(e)
+    }
+}
+
+fn write_lines<W: Write>(writer: W, mut rx: mpsc::Receiver<Outgoing>) -> Result<(), WriteFailure> {
     let mut out = BufWriter::with_capacity(256 * 1024, writer);
-    while let Some(line) = rx.blocking_recv() {
-        write_line(&mut out, &line)?;
+    while let Some(item) = rx.blocking_recv() {
+        write_item(&mut out, item)?;
         // Write whatever else is already queued, then flush once for the burst.
-        while let Ok(line) = rx.try_recv() {
-            write_line(&mut out, &line)?;
+        while let Ok(item) = rx.try_recv() {
+            write_item(&mut out, item)?;
         }
         out.flush()?;
     }
-    out.flush()
+    Ok(out.flush()?)
 }
 
-fn write_line<W: Write>(out: &mut W, line: &[u8]) -> io::Result<()> {
-    out.write_all(line)?;
-    out.write_all(b"\n")
+fn write_item<W: Write>(out: &mut BufWriter<W>, item: Outgoing) -> Result<(), WriteFailure> {
+    match item {
+        Outgoing::Line(line) => {
+            out.write_all(&line)?;
+            Ok(out.write_all(b"\n")?)
+        }
+        Outgoing::Streamed(line) => write_streamed(out, line),
+    }
+}
+
+/// Writes the pieces as they come, flushing each one so that the client reads the start
+/// of the answer while the rest is produced. Nothing else is written in between.
+fn write_streamed<W: Write>(out: &mut BufWriter<W>, mut line: StreamedLine) -> Result<(), WriteFailure> {
+    loop {
+        match line.blocking_next() {
+            Next::Write(piece) => {
+                out.write_all(&piece)?;
+                out.flush()?;
+            }
+            Next::Finished => return Ok(out.write_all(b"\n")?),
+            Next::CutShort => {
+                // The client sees the line end unfinished (no newline), then EOF.
+                let _ = out.flush();
+                return Err(WriteFailure::CutShort);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,8 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -30,6 +31,7 @@ use super::peers::{Bucket, PeerRefusal, PeerTable};
 use super::tls::TlsReloader;
 use super::MAX_MESSAGE_BYTES;
 use crate::connection::{self, Inbound, WEBSOCKET_LABEL};
+use crate::protocol::outgoing::{Next, Outgoing};
 use crate::server::Server;
 
 /// The server pings every connection this often (the reference's keepalive).
@@ -281,7 +283,7 @@ async fn run_connection<S>(
 {
     let (mut sink, mut source) = ws.split();
     let (in_tx, in_rx) = mpsc::channel::<Inbound>(16);
-    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(OUTBOUND_QUEUE);
+    let (out_tx, mut out_rx) = mpsc::channel::<Outgoing>(OUTBOUND_QUEUE);
     let started = Instant::now();
     // Milliseconds since `started` at which the peer was last heard from.
     let last_heard = Arc::new(AtomicU64::new(0));
@@ -350,15 +352,24 @@ async fn run_connection<S>(
         loop {
             tokio::select! {
                 line = out_rx.recv() => {
-                    let Some(line) = line else { break };
+                    let Some(line) = line else {
+                        // Every sender is gone, so the connection has ended: its close
+                        // reason (an oversized message's 1009, say) comes next.
+                        if let Ok(Some(reason)) = (&mut closing).await {
+                            let _ = sink.send(Message::Close(Some(reason))).await;
+                        }
+                        break;
+                    };
                     last_message.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-                    if sink.feed(frame(line)).await.is_err() {
+                    if let Err(stop) = deliver(&mut sink, line).await {
+                        stop.close(&mut sink).await;
                         peer_gone.notify_one();
                         return;
                     }
                     // Whatever else is queued goes out before the one flush.
                     while let Ok(line) = out_rx.try_recv() {
-                        if sink.feed(frame(line)).await.is_err() {
+                        if let Err(stop) = deliver(&mut sink, line).await {
+                            stop.close(&mut sink).await;
                             peer_gone.notify_one();
                             return;
                         }
@@ -391,7 +402,8 @@ async fn run_connection<S>(
                 reason = &mut closing => {
                     // The connection ended: send what is already queued, then a Close.
                     while let Ok(line) = out_rx.try_recv() {
-                        if sink.feed(frame(line)).await.is_err() {
+                        if let Err(stop) = deliver(&mut sink, line).await {
+                            stop.close(&mut sink).await;
                             return;
                         }
                     }
@@ -417,6 +429,60 @@ async fn run_connection<S>(
 fn too_big_close_frame() -> CloseFrame {
     let reason = format!("message larger than the {MAX_MESSAGE_BYTES}-byte limit");
     CloseFrame { code: CloseCode::Size, reason: reason.into() }
+}
+
+/// Why the writer stopped sending.
+enum Stop {
+    PeerGone,
+    /// A streamed answer could not be completed: the connection is closed with 1011, since
+    /// part of the message was already sent and cannot be taken back.
+    CutShort,
+}
+
+impl Stop {
+    async fn close<Si>(self, sink: &mut Si)
+    where
+        Si: futures_util::Sink<Message, Error = WsError> + Unpin,
+    {
+        if let Stop::CutShort = self {
+            let reason = "an answer failed while it was being sent; its request did not complete";
+            let _ = sink.send(Message::Close(Some(CloseFrame { code: CloseCode::Error, reason: reason.into() }))).await;
+        }
+    }
+}
+
+/// Queues one outgoing item: a line as one frame, a streamed line as one fragmented text
+/// message with a frame per piece (the last piece is held back until the producer says
+/// whether it ends the message).
+async fn deliver<Si>(sink: &mut Si, outgoing: Outgoing) -> Result<(), Stop>
+where
+    Si: futures_util::Sink<Message, Error = WsError> + Unpin,
+{
+    let mut line = match outgoing {
+        Outgoing::Line(line) => return sink.feed(frame(line)).await.map_err(|_| Stop::PeerGone),
+        Outgoing::Streamed(line) => line,
+    };
+    let mut held: Option<Vec<u8>> = None;
+    let mut first = true;
+    let piece = |data: Vec<u8>, first: bool, last: bool| {
+        let opcode = if first { OpCode::Data(Data::Text) } else { OpCode::Data(Data::Continue) };
+        Message::Frame(Frame::message(data, opcode, last))
+    };
+    loop {
+        match line.next().await {
+            Next::Write(bytes) => {
+                if let Some(previous) = held.replace(bytes) {
+                    sink.send(piece(previous, first, false)).await.map_err(|_| Stop::PeerGone)?;
+                    first = false;
+                }
+            }
+            Next::Finished => {
+                let last = held.take().unwrap_or_default();
+                return sink.feed(piece(last, first, true)).await.map_err(|_| Stop::PeerGone);
+            }
+            Next::CutShort => return Err(Stop::CutShort),
+        }
+    }
 }
 
 fn frame(line: Vec<u8>) -> Message {

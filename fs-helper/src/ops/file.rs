@@ -114,23 +114,65 @@ impl FileToRead {
     }
 
     /// Hands the file to `emit` in blocks of `ENCODE_BLOCK` bytes (the last one shorter).
-    /// The cap is enforced on what is actually read, because files such as those in
-    /// /proc report a size of 0 or grow meanwhile.
     fn encode_blocks(self, mut emit: impl FnMut(&[u8]) -> Result<(), FsError>) -> Result<(), FsError> {
-        let mut reader = self.file.take(READ_FILE_MAX_BYTES + 1);
-        let mut buf = vec![0u8; ENCODE_BLOCK];
-        let mut total: u64 = 0;
-        loop {
-            let n = fill(&mut reader, &mut buf)?;
-            total += n as u64;
-            if total > READ_FILE_MAX_BYTES {
-                return Err(too_large(&self.path, total));
-            }
-            emit(&buf[..n])?;
-            if n < buf.len() {
-                return Ok(());
-            }
+        let mut blocks = self.blocks();
+        while let Some(block) = blocks.next_block()? {
+            emit(block)?;
         }
+        Ok(())
+    }
+
+    /// The file as base64 one block at a time, for a caller that sends each block
+    /// before it reads the next.
+    pub fn blocks(self) -> Base64Blocks {
+        Base64Blocks {
+            reader: self.file.take(READ_FILE_MAX_BYTES + 1),
+            buf: vec![0u8; ENCODE_BLOCK],
+            total: 0,
+            done: false,
+            path: self.path,
+        }
+    }
+}
+
+/// The blocks of a [`FileToRead`]. The cap is enforced on what is actually read,
+/// because files such as those in /proc report a size of 0 or grow meanwhile.
+pub struct Base64Blocks {
+    reader: io::Take<File>,
+    buf: Vec<u8>,
+    total: u64,
+    done: bool,
+    path: PathBuf,
+}
+
+impl Base64Blocks {
+    /// Base64 length of one whole block.
+    pub const ENCODED_BLOCK_LEN: usize = ENCODE_BLOCK / 3 * 4;
+
+    /// Appends the base64 of the next block to `out`. `Ok(true)`: more may follow;
+    /// `Ok(false)`: that was the last block (possibly empty) and the file is done.
+    pub fn append_next(&mut self, out: &mut Vec<u8>) -> Result<bool, FsError> {
+        match self.next_block()? {
+            Some(block) => {
+                append_base64(block, out)?;
+                Ok(!self.done)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The next block of raw data (whole blocks until the last); `None` after the last.
+    fn next_block(&mut self) -> Result<Option<&[u8]>, FsError> {
+        if self.done {
+            return Ok(None);
+        }
+        let n = fill(&mut self.reader, &mut self.buf)?;
+        self.total += n as u64;
+        if self.total > READ_FILE_MAX_BYTES {
+            return Err(too_large(&self.path, self.total));
+        }
+        self.done = n < self.buf.len();
+        Ok(Some(&self.buf[..n]))
     }
 }
 

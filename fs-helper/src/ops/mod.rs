@@ -15,7 +15,7 @@ use crate::protocol::{self as p, Empty};
 pub use copy::copy;
 pub use dir::{read_directory, walk};
 pub use file::{
-    open_file, read_block, read_file, write_block, write_file, FileToRead, READ_BLOCK_MAX_BYTES, READ_FILE_MAX_BYTES,
+    open_file, read_block, read_file, write_block, write_file, Base64Blocks, FileToRead, READ_BLOCK_MAX_BYTES, READ_FILE_MAX_BYTES,
     READ_FILE_RESULT_HEAD, READ_FILE_RESULT_TAIL, WRITE_FILE_MAX_BYTES,
 };
 pub use meta::{canonicalize, create_directory, get_metadata, remove};

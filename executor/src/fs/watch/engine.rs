@@ -246,7 +246,12 @@ mod tests {
         std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
         std::fs::write(&target, b"x").expect("write");
         // A hang guard only: the tick is one second.
-        let line = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await.expect("in time").expect("notification");
+        let line = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .expect("in time")
+            .expect("notification")
+            .into_line()
+            .expect("a whole line");
         let message: serde_json::Value = serde_json::from_slice(&line).expect("json");
         assert_eq!(message, serde_json::json!({"method": "fs/missingChanged", "params": {"watchId": 7}}));
     }

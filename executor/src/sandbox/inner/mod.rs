@@ -216,7 +216,7 @@ fn run(args: Vec<OsString>) -> Result<Never, InnerError> {
     for step in STEPS {
         take(step, &config, &argv, &mut done)?;
     }
-    let mut command = done.command.take().ok_or_else(|| InnerError::PrepareCommand(command_reaper::PrepareError::NotPrepared))?;
+    let mut command = done.command.take().ok_or(InnerError::PrepareCommand(command_reaper::PrepareError::NotPrepared))?;
     let guard_status = match std::mem::replace(&mut done.guard, Ok(None)) {
         Ok(Some(setup)) => {
             command.guard = Some(setup);
