@@ -27,6 +27,8 @@ OPTIONS:
                         sandbox-true  process/start [\"true\"] in a workspace-write sandbox
                                     (network restricted) → process/closed, alternating with
                                     bare bwrap with the same mounts (bare-bwrap-ws); ratio
+                        sandbox-roots  sandboxed `true` with 1, 10, 50 and 100 writable roots
+                                    (interleaved; --sandbox-runs / 4 runs each, at least 5)
                         fs-read     fs/readFile of a 64 MiB file, direct and sandboxed, MiB/s
                         fs-meta     fs/getMetadata latency, sandboxed (warm helper) and direct
                         http        http/request from a loopback origin: a streamed body of
@@ -59,14 +61,25 @@ pub enum Workload {
     Rss,
     BareBwrap,
     SandboxTrue,
+    SandboxRoots,
     FsRead,
     FsMeta,
     Http,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 9] =
-        [Self::Init, Self::True, Self::Stream, Self::Rss, Self::BareBwrap, Self::SandboxTrue, Self::FsRead, Self::FsMeta, Self::Http];
+    pub const ALL: [Workload; 10] = [
+        Self::Init,
+        Self::True,
+        Self::Stream,
+        Self::Rss,
+        Self::BareBwrap,
+        Self::SandboxTrue,
+        Self::SandboxRoots,
+        Self::FsRead,
+        Self::FsMeta,
+        Self::Http,
+    ];
     pub const DEFAULT: [Workload; 4] = [Self::Init, Self::True, Self::Stream, Self::Rss];
 
     /// Name on the command line and key in the JSON report.
@@ -78,6 +91,7 @@ impl Workload {
             Self::Rss => "rss",
             Self::BareBwrap => "bare-bwrap",
             Self::SandboxTrue => "sandbox-true",
+            Self::SandboxRoots => "sandbox-roots",
             Self::FsRead => "fs-read",
             Self::FsMeta => "fs-meta",
             Self::Http => "http",

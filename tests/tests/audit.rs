@@ -220,3 +220,43 @@ fn session_resume_and_expiry_are_recorded() {
     assert_eq!(of("session.resumed"), vec![json!(id)]);
     assert_eq!(of("session.expired"), vec![json!(id)]);
 }
+
+/// `http/request` lines name the method, origin and status (or the failure's kind) and
+/// never the path, query or header values, which may carry credentials.
+#[test]
+fn http_requests_are_recorded_without_path_query_or_headers() {
+    use executor_tests::http::PyServer;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("audit.jsonl");
+    let server = WsServer::start(&["--audit-log", log.to_str().expect("utf8"), "--http-deny", "127.0.0.2"]);
+    let site = PyServer::http("127.0.0.1");
+    let mut client = server.ready();
+    let url = format!("http://127.0.0.1:{}/echo?access_token=query-secret", site.port);
+    let headers = json!([{"name": "Authorization", "value": "Bearer header-secret"}]);
+    let ok = client.call("http/request", json!({"method": "GET", "url": url, "requestId": "a1", "headers": headers}));
+    assert_eq!(ok["status"], 200);
+    let streamed = client.call("http/request", json!({"method": "GET", "url": url, "requestId": "a2", "streamResponse": true}));
+    assert_eq!(streamed["status"], 200);
+    let refused = client.call_err("http/request", json!({"method": "GET", "url": "http://127.0.0.2:9/x", "requestId": "a3"}));
+    assert!(refused.1.contains("egress policy"), "{refused:?}");
+    drop(client);
+    stop(server);
+
+    let text = std::fs::read_to_string(&log).expect("read");
+    for secret in ["query-secret", "header-secret", "/echo"] {
+        assert!(!text.contains(secret), "`{secret}` reached the audit log");
+    }
+    let all = records(&log);
+    let http = events(&all, "http.request");
+    assert_eq!(http.len(), 3, "{all:#?}");
+    let port = json!(site.port);
+    assert_eq!(
+        (&http[0]["method"], &http[0]["host"], &http[0]["port"], &http[0]["status"]),
+        (&json!("GET"), &json!("127.0.0.1"), &port, &json!(200))
+    );
+    assert_eq!((&http[1]["streamed"], &http[1]["status"]), (&json!(true), &json!(200)));
+    assert_eq!((&http[2]["host"], &http[2]["error"]), (&json!("127.0.0.2"), &json!("egress-refused")));
+    assert!(http[2].get("status").is_none(), "{}", http[2]);
+    assert_eq!(http[0]["session"], events(&all, "session.started")[0]["session"]);
+    assert!(verify(&log).status.success());
+}

@@ -12,6 +12,7 @@ mod http;
 mod idle_rss;
 mod init;
 mod sandbox;
+mod sandbox_roots;
 mod sandbox_true;
 mod spawn_true;
 mod stream;
@@ -32,6 +33,7 @@ pub fn run(workload: Workload, cfg: &Config) -> Result<Value> {
         Workload::Rss => idle_rss::run(cfg),
         Workload::BareBwrap => bare_bwrap::run(cfg),
         Workload::SandboxTrue => sandbox_true::run(cfg),
+        Workload::SandboxRoots => sandbox_roots::run(cfg),
         Workload::FsRead => fs_read::run(cfg),
         Workload::FsMeta => fs_meta::run(cfg),
         Workload::Http => http::run(cfg),

@@ -39,6 +39,25 @@ pub enum HttpError {
 }
 
 impl HttpError {
+    /// A short name of the failure for the audit log, whose lines must not carry what a
+    /// message may quote (reqwest's texts quote the whole URL, query included).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HttpError::BadUrl(_) | HttpError::BadScheme(_) => "bad-url",
+            HttpError::BadMethod(_) => "bad-method",
+            HttpError::BadHeaderName | HttpError::BadHeaderValue(_) => "bad-header",
+            HttpError::EnvVar { .. } => "missing-env-var",
+            HttpError::BadBody(_) => "bad-body",
+            HttpError::StreamActive(_) => "stream-active",
+            HttpError::TooMany(_) => "too-many-requests",
+            HttpError::ConnectionClosed => "connection-closed",
+            HttpError::Refused(_) => "egress-refused",
+            HttpError::BodyTooLarge { .. } => "body-too-large",
+            HttpError::Client(_) => "client-setup",
+            HttpError::Failed(_) => "failed",
+        }
+    }
+
     /// Whether the client's params are at fault (-32602) rather than the network (-32603).
     pub fn is_client_error(&self) -> bool {
         matches!(

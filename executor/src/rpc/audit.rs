@@ -4,6 +4,8 @@
 use serde_json::Value;
 
 use super::RequestContext;
+use crate::http::{HttpError, Outcome};
+use crate::protocol::http::HttpRequestParams;
 use crate::protocol::types::ProcessStartParams;
 use crate::protocol::RpcError;
 
@@ -68,4 +70,32 @@ pub(super) fn fs_done(ctx: &RequestContext, method: &str, mut fields: Value, ok:
     fields["ok"] = Value::Bool(ok);
     fields["session"] = ctx.gate("fs").map(|s| Value::String(s.id.clone())).unwrap_or(Value::Null);
     crate::audit::record(method, fields);
+}
+
+/// The `http.request` audit fields (`None` when the audit log is off): the method and the
+/// origin only. The path, query and headers stay out, since they may carry credentials.
+pub(super) fn http_intent(session: &str, params: &HttpRequestParams) -> Option<Value> {
+    if !crate::audit::enabled() {
+        return None;
+    }
+    let url = url::Url::parse(&params.url).ok();
+    Some(serde_json::json!({
+        "session": session,
+        "method": params.method,
+        "scheme": url.as_ref().map(|u| u.scheme().to_owned()),
+        "host": url.as_ref().and_then(|u| u.host_str().map(str::to_owned)),
+        "port": url.as_ref().and_then(url::Url::port_or_known_default),
+        "streamed": params.stream_response,
+    }))
+}
+
+/// Completes and records an `http.request` line once the response head (or the failure)
+/// is known; a streamed body's later end is not part of it.
+pub(super) fn http_done(mut fields: Value, outcome: &Result<Outcome, HttpError>) {
+    match outcome {
+        Ok(Outcome::Buffered(result)) => fields["status"] = result.status.into(),
+        Ok(Outcome::Streaming { head, .. }) => fields["status"] = head.status.into(),
+        Err(e) => fields["error"] = Value::String(e.kind().to_owned()),
+    }
+    crate::audit::record("http.request", fields);
 }

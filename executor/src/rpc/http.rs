@@ -9,8 +9,13 @@ use crate::protocol::RpcError;
 use super::{to_value, Answer, RequestContext};
 
 pub async fn request(ctx: &RequestContext, params: HttpRequestParams) -> Result<Answer, RpcError> {
-    ctx.gate("http")?;
-    match ctx.server.http.request(ctx.connection, params).await? {
+    let session = ctx.gate("http")?.id.clone();
+    let audit = super::audit::http_intent(&session, &params);
+    let outcome = ctx.server.http.request(ctx.connection, params).await;
+    if let Some(fields) = audit {
+        super::audit::http_done(fields, &outcome);
+    }
+    match outcome? {
         Outcome::Buffered(result) => Ok(Answer::Result(to_value(result)?)),
         Outcome::Streaming { head, body, ticket } => {
             // The result goes into the connection's queue first, so every delta follows it.
