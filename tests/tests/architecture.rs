@@ -143,3 +143,23 @@ fn docs_architecture_lists_every_top_level_module() {
         assert!(doc.contains(&format!("`{module}`")), "docs/architecture.md does not describe the module `{module}`");
     }
 }
+
+/// Services and everything below them know nothing of JSON-RPC: they return typed
+/// errors, and `rpc/errors.rs` maps them to codes at the edge.
+#[test]
+fn services_return_typed_errors_not_rpc_errors() {
+    let modules = top_level_modules();
+    let mut offenders = Vec::new();
+    for name in ["session", "process", "fs", "http", "sandbox", "child_env", "host_info", "limits", "notify"] {
+        let path = modules.get(name).unwrap_or_else(|| panic!("no module `{name}` in executor/src"));
+        let mut files = Vec::new();
+        rust_files(path, &mut files);
+        for file in files {
+            let text = std::fs::read_to_string(&file).expect("read source");
+            if text.contains("RpcError") {
+                offenders.push(file.display().to_string());
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "these service files use RpcError instead of a typed error: {offenders:?}");
+}

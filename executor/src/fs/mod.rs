@@ -3,8 +3,11 @@
 //! a sandboxed helper does (see `sandboxed`). File handles belong to the session. The
 //! `fs/*` handlers that decode and gate requests are in `crate::rpc`.
 
+mod error;
 pub mod sandboxed;
 pub mod watch;
+
+pub use error::FsServiceError;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -18,7 +21,7 @@ use serde_json::Value;
 use crate::limits::LimitError;
 use crate::protocol::envelope::{finish_response, response_head, Answer};
 use crate::protocol::outgoing::{LineWriter, StreamedLine};
-use crate::protocol::{RequestId, RpcError};
+use crate::protocol::RequestId;
 
 /// Open files of a session, by client-chosen handle id; at most `max` of them, counting
 /// the opens under way.
@@ -55,15 +58,15 @@ impl FileHandles {
         crate::sync::lock(&self.table)
     }
 
-    pub fn get(&self, id: &str) -> Result<Arc<File>, RpcError> {
-        self.lock().open.get(id).cloned().ok_or_else(|| RpcError::not_found(format!("unknown file handle `{id}`")))
+    pub fn get(&self, id: &str) -> Result<Arc<File>, FsServiceError> {
+        self.lock().open.get(id).cloned().ok_or_else(|| FsServiceError::UnknownHandle(id.to_owned()))
     }
 
     /// Refuses an id that is live, or a handle beyond the cap, before anything is opened.
-    pub fn reserve(&self, id: &str) -> Result<Reservation<'_>, RpcError> {
+    pub fn reserve(&self, id: &str) -> Result<Reservation<'_>, FsServiceError> {
         let mut table = self.lock();
         if table.open.contains_key(id) {
-            return Err(already_exists(id));
+            return Err(FsServiceError::HandleExists(id.to_owned()));
         }
         if table.open.len() + table.opening >= self.max {
             return Err(LimitError::FsHandles { cap: self.max }.into());
@@ -74,15 +77,15 @@ impl FileHandles {
 
     /// Registers an opened file; checked again because another request may have taken
     /// the id while the file was being opened.
-    pub fn insert(&self, reservation: Reservation<'_>, id: String, file: File) -> Result<Value, RpcError> {
+    pub fn insert(&self, reservation: Reservation<'_>, id: String, file: File) -> Result<Value, FsServiceError> {
         let mut table = self.lock();
         if table.open.contains_key(&id) {
-            return Err(already_exists(&id));
+            return Err(FsServiceError::HandleExists(id));
         }
         table.open.insert(id.clone(), Arc::new(file));
         drop(table);
         drop(reservation);
-        serde_json::to_value(OpenResult { handle_id: id }).map_err(|e| RpcError::internal(e.to_string()))
+        serde_json::to_value(OpenResult { handle_id: id }).map_err(|e| FsServiceError::Internal(e.to_string()))
     }
 }
 
@@ -91,10 +94,6 @@ impl FileHandles {
     pub fn remove(&self, id: &str) {
         self.lock().open.remove(id);
     }
-}
-
-fn already_exists(id: &str) -> RpcError {
-    RpcError::invalid_request(format!("file handle `{id}` already exists"))
 }
 
 pub fn is_rpc_method(op: Operation) -> bool {
@@ -110,7 +109,7 @@ pub fn is_rpc_method(op: Operation) -> bool {
 pub async fn read_file_answer(
     id: RequestId,
     open: impl FnOnce() -> Result<ops::FileToRead, FsError> + Send + 'static,
-) -> Result<Answer, RpcError> {
+) -> Result<Answer, FsServiceError> {
     blocking(move || {
         let mut blocks = open()?.blocks();
         let mut line = response_head(&id);
@@ -160,11 +159,11 @@ fn stream_rest(mut blocks: Base64Blocks, writer: LineWriter, id: RequestId) {
     }
 }
 
-pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, FsError> + Send + 'static) -> Result<T, RpcError> {
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, FsError> + Send + 'static) -> Result<T, FsServiceError> {
     match tokio::task::spawn_blocking(f).await {
-        Ok(result) => result.map_err(RpcError::from),
+        Ok(result) => result.map_err(FsServiceError::from),
         // On to the request's guard (rpc::dispatch), which reports it as the bug it is.
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(RpcError::internal(format!("filesystem operation failed: {e}"))),
+        Err(e) => Err(FsServiceError::Internal(format!("filesystem operation failed: {e}"))),
     }
 }

@@ -1,7 +1,7 @@
 //! The one mapping from the services' typed errors to JSON-RPC codes. It lives here,
 //! at the edge, so that `protocol` stays a leaf and the services know nothing of codes.
 
-use crate::protocol::error::{INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, SESSION_ATTACHED};
+use crate::protocol::error::{INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, NOT_FOUND, SESSION_ATTACHED};
 use crate::protocol::RpcError;
 
 impl From<crate::process::ProcessError> for RpcError {
@@ -80,6 +80,22 @@ impl From<crate::http::HttpError> for RpcError {
         // Params the client got wrong are -32602; the network, the egress policy and the
         // limits are -32603 (the reference's `http/request failed: ...`).
         let code = if e.is_client_error() { INVALID_PARAMS } else { INTERNAL_ERROR };
+        Self::new(code, e.to_string())
+    }
+}
+
+impl From<crate::fs::FsServiceError> for RpcError {
+    fn from(e: crate::fs::FsServiceError) -> Self {
+        use crate::fs::FsServiceError as E;
+        let code = match &e {
+            E::Op(op) => op.code(),
+            E::Helper { code, .. } => *code,
+            E::UnknownHandle(_) => NOT_FOUND,
+            E::HandleExists(_) => INVALID_REQUEST,
+            E::Limit(limit) => return limit.clone().into(),
+            E::Sandbox(sandbox) => sandbox_code(sandbox),
+            E::HelperFailed(_) | E::ChangedDuring { .. } | E::Internal(_) => INTERNAL_ERROR,
+        };
         Self::new(code, e.to_string())
     }
 }

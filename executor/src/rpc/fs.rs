@@ -68,13 +68,13 @@ async fn run(ctx: &RequestContext, op: Operation, params: Value, sandbox: Option
                 }
             }
             let helper = sandboxed::HelperRequest { op, params, id: &ctx.id };
-            return server.fs_helpers.run(&server.config.launcher, &policy, plan, &server_cwd, helper).await;
+            return Ok(server.fs_helpers.run(&server.config.launcher, &policy, plan, &server_cwd, helper).await?);
         }
     }
     match op {
         Operation::Open => open(ctx, &session.files, params).await.map(Answer::Result),
-        Operation::ReadFile => read_file_answer(ctx.id.clone(), move || ops::open_read_file(params)).await,
-        _ => blocking(move || ops::execute_op(op, params)).await.map(Answer::Result),
+        Operation::ReadFile => Ok(read_file_answer(ctx.id.clone(), move || ops::open_read_file(params)).await?),
+        _ => Ok(Answer::Result(blocking(move || ops::execute_op(op, params)).await?)),
     }
 }
 
@@ -105,9 +105,9 @@ async fn read_file_sandboxed(
     let opened = server.fs_helpers.open(&server.config.launcher, policy, plan.clone(), server_cwd, open, READ_FILE_HANDOFF).await;
     let file = match opened {
         Ok(file) => file,
-        Err(e) => return Some(Err(e)),
+        Err(e) => return Some(Err(e.into())),
     };
-    Some(read_file_answer(ctx.id.clone(), move || ops::FileToRead::from_file(file, read.path.as_path())).await)
+    Some(read_file_answer(ctx.id.clone(), move || ops::FileToRead::from_file(file, read.path.as_path())).await.map_err(RpcError::from))
 }
 
 /// Decodes params only to report a params error ahead of the handshake gate (§17.4).
@@ -133,7 +133,7 @@ async fn open(ctx: &RequestContext, handles: &Arc<FileHandles>, params: Value) -
     let reservation = reserve_handle(ctx, handles, &params.handle_id)?;
     let handle_id = params.handle_id.clone();
     let file = blocking(move || ops::open_file(&params)).await?;
-    handles.insert(reservation, handle_id, file)
+    Ok(handles.insert(reservation, handle_id, file)?)
 }
 
 /// A place for a new handle: under the session's cap, and only while the executor keeps
@@ -164,7 +164,7 @@ async fn open_sandboxed(
     }
     let server = &ctx.server;
     let file = server.fs_helpers.open(&server.config.launcher, policy, plan, server_cwd, params, &handle_id).await?;
-    handles.insert(reservation, handle_id, file)
+    Ok(handles.insert(reservation, handle_id, file)?)
 }
 
 async fn read_block(ctx: &RequestContext, params: Result<ReadBlockParams, RpcError>) -> Result<Value, RpcError> {

@@ -8,7 +8,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
-use crate::protocol::RpcError;
+use crate::fs::FsServiceError;
 
 /// Reference text for an ok reply to `fs/open` without a descriptor.
 pub const NO_TRANSFER: &str = "fs sandbox helper did not transfer its opened file descriptor";
@@ -25,23 +25,25 @@ pub fn handoff_socketpair() -> nix::Result<(OwnedFd, OwnedFd)> {
 /// Receives the descriptor queued for the `fs/open` of `handle_id`. An `Err` means the
 /// helper broke the hand-off protocol (it is then discarded, so a stray message cannot
 /// be matched to a later open).
-pub fn take_handoff(sock: BorrowedFd<'_>, handle_id: &str) -> Result<File, RpcError> {
+pub fn take_handoff(sock: BorrowedFd<'_>, handle_id: &str) -> Result<File, FsServiceError> {
     // send_fd sends an empty payload as one 0 byte.
     let expected: &[u8] = if handle_id.is_empty() { &[0] } else { handle_id.as_bytes() };
     // One byte more than expected, so a longer (truncated) message cannot match.
     let mut buf = vec![0u8; expected.len() + 1];
     let fd = match fs_helper::helper::recv_fd(sock, &mut buf) {
         Ok((n, Some(fd))) if buf[..n] == *expected => fd,
-        Ok((_, Some(_))) => return Err(RpcError::internal("fs sandbox helper transferred a descriptor for another handle")),
-        Ok((_, None)) => return Err(RpcError::internal(NO_TRANSFER)),
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Err(RpcError::internal(NO_TRANSFER)),
-        Err(e) => return Err(RpcError::internal(format!("fs sandbox helper failed: cannot receive its descriptor: {e}"))),
+        Ok((_, Some(_))) => {
+            return Err(FsServiceError::HelperFailed("fs sandbox helper transferred a descriptor for another handle".into()))
+        }
+        Ok((_, None)) => return Err(FsServiceError::HelperFailed(NO_TRANSFER.into())),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Err(FsServiceError::HelperFailed(NO_TRANSFER.into())),
+        Err(e) => return Err(FsServiceError::HelperFailed(format!("fs sandbox helper failed: cannot receive its descriptor: {e}"))),
     };
     // The helper already refuses anything else; checked again because this descriptor
     // crosses from the sandbox into the executor.
     let file = File::from(fd);
     if !file.metadata().is_ok_and(|m| m.is_file()) {
-        return Err(RpcError::internal("fs sandbox helper transferred a descriptor that is not a regular file"));
+        return Err(FsServiceError::HelperFailed("fs sandbox helper transferred a descriptor that is not a regular file".into()));
     }
     Ok(file)
 }
@@ -69,8 +71,8 @@ mod tests {
         handoff_socketpair().unwrap()
     }
 
-    fn message(r: Result<File, RpcError>) -> String {
-        r.err().map(|e| e.message).unwrap_or_default()
+    fn message(r: Result<File, FsServiceError>) -> String {
+        r.err().map(|e| e.to_string()).unwrap_or_default()
     }
 
     #[test]

@@ -40,9 +40,11 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use crate::fds::InheritedFds;
+use crate::fs::error::helper_failed;
+use crate::fs::FsServiceError;
 use crate::protocol::envelope::response_head;
 use crate::protocol::envelope::Answer;
-use crate::protocol::{RequestId, RpcError};
+use crate::protocol::RequestId;
 use crate::sandbox::launcher::{self, LauncherConfig};
 use crate::sandbox::plan_identity::PlanIdentity;
 use crate::sandbox::policy::SandboxPlan;
@@ -137,8 +139,8 @@ pub struct HelperPool {
 /// The plan for `ctx` as of now; `plan.direct` means no sandbox at all (then the
 /// executor serves the request itself). Entries that depend on a cwd need the context's
 /// own (-32602 without, as the reference answers): an fs request has no other cwd.
-pub fn plan(ctx: &FileSystemSandboxContext) -> Result<SandboxPlan, RpcError> {
-    sandbox::policy::resolve(ctx, None).map_err(RpcError::from)
+pub fn plan(ctx: &FileSystemSandboxContext) -> Result<SandboxPlan, FsServiceError> {
+    Ok(sandbox::policy::resolve(ctx, None)?)
 }
 
 impl HelperPool {
@@ -150,7 +152,7 @@ impl HelperPool {
         plan: SandboxPlan,
         server_cwd: &Path,
         request: HelperRequest<'_>,
-    ) -> Result<Answer, RpcError> {
+    ) -> Result<Answer, FsServiceError> {
         let idempotent = request.op.is_read_only();
         let request = Request { op: request.op, params: request.params, id: Some(request.id), handoff: None, idempotent };
         Ok(self.request(launcher, ctx, plan, server_cwd, request).await?.answer)
@@ -166,12 +168,12 @@ impl HelperPool {
         server_cwd: &Path,
         params: Value,
         handle_id: &str,
-    ) -> Result<File, RpcError> {
+    ) -> Result<File, FsServiceError> {
         // `read` is the default mode; `replace` truncates.
         let idempotent = matches!(params.get("mode").and_then(Value::as_str), None | Some("read"));
         let request = Request { op: Operation::Open, params, id: None, handoff: Some(handle_id), idempotent };
         let reply = self.request(launcher, ctx, plan, server_cwd, request).await?;
-        reply.file.ok_or_else(|| RpcError::internal(NO_TRANSFER))
+        reply.file.ok_or_else(|| FsServiceError::HelperFailed(NO_TRANSFER.into()))
     }
 
     async fn request(
@@ -181,7 +183,7 @@ impl HelperPool {
         mut plan: SandboxPlan,
         server_cwd: &Path,
         request: Request<'_>,
-    ) -> Result<Reply, RpcError> {
+    ) -> Result<Reply, FsServiceError> {
         // The helper never needs the network, whatever the client's profile allows.
         plan.network = false;
         let cwd: PathBuf = ctx.cwd.as_ref().map(|c| c.0.clone()).unwrap_or_else(|| server_cwd.to_path_buf());
@@ -206,7 +208,7 @@ impl HelperPool {
             let Some(path) = changed else { return reply };
             match spare.take() {
                 Some(next) => current = next,
-                None => return Err(changed_during(op, idempotent, &path)),
+                None => return Err(FsServiceError::ChangedDuring { op: op.name(), path, idempotent }),
             }
         }
     }
@@ -234,7 +236,7 @@ fn fresh_helper<'g>(
     launcher: &LauncherConfig,
     plan: &SandboxPlan,
     cwd: &Path,
-) -> Result<&'g mut Helper, RpcError> {
+) -> Result<&'g mut Helper, FsServiceError> {
     let now = PlanIdentity::of(plan, cwd);
     if let Some(helper) = slot.as_ref() {
         if let Some(path) = helper.view.changed_in(&now) {
@@ -245,14 +247,14 @@ fn fresh_helper<'g>(
     if slot.is_none() {
         *slot = Some(spawn_helper(launcher, plan, cwd, now)?);
     }
-    slot.as_mut().ok_or_else(|| RpcError::internal("fs sandbox helper is not running"))
+    slot.as_mut().ok_or_else(|| FsServiceError::Internal("fs sandbox helper is not running".into()))
 }
 
 /// `failure` of a broken helper, with what the helper said last: its crash report when
 /// it panicked. Killed first, so that its stderr ends and the wait is short.
-async fn with_last_words(helper: &mut Helper, failure: RpcError) -> RpcError {
+async fn with_last_words(helper: &mut Helper, failure: FsServiceError) -> FsServiceError {
     let _ = helper.child.start_kill();
-    RpcError::new(failure.code, crate::crash::explain(&failure.message, helper.stderr.last_words().await))
+    FsServiceError::HelperFailed(crate::crash::explain(&failure.to_string(), helper.stderr.last_words().await))
 }
 
 fn retire(slot: &mut Option<Helper>) {
@@ -261,29 +263,18 @@ fn retire(slot: &mut Option<Helper>) {
     }
 }
 
-/// The host changed `path` while a request that changes files ran: it may have been
-/// carried out in the old view, so it is not reported as done.
-fn changed_during(op: Operation, idempotent: bool, path: &Path) -> RpcError {
-    let effect = if idempotent { "its answer was discarded" } else { "it may or may not have taken effect" };
-    RpcError::internal(format!(
-        "{} was interrupted: {} was replaced on the host while the request ran, so {effect}; retry the request",
-        op.name(),
-        path.display()
-    ))
-}
-
-fn spawn_helper(config: &LauncherConfig, plan: &SandboxPlan, cwd: &Path, view: PlanIdentity) -> Result<Helper, RpcError> {
-    let exe = std::env::current_exe()
-        .and_then(std::fs::canonicalize)
-        .map_err(|e| RpcError::internal(format!("cannot locate the executor binary: {e}")))?;
-    let (ours, theirs) = handoff_socketpair().map_err(|e| RpcError::internal(format!("cannot create the fs helper socket: {e}")))?;
+fn spawn_helper(config: &LauncherConfig, plan: &SandboxPlan, cwd: &Path, view: PlanIdentity) -> Result<Helper, FsServiceError> {
+    let internal = FsServiceError::Internal;
+    let exe =
+        std::env::current_exe().and_then(std::fs::canonicalize).map_err(|e| internal(format!("cannot locate the executor binary: {e}")))?;
+    let (ours, theirs) = handoff_socketpair().map_err(|e| internal(format!("cannot create the fs helper socket: {e}")))?;
     let inherited = InheritedFds::new(vec![theirs]);
     let numbers = inherited.numbers();
     let helper_fd: RawFd = numbers.first().copied().unwrap_or(-1);
     let argv = [exe.to_string_lossy().into_owned(), HELPER_ARG1.to_owned(), FD_SOCKET_ARG.to_owned(), helper_fd.to_string()];
-    let launcher = launcher::select_for(config, cwd, &plan.writable_roots).map_err(|e| RpcError::from(sandbox::SandboxError::from(e)))?;
+    let launcher = launcher::select_for(config, cwd, &plan.writable_roots).map_err(sandbox::SandboxError::from)?;
     // The inner stage makes every descriptor above stderr close-on-exec but these.
-    let launch = sandbox::launch_for_plan(&launcher, plan, cwd, &argv, None, &numbers, config).map_err(RpcError::from)?;
+    let launch = sandbox::launch_for_plan(&launcher, plan, cwd, &argv, None, &numbers, config)?;
     let mut command = Command::new(&launch.program);
     command
         .arg0(&launch.argv0)
@@ -298,9 +289,9 @@ fn spawn_helper(config: &LauncherConfig, plan: &SandboxPlan, cwd: &Path, view: P
     let spawned = command.spawn();
     // Closes our copy of the helper's end, so only the helper holds it.
     drop(command);
-    let mut child = spawned.map_err(|e| RpcError::internal(format!("cannot start the fs sandbox helper: {e}")))?;
+    let mut child = spawned.map_err(|e| internal(format!("cannot start the fs sandbox helper: {e}")))?;
     let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-        return Err(RpcError::internal("fs sandbox helper pipes were not created"));
+        return Err(internal("fs sandbox helper pipes were not created".into()));
     };
     crate::fds::enlarge_pipe(&stdout, REPLY_BUFFER);
     let stderr = crate::crash::StderrWatch::spawn(child.stderr.take());
@@ -309,17 +300,18 @@ fn spawn_helper(config: &LauncherConfig, plan: &SandboxPlan, cwd: &Path, view: P
 
 /// One request/reply. `Err` means the helper itself failed (it is then discarded);
 /// `Ok(Err(..))` is the operation's own error.
-async fn exchange(helper: &mut Helper, request: Request<'_>) -> Result<Result<Reply, RpcError>, RpcError> {
+async fn exchange(helper: &mut Helper, request: Request<'_>) -> Result<Result<Reply, FsServiceError>, FsServiceError> {
     let Request { op, params, id, handoff, .. } = request;
-    let mut line = serde_json::to_vec(&json!({"operation": op.name(), "params": params})).map_err(|e| RpcError::internal(e.to_string()))?;
+    let mut line =
+        serde_json::to_vec(&json!({"operation": op.name(), "params": params})).map_err(|e| FsServiceError::Internal(e.to_string()))?;
     line.push(b'\n');
-    helper.stdin.write_all(&line).await.map_err(|e| broken(&e.to_string()))?;
-    helper.stdin.flush().await.map_err(|e| broken(&e.to_string()))?;
+    helper.stdin.write_all(&line).await.map_err(helper_failed)?;
+    helper.stdin.flush().await.map_err(helper_failed)?;
     drop(line);
     let start = read_start(&mut helper.stdout, READ_FILE_OK_HEAD.len()).await?;
     if start.is_empty() {
         let ended = helper.child.try_wait().ok().flatten().map(|s| format!("it exited ({s})"));
-        return Err(broken(&ended.unwrap_or_else(|| "it closed its output".into())));
+        return Err(broken(ended.unwrap_or_else(|| "it closed its output".into())));
     }
     if let (Operation::ReadFile, Some(id)) = (op, id) {
         if start == READ_FILE_OK_HEAD {

@@ -8,20 +8,17 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::ChildStdout;
 
+pub use crate::fs::error::helper_failed as broken;
+use crate::fs::FsServiceError;
 use crate::protocol::envelope::finish_response;
-use crate::protocol::RpcError;
-
-pub fn broken(what: &str) -> RpcError {
-    RpcError::internal(format!("fs sandbox helper failed: {what}"))
-}
 
 /// The first `n` bytes of a reply line, fewer if the line (with its newline) is
 /// shorter; empty at EOF. Never reads past the newline, so a short reply cannot leave
 /// this waiting for a next line that will not come.
-pub async fn read_start(reader: &mut BufReader<ChildStdout>, n: usize) -> Result<Vec<u8>, RpcError> {
+pub async fn read_start(reader: &mut BufReader<ChildStdout>, n: usize) -> Result<Vec<u8>, FsServiceError> {
     let mut out = Vec::with_capacity(n);
     while out.len() < n && out.last() != Some(&b'\n') {
-        let available = reader.fill_buf().await.map_err(|e| broken(&e.to_string()))?;
+        let available = reader.fill_buf().await.map_err(broken)?;
         if available.is_empty() {
             break;
         }
@@ -34,9 +31,9 @@ pub async fn read_start(reader: &mut BufReader<ChildStdout>, n: usize) -> Result
 }
 
 /// Appends the rest of a reply line begun by [`read_start`] to `line`, without the newline.
-pub async fn read_rest(reader: &mut BufReader<ChildStdout>, line: &mut Vec<u8>) -> Result<(), RpcError> {
+pub async fn read_rest(reader: &mut BufReader<ChildStdout>, line: &mut Vec<u8>) -> Result<(), FsServiceError> {
     if line.last() != Some(&b'\n') {
-        reader.read_until(b'\n', line).await.map_err(|e| broken(&e.to_string()))?;
+        reader.read_until(b'\n', line).await.map_err(broken)?;
     }
     if line.pop() != Some(b'\n') {
         return Err(broken("its reply was cut short"));
@@ -48,7 +45,7 @@ pub async fn read_rest(reader: &mut BufReader<ChildStdout>, line: &mut Vec<u8>) 
 /// (`{"dataBase64":"..."}}}`): drop the reply's closing braces and close the response
 /// instead. The data must not contain a quote or backslash, so that the helper's text
 /// cannot end the string early and change the line's structure.
-pub fn splice_read_file(mut line: Vec<u8>, head_len: usize) -> Result<Vec<u8>, RpcError> {
+pub fn splice_read_file(mut line: Vec<u8>, head_len: usize) -> Result<Vec<u8>, FsServiceError> {
     if !line.ends_with(OK_TAIL) || line.len() < head_len + OK_TAIL.len() {
         return Err(broken("malformed fs/readFile reply"));
     }
@@ -63,15 +60,15 @@ pub fn splice_read_file(mut line: Vec<u8>, head_len: usize) -> Result<Vec<u8>, R
 }
 
 /// A reply line other than an ok readFile, parsed.
-pub fn parse_reply(reply: &[u8]) -> Result<Result<Value, RpcError>, RpcError> {
-    let mut reply: Value = serde_json::from_slice(reply).map_err(|e| broken(&format!("unreadable reply: {e}")))?;
+pub fn parse_reply(reply: &[u8]) -> Result<Result<Value, FsServiceError>, FsServiceError> {
+    let mut reply: Value = serde_json::from_slice(reply).map_err(|e| broken(format_args!("unreadable reply: {e}")))?;
     let mut payload = reply.get_mut("payload").map(Value::take).unwrap_or(Value::Null);
     match reply.get("status").and_then(Value::as_str) {
         Some("ok") => Ok(Ok(payload.get_mut("response").map(Value::take).unwrap_or(Value::Null))),
         Some("error") => {
-            let code = payload.get("code").and_then(Value::as_i64).unwrap_or(crate::protocol::error::INTERNAL_ERROR);
+            let code = payload.get("code").and_then(Value::as_i64).unwrap_or(fs_helper::codes::INTERNAL_ERROR);
             let message = payload.get("message").and_then(Value::as_str).unwrap_or("fs sandbox helper error");
-            Ok(Err(RpcError::new(code, message)))
+            Ok(Err(FsServiceError::Helper { code, message: message.to_owned() }))
         }
         _ => Err(broken("reply without a status")),
     }
@@ -83,7 +80,7 @@ mod tests {
     use crate::protocol::envelope::response_head;
     use crate::protocol::RequestId;
 
-    fn spliced(rest: &str) -> Result<Vec<u8>, RpcError> {
+    fn spliced(rest: &str) -> Result<Vec<u8>, FsServiceError> {
         let mut line = response_head(&RequestId::Integer(3));
         let head_len = line.len();
         line.extend_from_slice(rest.as_bytes());
@@ -92,7 +89,7 @@ mod tests {
 
     #[test]
     fn ok_read_file_reply_becomes_the_response_line() {
-        let line = spliced(r#"{"dataBase64":"aGk="}}}"#).map_err(|e| e.message);
+        let line = spliced(r#"{"dataBase64":"aGk="}}}"#).map_err(|e| e.to_string());
         assert_eq!(line, Ok(br#"{"id":3,"result":{"dataBase64":"aGk="}}"#.to_vec()));
     }
 
@@ -107,7 +104,7 @@ mod tests {
             r#"{"other":"aGk="}}}"#,
             "}}",
         ] {
-            let e = spliced(rest).err().map(|e| e.message);
+            let e = spliced(rest).err().map(|e| e.to_string());
             assert_eq!(e.as_deref(), Some("fs sandbox helper failed: malformed fs/readFile reply"), "{rest}");
         }
     }
