@@ -18,7 +18,7 @@ cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
 # 0.8.0, without --argv0) and the bundled bwrap run from its verified memfd.
 for launcher in system bundled; do
     echo "== sandbox escape suites with --bwrap $launcher" >&2
-    EXECUTOR_TEST_BWRAP=$launcher cargo test --locked -p executor-tests --test sandbox_escape --test fs_escape --test fs_fresh_view --test cross_sandbox
+    EXECUTOR_TEST_BWRAP=$launcher cargo test --locked -p executor-tests --test sandbox_escape --test fs_escape --test fs_fresh_view --test cross_sandbox --test sandbox_roots
 done
 # Last, so that a failing unit or integration test is reported first: the README's start
 # command on a fresh clone with an empty cargo registry (a release build, a few minutes).

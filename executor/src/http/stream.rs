@@ -91,8 +91,18 @@ impl DeltaReader {
 
 /// Sends the body of `response` as deltas of `ticket`'s request id, seq from 1, ending with
 /// a `done:true` frame (with `error` set when the body failed). Ends early, without a
-/// final frame, when the connection closes: nobody is left to read it.
+/// final frame, when the connection closes: nobody is left to read it. The id is given
+/// back before the final frame is queued, so a client that has seen `done` can use the
+/// id again at once.
 pub async fn send_body(response: reqwest::Response, ticket: Ticket, outbound: Outbound) {
+    let Some(last) = send_deltas(response, &ticket, &outbound).await else { return };
+    drop(ticket);
+    let _ = send_when_drained(&outbound, last).await;
+}
+
+/// Sends every delta but the final one, which it returns; `None` when the connection
+/// closed or the request was cancelled meanwhile.
+async fn send_deltas(response: reqwest::Response, ticket: &Ticket, outbound: &Outbound) -> Option<Vec<u8>> {
     let id_json = json_string(ticket.request_id());
     let cancelled = ticket.cancelled();
     tokio::pin!(cancelled);
@@ -101,25 +111,22 @@ pub async fn send_body(response: reqwest::Response, ticket: Ticket, outbound: Ou
     loop {
         let step = tokio::select! {
             biased;
-            () = &mut cancelled => return,
+            () = &mut cancelled => return None,
             step = reader.next() => step,
         };
         seq += 1;
-        let (line, last) = match step {
-            Step::Data(bytes) => (body_delta_line(&id_json, seq, &bytes, false, "null"), false),
-            Step::Done => (body_delta_line(&id_json, seq, b"", true, "null"), true),
+        let line = match step {
+            Step::Data(bytes) => body_delta_line(&id_json, seq, &bytes, false, "null"),
+            Step::Done => return Some(body_delta_line(&id_json, seq, b"", true, "null")),
             Step::Failed(error) => {
                 tracing::debug!(request_id = ticket.request_id(), "streamed http body failed: {error}");
-                (body_delta_line(&id_json, seq, b"", true, &json_string(&error)), true)
+                return Some(body_delta_line(&id_json, seq, b"", true, &json_string(&error)));
             }
         };
         tokio::select! {
             biased;
-            () = &mut cancelled => return,
-            sent = send_when_drained(&outbound, line) => if sent.is_err() { return },
-        }
-        if last {
-            return;
+            () = &mut cancelled => return None,
+            sent = send_when_drained(outbound, line) => if sent.is_err() { return None },
         }
     }
 }

@@ -9,6 +9,10 @@
 //! mount covers it), `--cap-drop ALL --cap-add CAP_SETPCAP`, `--chdir`, and the executor
 //! as inner stage.
 //!
+//! Writable roots the inner stage binds itself (`late_binds`) get no `--bind`; bwrap then
+//! also leaves the inner stage `CAP_SYS_ADMIN`, which its binds need and which its next
+//! step drops with the rest.
+//!
 //! Why `CAP_SETPCAP` survives bwrap: locking the securebits needs it. The inner stage
 //! locks them, empties the bounding, ambient, inheritable, permitted and effective sets,
 //! and refuses to run the command if any capability is left. The command never runs
@@ -30,8 +34,10 @@
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
 
+use super::inner::InnerConfig;
 use super::launcher::Launcher;
 use super::policy::{Base, MountOp, SandboxPlan};
+use super::SandboxError;
 
 /// argv[1] of the hidden re-entry form, for bwraps without `--argv0`.
 pub const INNER_ARG1: &str = "--run-as-sandbox-inner";
@@ -46,7 +52,16 @@ pub struct BwrapArgs {
     pub args: Vec<OsString>,
 }
 
-pub fn build(launcher: &Launcher, plan: &SandboxPlan, exe: &Path, command_cwd: &Path, inner_config: &str, argv: &[String]) -> BwrapArgs {
+pub fn build(
+    launcher: &Launcher,
+    plan: &SandboxPlan,
+    exe: &Path,
+    command_cwd: &Path,
+    inner: &InnerConfig,
+    argv: &[String],
+) -> Result<BwrapArgs, SandboxError> {
+    let inner_config = inner.encode()?;
+    let late: Vec<&Path> = inner.late_binds.iter().map(|b| b.path.as_path()).collect();
     let mut a: Vec<OsString> = Vec::with_capacity(64 + plan.ops.len() * 4 + argv.len());
     let mut push = |s: &str| a.push(OsString::from(s));
 
@@ -81,6 +96,8 @@ pub fn build(launcher: &Launcher, plan: &SandboxPlan, exe: &Path, command_cwd: &
     for op in &plan.ops {
         match op {
             MountOp::ReadOnly(p) => p2(&mut a, "--ro-bind", p.as_os_str(), p.as_os_str()),
+            // Bound by the inner stage instead (`late_binds`).
+            MountOp::Writable(p) if late.contains(&p.as_path()) => {}
             MountOp::Writable(p) => p2(&mut a, "--bind", p.as_os_str(), p.as_os_str()),
             MountOp::MaskDir(p) => {
                 if launcher.supports_perms {
@@ -128,6 +145,11 @@ pub fn build(launcher: &Launcher, plan: &SandboxPlan, exe: &Path, command_cwd: &
     for f in ["--cap-drop", "ALL", "--cap-add", "CAP_SETPCAP"] {
         a.push(f.into());
     }
+    if !late.is_empty() {
+        // For the inner stage's binds; its DropCapabilities step drops it before anything
+        // else runs.
+        p1(&mut a, "--cap-add", "CAP_SYS_ADMIN".as_ref());
+    }
     p1(&mut a, "--chdir", command_cwd.as_os_str());
     if launcher.supports_argv0 {
         p1(&mut a, "--argv0", INNER_ARGV0.as_ref());
@@ -140,7 +162,7 @@ pub fn build(launcher: &Launcher, plan: &SandboxPlan, exe: &Path, command_cwd: &
     a.push(inner_config.into());
     a.push("--".into());
     a.extend(argv.iter().map(OsString::from));
-    BwrapArgs { args: a }
+    Ok(BwrapArgs { args: a })
 }
 
 /// Mount points bwrap replaces after the root bind, whatever the plan.

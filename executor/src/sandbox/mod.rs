@@ -16,7 +16,9 @@ pub mod error;
 pub mod floor;
 pub mod host_errors;
 pub mod inner;
+pub mod late_binds;
 pub mod launcher;
+pub mod mountinfo;
 pub mod plan_identity;
 pub mod policy;
 pub mod trusted_path;
@@ -119,7 +121,8 @@ pub fn launch_for_plan(
     let mut inner = inner::InnerConfig::from_plan(plan, arg0, keep_fds, std::env::var_os(DEBUG_ENV).is_some());
     inner.max_procs = config.max_procs;
     inner.exec_failure = config.exec_failure;
-    let built = bwrap_args::build(launcher, plan, &exe, &cwd, &inner.encode()?, argv);
+    inner.late_binds = late_binds::select(plan, &exe);
+    let built = bwrap_args::build(launcher, plan, &exe, &cwd, &inner, argv)?;
     Ok(LaunchSpec { program: launcher.exec_path.clone(), argv0: OsString::from("bwrap"), args: built.args })
 }
 

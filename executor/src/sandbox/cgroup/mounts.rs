@@ -22,19 +22,10 @@ impl Mounts {
 
     fn parse(mountinfo: &str, own: &str) -> Mounts {
         let mut mounts = Mounts::default();
-        for line in mountinfo.lines() {
-            // `id parent major:minor root mountpoint options [optional...] - fstype source super`
-            let Some((head, tail)) = line.split_once(" - ") else { continue };
-            let fields: Vec<&str> = head.split(' ').collect();
-            let tail: Vec<&str> = tail.split(' ').collect();
-            let (Some(root), Some(point), Some(fstype)) = (fields.get(3), fields.get(4), tail.first()) else { continue };
-            let point = PathBuf::from(unescape(point));
-            match *fstype {
-                "cgroup2" if mounts.v2.is_none() => mounts.v2 = Some((point, unescape(root))),
-                "cgroup" => {
-                    let options = tail.get(2).map(|o| o.split(',').map(String::from).collect()).unwrap_or_default();
-                    mounts.v1.push((point, unescape(root), options));
-                }
+        for mount in crate::sandbox::mountinfo::parse(mountinfo) {
+            match mount.fstype.as_str() {
+                "cgroup2" if mounts.v2.is_none() => mounts.v2 = Some((mount.point, mount.root)),
+                "cgroup" => mounts.v1.push((mount.point, mount.root, mount.super_options)),
                 _ => {}
             }
         }
@@ -76,24 +67,6 @@ fn join_below(point: &Path, root: &str, path: &str) -> PathBuf {
     }
 }
 
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
-            let value = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
-            out.push(value);
-            i += 4;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,12 +86,5 @@ mod tests {
         assert_eq!(m.v2.as_ref().map(|(p, _)| p.clone()), Some(PathBuf::from("/sys/fs/cgroup/unified")));
         assert_eq!(m.own[1], (vec!["memory".to_string()], "/process_api/abc".to_string()));
         assert_eq!(m.v1_dir("nosuch"), None);
-    }
-
-    #[test]
-    fn mountinfo_escapes_are_undone() {
-        assert_eq!(unescape("/a\\040b"), "/a b");
-        assert_eq!(unescape("/plain"), "/plain");
-        assert_eq!(unescape("/end\\04"), "/end\\04");
     }
 }

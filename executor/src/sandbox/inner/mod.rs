@@ -8,17 +8,19 @@
 //!    close-on-exec;
 //! 2. `NonDumpable`: nothing in the sandbox can read this process or reopen what it
 //!    holds;
-//! 3. `DropCapabilities`: lock the securebits, empty every capability set, verify from
+//! 3. `LateBinds`: the plain writable roots bound here rather than by bwrap
+//!    (`late_binds`), with the `CAP_SYS_ADMIN` bwrap left for it;
+//! 4. `DropCapabilities`: lock the securebits, empty every capability set, verify from
 //!    the kernel (capget, prctl) that nothing is left;
-//! 4. `NoNewPrivs`: `PR_SET_NO_NEW_PRIVS`;
-//! 5. `SessionKeyring`: a fresh anonymous session keyring (before seccomp forbids
+//! 5. `NoNewPrivs`: `PR_SET_NO_NEW_PRIVS`;
+//! 6. `SessionKeyring`: a fresh anonymous session keyring (before seccomp forbids
 //!    keyctl), so the executor's session keyring is never reachable;
-//! 6. `ProcessLimit`: RLIMIT_NPROC (`--sandbox-max-procs`), so a fork bomb fails inside;
-//! 7. `Landlock`: rules mirroring the plan (best effort by ABI);
-//! 8. `PrepareGuard`: the create guard's filter and socket, when protected names are
+//! 7. `ProcessLimit`: RLIMIT_NPROC (`--sandbox-max-procs`), so a fork bomb fails inside;
+//! 8. `Landlock`: rules mirroring the plan (best effort by ABI);
+//! 9. `PrepareGuard`: the create guard's filter and socket, when protected names are
 //!    missing in a writable root or ancestors of denied paths are pinned;
-//! 9. `PrepareCommand`: the command's argv, and this process as the reaper;
-//! 10. `Seccomp` (DESIGN.md §4 layer 2), last.
+//! 10. `PrepareCommand`: the command's argv, and this process as the reaper;
+//! 11. `Seccomp` (DESIGN.md §4 layer 2), last.
 //!
 //! Then PID 1 forks the command, reaps, forwards signals and exits with the command's
 //! status. Under the create guard the command (and everything it starts) has the
@@ -35,6 +37,7 @@ mod capabilities;
 mod command_reaper;
 pub mod guard;
 mod landlock;
+pub mod late_binds;
 mod seccomp;
 mod sys;
 
@@ -81,6 +84,9 @@ pub struct InnerConfig {
     /// How to exit when the command cannot be executed.
     #[serde(default, skip_serializing_if = "ExecFailure::is_default")]
     pub exec_failure: ExecFailure,
+    /// Writable roots this stage binds itself (see `late_binds`), not bwrap.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub late_binds: Vec<late_binds::LateBind>,
 }
 
 /// The exit status of the inner stage when the command cannot be executed.
@@ -124,6 +130,7 @@ impl InnerConfig {
             guard: plan.missing_protected.clone(),
             pinned: plan.pinned.clone(),
             exec_failure: ExecFailure::default(),
+            late_binds: Vec::new(),
         }
     }
 
@@ -155,6 +162,7 @@ enum Never {}
 pub enum Step {
     CloseInherited,
     NonDumpable,
+    LateBinds,
     DropCapabilities,
     NoNewPrivs,
     SessionKeyring,
@@ -165,9 +173,10 @@ pub enum Step {
     Seccomp,
 }
 
-pub const STEPS: [Step; 10] = [
+pub const STEPS: [Step; 11] = [
     Step::CloseInherited,
     Step::NonDumpable,
+    Step::LateBinds,
     Step::DropCapabilities,
     Step::NoNewPrivs,
     Step::SessionKeyring,
@@ -187,6 +196,8 @@ pub enum InnerError {
     CloseInherited(#[source] std::io::Error),
     #[error("PR_SET_DUMPABLE failed: {0}")]
     NonDumpable(#[source] std::io::Error),
+    #[error(transparent)]
+    LateBinds(#[from] late_binds::LateBindError),
     #[error(transparent)]
     DropCapabilities(#[from] capabilities::CapabilityError),
     #[error("PR_SET_NO_NEW_PRIVS failed: {0}")]
@@ -248,6 +259,8 @@ fn take(step: Step, config: &InnerConfig, argv: &[OsString], done: &mut Hardened
         // read its memory or take them with pidfd_getfd. The command gets a dumpable mm
         // at exec.
         Step::NonDumpable => sys::prctl(libc::PR_SET_DUMPABLE, 0).map(drop).map_err(InnerError::NonDumpable),
+        // While CAP_SYS_ADMIN (given by bwrap only for these binds) is still held.
+        Step::LateBinds => late_binds::apply(&config.late_binds).map_err(InnerError::LateBinds),
         Step::DropCapabilities => capabilities::drop_all_and_verify().map_err(InnerError::DropCapabilities),
         Step::NoNewPrivs => sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map(drop).map_err(InnerError::NoNewPrivs),
         // Before seccomp forbids keyctl; a refusal is reported, not fatal (keyctl is
@@ -309,7 +322,7 @@ fn parse_invocation(args: Vec<OsString>) -> Result<(InnerConfig, Vec<OsString>),
 
 fn report(config: &InnerConfig, done: &Hardened, guard_status: Option<String>) {
     eprintln!(
-        "executor-sandbox: capabilities: none; no_new_privs: 1; session keyring: {}; landlock: {}; seccomp: {}; process limit: {}; pid: {}; made close-on-exec: {:?}{}",
+        "executor-sandbox: capabilities: none; no_new_privs: 1; session keyring: {}; landlock: {}; seccomp: {}; process limit: {}; writable roots bound here: {}; pid: {}; made close-on-exec: {:?}{}",
         match &done.keyring {
             None => "fresh".to_string(),
             Some(e) => format!("not replaced ({e}), keyctl denied by seccomp"),
@@ -317,6 +330,7 @@ fn report(config: &InnerConfig, done: &Hardened, guard_status: Option<String>) {
         done.landlock,
         if config.net { "filter (network enabled)" } else { "filter (network restricted)" },
         config.max_procs.map(|n| n.to_string()).unwrap_or_else(|| "none".into()),
+        config.late_binds.len(),
         std::process::id(),
         done.inherited,
         guard_status.map(|s| format!("; create guard: {s}")).unwrap_or_default()
@@ -355,6 +369,10 @@ mod tests {
             (Step::CloseInherited, Step::NonDumpable),
             // The process holding descriptors becomes unreadable before anything else.
             (Step::NonDumpable, Step::DropCapabilities),
+            // The binds need CAP_SYS_ADMIN, and none of the descriptors they open may
+            // outlive them unmarked.
+            (Step::CloseInherited, Step::LateBinds),
+            (Step::LateBinds, Step::DropCapabilities),
             (Step::DropCapabilities, Step::NoNewPrivs),
             // seccomp denies keyctl, Landlock's and the guard's set-up calls come first.
             (Step::SessionKeyring, Step::Seccomp),

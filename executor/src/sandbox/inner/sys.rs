@@ -37,6 +37,88 @@ pub fn join_fresh_session_keyring() -> io::Result<()> {
     check(r).map(drop)
 }
 
+/// An `O_PATH` descriptor of the directory `path`, resolved without following any
+/// symlink (or magic link) on the way, so a name swapped for a link is refused.
+pub fn open_dir_no_symlinks(path: &std::ffi::CStr) -> io::Result<std::os::fd::OwnedFd> {
+    // `struct open_how` of linux/openat2.h (libc's is non-exhaustive).
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: openat2 reads `path` (NUL-terminated, alive for the call) and one open_how
+    // of the size passed.
+    let r = unsafe { libc::syscall(libc::SYS_openat2, libc::AT_FDCWD, path.as_ptr(), &how as *const OpenHow, size_of::<OpenHow>()) };
+    let fd = check(r)?;
+    // SAFETY: a successful openat2 returns a new descriptor that nothing else owns.
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) })
+}
+
+/// A detached copy of the mount tree at `dir` (with every mount below it).
+pub fn clone_tree(dir: std::os::fd::BorrowedFd<'_>) -> io::Result<std::os::fd::OwnedFd> {
+    let flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_EMPTY_PATH as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
+    // SAFETY: open_tree reads the empty NUL-terminated path; `dir` is a live descriptor.
+    let r = unsafe { libc::syscall(libc::SYS_open_tree, std::os::fd::AsRawFd::as_raw_fd(&dir), c"".as_ptr(), flags) };
+    let fd = check(r)?;
+    // SAFETY: a successful open_tree returns a new descriptor that nothing else owns.
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) })
+}
+
+/// Every mount of the detached tree `tree` made writable, nosuid and nodev (a mount
+/// whose read-only flag is locked makes the whole call fail with EPERM, changing none).
+pub fn make_tree_writable(tree: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    let attr = libc::mount_attr {
+        attr_set: libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV,
+        attr_clr: libc::MOUNT_ATTR_RDONLY,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let flags = libc::AT_EMPTY_PATH as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
+    // SAFETY: mount_setattr reads the empty path and one mount_attr of the size passed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            std::os::fd::AsRawFd::as_raw_fd(&tree),
+            c"".as_ptr(),
+            flags,
+            &attr as *const libc::mount_attr,
+            size_of::<libc::mount_attr>(),
+        )
+    };
+    check(r).map(drop)
+}
+
+/// Attaches the detached tree `tree` on top of the directory `onto`.
+pub fn attach_tree(tree: std::os::fd::BorrowedFd<'_>, onto: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    let flags = libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH;
+    // SAFETY: move_mount reads two empty NUL-terminated paths; both descriptors are live.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            std::os::fd::AsRawFd::as_raw_fd(&tree),
+            c"".as_ptr(),
+            std::os::fd::AsRawFd::as_raw_fd(&onto),
+            c"".as_ptr(),
+            flags,
+        )
+    };
+    check(r).map(drop)
+}
+
+/// Whether the kernel has `mount_setattr` (Linux 5.12), the newest call the late binds
+/// need: ENOSYS means no, any other answer to this invalid call means yes.
+pub fn has_mount_setattr() -> bool {
+    // SAFETY: an invalid descriptor and a NULL attribute: the kernel reads nothing.
+    let r = unsafe { libc::syscall(libc::SYS_mount_setattr, -1, std::ptr::null::<libc::c_char>(), 0, std::ptr::null::<libc::c_void>(), 0) };
+    !(r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

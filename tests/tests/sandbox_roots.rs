@@ -1,0 +1,146 @@
+//! Many writable roots (issue 19): the plain ones are bound by the inner stage with the
+//! new mount API instead of one bwrap `--bind` each (executor/src/sandbox/late_binds.rs).
+//! Judged by what the sandboxed command can do and sees, and by the host afterwards:
+//! every root is writable, nosuid and nodev, nothing else is writable, no capability is
+//! left (bwrap hands the inner stage CAP_SYS_ADMIN for the binds), and a root with a
+//! host mount below keeps bwrap's bind, whose read-only submount stays read-only.
+//! As root and as the unprivileged test user; `$EXECUTOR_TEST_BWRAP` picks the launcher.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use executor_tests::unprivileged::{chown_tree, setpriv_args, test_user_ids, user_binary};
+use executor_tests::{as_root_and_unprivileged, executor_bin};
+
+/// `executor sandbox --policy read-only --writable R... -- sh -c SCRIPT` as `user`.
+fn sandboxed(user: Option<(u32, u32)>, roots: &[PathBuf], cwd: &Path, script: &str) -> Output {
+    let mut command = match user {
+        None => Command::new(executor_bin()),
+        Some(ids) => {
+            let mut c = Command::new("setpriv");
+            c.args(setpriv_args(ids)).arg(user_binary(&executor_bin()));
+            c
+        }
+    };
+    command.arg("sandbox");
+    if let Ok(launcher) = std::env::var("EXECUTOR_TEST_BWRAP") {
+        command.args(["--bwrap", &launcher]);
+    }
+    command.args(["--policy", "read-only"]);
+    for root in roots {
+        command.arg("--writable").arg(root);
+    }
+    command.args(["--cwd"]).arg(cwd).args(["--", "/bin/sh", "-c", script]);
+    command.env_clear().env("PATH", "/usr/bin:/bin").env("EXECUTOR_SANDBOX_DEBUG", "1").current_dir(cwd);
+    command.output().expect("run executor sandbox")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A scratch dir the user owns, holding `n` roots and one directory that is not a root.
+fn scratch(user: Option<(u32, u32)>, n: usize) -> (tempfile::TempDir, Vec<PathBuf>, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::fs::canonicalize(dir.path()).unwrap();
+    let roots: Vec<PathBuf> = (0..n).map(|i| base.join(format!("root-{i:02}"))).collect();
+    for root in &roots {
+        std::fs::create_dir(root).unwrap();
+    }
+    let other = base.join("not-a-root");
+    std::fs::create_dir(&other).unwrap();
+    if let Some(ids) = user {
+        chown_tree(ids, &base);
+    }
+    (dir, roots, other)
+}
+
+fn many_roots_are_writable_nosuid_nodev_and_nothing_else_is(user: Option<(u32, u32)>) {
+    let (_dir, roots, other) = scratch(user, 24);
+    let mut script = String::new();
+    for root in &roots {
+        script.push_str(&format!("echo ok > '{}/written' || exit 10; ", root.display()));
+    }
+    script.push_str(&format!("if echo no > '{}/written' 2>/dev/null; then exit 11; fi; ", other.display()));
+    // Relative to the working directory, which is a root: it must be the writable mount,
+    // not the read-only directory below it.
+    script.push_str("mkdir sub && echo rel > sub/relative && rmdir sub 2>/dev/null; test -e sub/relative || exit 12; ");
+    script.push_str("grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status; cat /proc/self/mountinfo");
+    let out = sandboxed(user, &roots, &roots[0], &script);
+    assert!(out.status.success(), "{}", text(&out));
+    for root in &roots {
+        assert_eq!(std::fs::read_to_string(root.join("written")).unwrap(), "ok\n", "{}", root.display());
+    }
+    assert_eq!(std::fs::read_to_string(roots[0].join("sub/relative")).unwrap(), "rel\n", "a write relative to the cwd");
+    assert!(!other.join("written").exists(), "a directory that is not a root was written");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for cap in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        let line = stdout.lines().find(|l| l.starts_with(cap)).unwrap_or_else(|| panic!("no {cap}: {stdout}"));
+        assert!(line.ends_with("0000000000000000"), "a capability survived: {line}");
+    }
+    // As root the inner stage binds them (late binds); otherwise bwrap does (a second
+    // user namespace leaves the inner stage no capability over the mounts).
+    let bound_here = if user.is_none() { roots.len() } else { 0 };
+    let report = format!("writable roots bound here: {bound_here};");
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&report), "expected `{report}`: {}", text(&out));
+    for root in &roots {
+        let point = format!(" {} ", root.display());
+        let line = stdout.lines().find(|l| l.contains(&point)).unwrap_or_else(|| panic!("{} is not a mount: {stdout}", root.display()));
+        let options = line.split(' ').nth(5).unwrap();
+        for flag in ["rw", "nosuid", "nodev"] {
+            assert!(options.split(',').any(|o| o == flag), "{} mounted {options}, without {flag}", root.display());
+        }
+    }
+}
+
+/// Needs root on the host, to mount below a root (ci runs the tests as root).
+fn a_root_with_a_host_mount_below_keeps_the_read_only_submount(user: Option<(u32, u32)>) {
+    assert!(nix::unistd::geteuid().is_root(), "this test mounts tmpfs on the host and must run as root");
+    let (_dir, roots, _) = scratch(user, 2);
+    let (rw, ro) = (roots[0].join("rw-vol"), roots[0].join("ro-vol"));
+    for (dir, options) in [(&rw, "mode=0777"), (&ro, "mode=0777,ro")] {
+        std::fs::create_dir(dir).unwrap();
+        let status = Command::new("mount").args(["-t", "tmpfs", "-o", options, "tmpfs"]).arg(dir).status().unwrap();
+        assert!(status.success(), "mount tmpfs on {}", dir.display());
+    }
+    struct Unmount(Vec<PathBuf>);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            for dir in &self.0 {
+                let _ = Command::new("umount").arg(dir).status();
+            }
+        }
+    }
+    let _unmount = Unmount(vec![rw.clone(), ro.clone()]);
+    let script = format!(
+        "echo a > '{r}/top' && echo b > '{rw}/in-rw' || exit 10; if echo c > '{ro}/in-ro' 2>/dev/null; then exit 11; fi; echo d > '{other}/second'",
+        r = roots[0].display(),
+        rw = rw.display(),
+        ro = ro.display(),
+        other = roots[1].display()
+    );
+    let out = sandboxed(user, &roots, &roots[1], &script);
+    assert!(out.status.success(), "{}", text(&out));
+    // The root with mounts below stays with bwrap; the plain one is bound late as root.
+    let report = format!("writable roots bound here: {};", usize::from(user.is_none()));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&report), "expected `{report}`: {}", text(&out));
+    assert!(roots[0].join("top").exists() && rw.join("in-rw").exists() && roots[1].join("second").exists());
+    assert!(!ro.join("in-ro").exists());
+}
+
+as_root_and_unprivileged!(
+    many_roots_are_writable_nosuid_nodev_and_nothing_else_is,
+    a_root_with_a_host_mount_below_keeps_the_read_only_submount
+);
+
+#[test]
+fn the_user_can_be_found() {
+    // The unprivileged variants need it; say so plainly when it is missing.
+    let _ = test_user_ids();
+}
