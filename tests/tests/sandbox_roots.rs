@@ -13,6 +13,9 @@ use std::process::{Command, Output};
 use executor_tests::unprivileged::{chown_tree, setpriv_args, test_user_ids, user_binary};
 use executor_tests::{as_root_and_unprivileged, executor_bin};
 
+/// executor/src/sandbox/late_binds.rs: fewer plain roots stay with bwrap.
+const MIN_LATE_BINDS: usize = 4;
+
 /// `executor sandbox --policy read-only --writable R... -- sh -c SCRIPT` as `user`.
 fn sandboxed(user: Option<(u32, u32)>, roots: &[PathBuf], cwd: &Path, script: &str) -> Output {
     let mut command = match user {
@@ -102,7 +105,8 @@ fn many_roots_are_writable_nosuid_nodev_and_nothing_else_is(user: Option<(u32, u
 /// Needs root on the host, to mount below a root (ci runs the tests as root).
 fn a_root_with_a_host_mount_below_keeps_the_read_only_submount(user: Option<(u32, u32)>) {
     assert!(nix::unistd::geteuid().is_root(), "this test mounts tmpfs on the host and must run as root");
-    let (_dir, roots, _) = scratch(user, 2);
+    // One root with mounts below, and enough plain ones to be bound late (as root).
+    let (_dir, roots, _) = scratch(user, 1 + MIN_LATE_BINDS);
     let (rw, ro) = (roots[0].join("rw-vol"), roots[0].join("ro-vol"));
     for (dir, options) in [(&rw, "mode=0777"), (&ro, "mode=0777,ro")] {
         std::fs::create_dir(dir).unwrap();
@@ -127,16 +131,28 @@ fn a_root_with_a_host_mount_below_keeps_the_read_only_submount(user: Option<(u32
     );
     let out = sandboxed(user, &roots, &roots[1], &script);
     assert!(out.status.success(), "{}", text(&out));
-    // The root with mounts below stays with bwrap; the plain one is bound late as root.
-    let report = format!("writable roots bound here: {};", usize::from(user.is_none()));
+    // The root with mounts below stays with bwrap; the plain ones are bound late as root.
+    let report = format!("writable roots bound here: {};", if user.is_none() { MIN_LATE_BINDS } else { 0 });
     assert!(String::from_utf8_lossy(&out.stderr).contains(&report), "expected `{report}`: {}", text(&out));
     assert!(roots[0].join("top").exists() && rw.join("in-rw").exists() && roots[1].join("second").exists());
     assert!(!ro.join("in-ro").exists());
 }
 
+/// Below the threshold bwrap binds every root, and the result is the same.
+fn a_few_roots_are_bound_by_bwrap(user: Option<(u32, u32)>) {
+    let (_dir, roots, other) = scratch(user, MIN_LATE_BINDS - 1);
+    let mut script: String = roots.iter().map(|r| format!("echo ok > '{}/w' || exit 10; ", r.display())).collect();
+    script.push_str(&format!("if echo no > '{}/w' 2>/dev/null; then exit 11; fi", other.display()));
+    let out = sandboxed(user, &roots, &roots[0], &script);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("writable roots bound here: 0;"), "{}", text(&out));
+    assert!(roots.iter().all(|r| r.join("w").exists()) && !other.join("w").exists());
+}
+
 as_root_and_unprivileged!(
     many_roots_are_writable_nosuid_nodev_and_nothing_else_is,
-    a_root_with_a_host_mount_below_keeps_the_read_only_submount
+    a_root_with_a_host_mount_below_keeps_the_read_only_submount,
+    a_few_roots_are_bound_by_bwrap
 );
 
 #[test]

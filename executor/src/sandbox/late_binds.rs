@@ -3,7 +3,8 @@
 //! it is now (the plan, this process's mountinfo, each root's identity); nothing here is
 //! cached but whether the kernel has the mount API.
 //!
-//! Only for an executor running as root (see `runs_in_the_mount_namespaces_user_namespace`).
+//! Only for an executor running as root (see `runs_in_the_mount_namespaces_user_namespace`),
+//! and only from [`MIN_LATE_BINDS`] plain roots on.
 //! A root is bound late only when that cannot change the sandbox's view, that is when
 //! bwrap would have made the same mount last: the view starts as the read-only root; no
 //! other mount of the plan is at, above or below the root; nothing bwrap mounts itself
@@ -41,8 +42,18 @@ pub fn select(plan: &SandboxPlan, exe: &Path) -> Vec<LateBind> {
         return Vec::new();
     }
     let mounts = mountinfo::read();
-    candidates.into_iter().filter(|p| plain_on_host(&mounts, p)).filter_map(identity).collect()
+    let binds: Vec<LateBind> = candidates.into_iter().filter(|p| plain_on_host(&mounts, p)).filter_map(identity).collect();
+    if binds.len() < MIN_LATE_BINDS {
+        return Vec::new();
+    }
+    binds
 }
+
+/// Fewer plain roots than this stay with bwrap: a late bind has a fixed cost (about
+/// 0.5 to 1 ms per sandbox start on the 2-core test machine, measured with one root)
+/// that bwrap's scan only exceeds from a few roots on (even at 2 and 4 roots, 2.5 ms
+/// faster at 16, 25 ms at 100; docs/benchmarks.md).
+pub const MIN_LATE_BINDS: usize = 4;
 
 /// Only an executor running as root: for any other user, bwrap (which must then map
 /// that user to root to mount `/dev`) enters a second user namespace before it runs the
