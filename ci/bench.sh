@@ -81,7 +81,7 @@ run() {
 }
 
 # Every server workload, sandboxed ones included; a later --only in "$@" overrides it.
-all=init,true,stream,rss,sandbox-true,fs-read,fs-meta,http
+all=init,true,stream,rss,sandbox-true,sandbox-roots,fs-read,fs-meta,http
 # The executor is told to use the system bwrap (/usr/bin/bwrap), the same one the bare
 # bwrap runs use; the reference takes bwrap from PATH.
 executor_args=(--listen stdio --bwrap system)
