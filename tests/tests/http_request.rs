@@ -402,7 +402,17 @@ fn connections_are_reused_and_https_negotiates_http2() {
     let site = PyServer::http("127.0.0.1");
     let mut server = executor_with(&[], &[]);
     let url = format!("http://127.0.0.1:{}/echo", site.port);
-    let ports: Vec<Value> = (0..3).map(|_| echoed(&server.call("http/request", get(&url)))["clientPort"].clone()).collect();
+    // hyper puts a connection back in its pool from the connection's own task, just after
+    // the body ended (and so just after the answer): a request sent at once can find the
+    // pool empty on a loaded machine. A short pause between requests is not a timing
+    // assertion; without reuse every request still gets a new port.
+    let ports: Vec<Value> = (0..3)
+        .map(|_| {
+            let port = echoed(&server.call("http/request", get(&url)))["clientPort"].clone();
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            port
+        })
+        .collect();
     assert!(ports.iter().all(|p| *p == ports[0]), "HTTP/1.1 keep-alive: one connection for sequential requests: {ports:?}");
 
     let ca = TestCa::new();
