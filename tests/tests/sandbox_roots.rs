@@ -160,3 +160,63 @@ fn the_user_can_be_found() {
     // The unprivileged variants need it; say so plainly when it is missing.
     let _ = test_user_ids();
 }
+
+/// The inner stage's own late bind, driven directly under bwrap: a read-only mount that
+/// is below a late-bound root when the inner stage copies it (here bwrap's `--ro-bind`
+/// of a `.git`; in an attack, a plan mount placed there through a link swapped in after
+/// the plan) stays read-only, while the root itself becomes writable. Root only: the
+/// inner stage needs bwrap's single user namespace to hold CAP_SYS_ADMIN over the mounts.
+#[test]
+fn a_read_only_mount_below_a_late_root_stays_read_only() {
+    use std::os::unix::fs::MetadataExt;
+    assert!(nix::unistd::geteuid().is_root(), "this test drives bwrap with CAP_SYS_ADMIN for the inner stage and must run as root");
+    let (_dir, roots, _) = scratch(None, 1);
+    let root = &roots[0];
+    let git = root.join(".git");
+    std::fs::create_dir(&git).unwrap();
+    let meta = std::fs::metadata(root).unwrap();
+    let config = serde_json::json!({
+        "ro": ["/"], "rw": [root], "net": false, "debug": true,
+        "late_binds": [{"path": root, "dev": meta.dev(), "ino": meta.ino()}],
+    });
+    let script = format!(
+        "echo top > '{r}/top' || exit 10; if echo no > '{g}/config' 2>/dev/null; then exit 11; fi; grep ' {g} ' /proc/self/mountinfo",
+        r = root.display(),
+        g = git.display()
+    );
+    let out = Command::new("bwrap")
+        .args(["--unshare-user", "--unshare-pid", "--unshare-net", "--die-with-parent", "--ro-bind", "/", "/"])
+        .arg("--ro-bind")
+        .arg(&git)
+        .arg(&git)
+        .args([
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            "CAP_SETPCAP",
+            "--cap-add",
+            "CAP_SYS_ADMIN",
+            "--chdir",
+        ])
+        .arg(root)
+        .arg("--")
+        .arg(executor_bin())
+        .arg("--run-as-sandbox-inner")
+        .arg(config.to_string())
+        .args(["--", "/bin/sh", "-c", &script])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("EXECUTOR_SANDBOX_DEBUG", "1")
+        .output()
+        .expect("run bwrap");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("writable roots bound here: 1;"), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(root.join("top")).unwrap(), "top\n");
+    assert!(!git.join("config").exists(), "the read-only mount below the root was written");
+    let line = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(line.split(' ').nth(5).is_some_and(|o| o.split(',').any(|f| f == "ro")), "the .git mount is not read-only: {line}");
+}

@@ -1,7 +1,8 @@
 //! Capabilities (through the `caps` crate), securebits and the session keyring.
 //!
-//! bwrap leaves us CAP_SETPCAP only (`--cap-drop ALL --cap-add CAP_SETPCAP`), which is
-//! what locking the securebits and shrinking the bounding set need. After this module
+//! bwrap leaves us CAP_SETPCAP (`--cap-drop ALL --cap-add CAP_SETPCAP`), which is what
+//! locking the securebits and shrinking the bounding set need, and CAP_SYS_ADMIN only
+//! when the late binds (the step before this one) need it. After this module
 //! no capability is left in any set, and the securebits make sure none comes back: exec
 //! as uid 0 grants nothing (NOROOT), setuid transitions keep the sets empty
 //! (NO_SETUID_FIXUP), ambient raising is impossible, and the bits are locked.
@@ -40,7 +41,7 @@ fn clear(set: CapSet) -> Result<(), CapabilityError> {
 pub fn drop_all_and_verify() -> Result<(), CapabilityError> {
     lock_securebits()?;
     // Only what is in the bounding set is dropped: each drop commits a new set of
-    // credentials, and bwrap left at most CAP_SETPCAP there. It needs CAP_SETPCAP, so it
+    // credentials, and bwrap left at most CAP_SETPCAP and CAP_SYS_ADMIN there. It needs CAP_SETPCAP, so it
     // comes before the other sets are emptied. Effective before permitted: the kernel
     // keeps it a subset. Each clear zeroes the whole set, bits this crate has no name for
     // included.

@@ -4,13 +4,14 @@
 //! three calls of the new mount API, whatever the number of mounts.
 //!
 //! Only roots the outer stage found plain are bound here (`sandbox::late_binds`): under
-//! the read-only root, with no other mount of the plan or of the host at or below them
-//! and none above them but the root, on a host mount that is writable. Inside, the root
+//! the read-only root, with no other mount of the plan at, above or below them, no host
+//! mount at or below them, on a host mount that is writable. Inside, the root
 //! is the host's directory seen through the read-only root bind; it is opened without
 //! following any link, checked to be the directory (device and inode) the plan was made
-//! from, copied with its mounts (`open_tree`), made writable, nosuid and nodev
-//! (`mount_setattr`, which fails as a whole if a mount below is locked read-only), and
-//! attached on top of itself (`move_mount`). Every call works on the checked descriptor,
+//! from, copied with its mounts (`open_tree`), made nosuid and nodev throughout and
+//! writable at its top mount only (`mount_setattr`: a mount that got below it anyway,
+//! say a plan mount that bwrap placed through a link swapped in meanwhile, keeps its
+//! read-only flag, as under `--bind`), and attached on top of itself (`move_mount`). Every call works on the checked descriptor,
 //! so a name swapped for a link or another directory meanwhile is refused, not followed.
 //!
 //! It needs `CAP_SYS_ADMIN` in the sandbox's user namespace, which bwrap then leaves to
@@ -43,7 +44,7 @@ pub enum LateBindError {
     Replaced { path: PathBuf },
     #[error("writable root {}: cannot copy its mounts: {source}", path.display())]
     Clone { path: PathBuf, source: std::io::Error },
-    #[error("writable root {}: cannot make it writable: {source} (a read-only mount may have appeared below it; retry)", path.display())]
+    #[error("writable root {}: cannot make it writable: {source}", path.display())]
     Writable { path: PathBuf, source: std::io::Error },
     #[error("writable root {}: cannot mount it: {source}", path.display())]
     Attach { path: PathBuf, source: std::io::Error },
@@ -51,9 +52,9 @@ pub enum LateBindError {
     Chdir(#[source] std::io::Error),
 }
 
-/// Whether this kernel has the calls (`mount_setattr` is the newest, Linux 5.12).
+/// Whether this process may use the calls (see `sys::has_new_mount_api`).
 pub fn supported() -> bool {
-    sys::has_mount_setattr()
+    sys::has_new_mount_api()
 }
 
 /// Binds every root in `binds`, in order; the first failure stops the sandbox. Then
@@ -64,8 +65,10 @@ pub fn apply(binds: &[LateBind]) -> Result<(), LateBindError> {
         return Ok(());
     }
     binds.iter().try_for_each(bind)?;
+    // By path (now through the new mounts), without following links, then by descriptor.
     let cwd = std::env::current_dir().map_err(LateBindError::Chdir)?;
-    std::env::set_current_dir(&cwd).map_err(LateBindError::Chdir)
+    let dir = open_checked(&cwd).map_err(LateBindError::Chdir)?;
+    sys::enter_dir(dir.as_fd()).map_err(LateBindError::Chdir)
 }
 
 fn bind(root: &LateBind) -> Result<(), LateBindError> {

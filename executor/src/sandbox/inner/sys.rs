@@ -70,16 +70,20 @@ pub fn clone_tree(dir: std::os::fd::BorrowedFd<'_>) -> io::Result<std::os::fd::O
     Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) })
 }
 
-/// Every mount of the detached tree `tree` made writable, nosuid and nodev (a mount
-/// whose read-only flag is locked makes the whole call fail with EPERM, changing none).
+/// The detached tree `tree` made like a bwrap `--bind`: every mount in it nosuid and
+/// nodev, and its top mount (the root's own directory) writable. Mounts below the top
+/// keep their read-only flag: one that is there is either the host's own or one the plan
+/// put there read-only, and `--bind` keeps those read-only too.
 pub fn make_tree_writable(tree: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
-    let attr = libc::mount_attr {
-        attr_set: libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV,
-        attr_clr: libc::MOUNT_ATTR_RDONLY,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    let flags = libc::AT_EMPTY_PATH as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
+    let every_mount =
+        libc::mount_attr { attr_set: libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    set_mount_attr(tree, &every_mount, libc::AT_RECURSIVE as libc::c_uint)?;
+    let top_mount = libc::mount_attr { attr_set: 0, attr_clr: libc::MOUNT_ATTR_RDONLY, propagation: 0, userns_fd: 0 };
+    set_mount_attr(tree, &top_mount, 0)
+}
+
+fn set_mount_attr(tree: std::os::fd::BorrowedFd<'_>, attr: &libc::mount_attr, extra_flags: libc::c_uint) -> io::Result<()> {
+    let flags = libc::AT_EMPTY_PATH as libc::c_uint | extra_flags;
     // SAFETY: mount_setattr reads the empty path and one mount_attr of the size passed.
     let r = unsafe {
         libc::syscall(
@@ -87,11 +91,18 @@ pub fn make_tree_writable(tree: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
             std::os::fd::AsRawFd::as_raw_fd(&tree),
             c"".as_ptr(),
             flags,
-            &attr as *const libc::mount_attr,
+            attr as *const libc::mount_attr,
             size_of::<libc::mount_attr>(),
         )
     };
     check(r).map(drop)
+}
+
+/// Enters the directory `dir` (a descriptor, so nothing is resolved again).
+pub fn enter_dir(dir: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: fchdir takes a live descriptor and no memory.
+    let r = unsafe { libc::fchdir(std::os::fd::AsRawFd::as_raw_fd(&dir)) };
+    check(libc::c_long::from(r)).map(drop)
 }
 
 /// Attaches the detached tree `tree` on top of the directory `onto`.
@@ -111,12 +122,26 @@ pub fn attach_tree(tree: std::os::fd::BorrowedFd<'_>, onto: std::os::fd::Borrowe
     check(r).map(drop)
 }
 
-/// Whether the kernel has `mount_setattr` (Linux 5.12), the newest call the late binds
-/// need: ENOSYS means no, any other answer to this invalid call means yes.
-pub fn has_mount_setattr() -> bool {
-    // SAFETY: an invalid descriptor and a NULL attribute: the kernel reads nothing.
-    let r = unsafe { libc::syscall(libc::SYS_mount_setattr, -1, std::ptr::null::<libc::c_char>(), 0, std::ptr::null::<libc::c_void>(), 0) };
-    !(r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS))
+/// Whether this process may use the three calls the late binds need (`mount_setattr` is
+/// the newest, Linux 5.12): each is made with an invalid descriptor, which the kernel
+/// refuses with EBADF or EINVAL when the call exists; ENOSYS (an older kernel) or EPERM
+/// (a seccomp profile, as container runtimes install) means no.
+pub fn has_new_mount_api() -> bool {
+    let usable = |r: libc::c_long| !(r < 0 && matches!(io::Error::last_os_error().raw_os_error(), Some(libc::ENOSYS | libc::EPERM)));
+    // SAFETY: each call gets an invalid descriptor and NULL or empty paths; the kernel
+    // reads no memory of ours before it refuses the descriptor.
+    unsafe {
+        usable(libc::syscall(libc::SYS_mount_setattr, -1, std::ptr::null::<libc::c_char>(), 0, std::ptr::null::<libc::c_void>(), 0))
+            && usable(libc::syscall(libc::SYS_open_tree, -1, c"".as_ptr(), libc::AT_EMPTY_PATH))
+            && usable(libc::syscall(
+                libc::SYS_move_mount,
+                -1,
+                c"".as_ptr(),
+                -1,
+                c"".as_ptr(),
+                libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
+            ))
+    }
 }
 
 #[cfg(test)]
