@@ -11,8 +11,11 @@
 use tokio::sync::mpsc;
 
 /// Pieces of a streamed line queued ahead of the writer: bounded, so that a slow client
-/// slows the producer instead of the line piling up in memory.
-pub const STREAM_PIECES: usize = 4;
+/// slows the producer instead of the line piling up in memory. One is enough to keep the
+/// writer busy, and more only made the producer compete with the writer for the CPU
+/// before the first piece was out (first byte of a 64 MiB readFile 0.9-1.2 ms with one,
+/// 1.5-2.1 ms with four, same throughput; docs/benchmarks.md).
+pub const STREAM_PIECES: usize = 1;
 
 /// One item of a connection's outbound queue.
 #[derive(Debug)]
