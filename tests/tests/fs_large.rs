@@ -186,3 +186,27 @@ fn read_file_failing_mid_answer_cuts_the_line_and_closes_the_connection() {
     assert!(text.contains("fs/readFile failed after part of its answer was sent"), "{text}");
     assert!(text.contains("closing the connection"), "{text}");
 }
+
+/// A directory of 50,000 entries: every name is listed, and the server's peak RSS grows
+/// by at most three times the answer's size (the listing and the line; a JSON value in
+/// between would take several times more: about 17 times before it was dropped).
+#[test]
+fn read_directory_of_many_entries_holds_the_listing_and_its_line_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = std::fs::canonicalize(dir.path()).expect("canonical");
+    let count = 50_000;
+    for i in 0..count {
+        File::create(root.join(format!("entry-with-a-longer-name-{i:06}"))).expect("create");
+    }
+    let mut s = Executor::ready(&[]);
+    let pid = s.child.id();
+    let (rss_before, _) = memory_kib(pid);
+    let result = s.call("fs/readDirectory", json!({"path": uri(&root)}));
+    let (_, hwm_after) = memory_kib(pid);
+    let entries = result["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), count);
+    assert!(entries.iter().all(|e| e["isFile"] == true && e["isDirectory"] == false));
+    let line_kib = result.to_string().len() as u64 / 1024;
+    let growth = hwm_after.saturating_sub(rss_before);
+    assert!(growth <= 3 * line_kib + 2048, "peak RSS grew by {growth} KiB for a {line_kib} KiB answer");
+}

@@ -159,6 +159,19 @@ fn stream_rest(mut blocks: Base64Blocks, writer: LineWriter, id: RequestId) {
     }
 }
 
+/// The answer to any other direct operation, its result written straight into the
+/// response line (see `Decoded::append_result_json`).
+pub async fn result_answer(id: RequestId, op: Operation, params: Value) -> Result<Answer, FsServiceError> {
+    blocking(move || {
+        let decoded = ops::decode_op(op, params)?;
+        let mut line = response_head(&id);
+        decoded.append_result_json(&mut line)?;
+        finish_response(&mut line);
+        Ok(Answer::Line(line))
+    })
+    .await
+}
+
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, FsError> + Send + 'static) -> Result<T, FsServiceError> {
     match tokio::task::spawn_blocking(f).await {
         Ok(result) => result.map_err(FsServiceError::from),

@@ -8,7 +8,7 @@ use fs_helper::protocol::OpenParams;
 use serde_json::{json, Value};
 
 use super::RequestContext;
-use crate::fs::{blocking, is_rpc_method, read_file_answer, sandboxed, watch, FileHandles, Reservation};
+use crate::fs::{blocking, is_rpc_method, read_file_answer, result_answer, sandboxed, watch, FileHandles, Reservation};
 use crate::limits::Use;
 use crate::protocol::envelope::Answer;
 use crate::protocol::types::{CloseParams, ReadBlockParams, WatchMissingParams, WatchMissingResult, WriteBlockParams};
@@ -74,7 +74,7 @@ async fn run(ctx: &RequestContext, op: Operation, params: Value, sandbox: Option
     match op {
         Operation::Open => open(ctx, &session.files, params).await.map(Answer::Result),
         Operation::ReadFile => Ok(read_file_answer(ctx.id.clone(), move || ops::open_read_file(params)).await?),
-        _ => Ok(Answer::Result(blocking(move || ops::execute_op(op, params)).await?)),
+        _ => Ok(result_answer(ctx.id.clone(), op, params).await?),
     }
 }
 

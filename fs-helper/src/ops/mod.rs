@@ -161,6 +161,24 @@ impl Decoded {
     }
 }
 
+impl Decoded {
+    /// Appends the result's compact JSON to `out`, without building a `Value` first: for
+    /// a large listing that would take several times the size of its text (100,000
+    /// directory entries: about 95 MB against 5.7 MB). Listings are written from their
+    /// types, so their members come in declaration order rather than sorted.
+    pub fn append_result_json(self, out: &mut Vec<u8>) -> Result<(), FsError> {
+        match self {
+            Decoded::ReadDirectory(params) => write_json(out, &read_directory(&params)?),
+            Decoded::Walk(params) => write_json(out, &walk(&params)?),
+            other => write_json(out, &other.run()?),
+        }
+    }
+}
+
+fn write_json<T: Serialize>(out: &mut Vec<u8>, v: &T) -> Result<(), FsError> {
+    serde_json::to_writer(out, v).map_err(|e| FsError::Io(std::io::Error::other(e)))
+}
+
 /// Opens the file of an `fs/readFile` on raw JSON params.
 pub fn open_read_file(params: Value) -> Result<FileToRead, FsError> {
     FileToRead::open(&decode(params)?)
