@@ -61,7 +61,7 @@ pub fn build(
     argv: &[String],
 ) -> Result<BwrapArgs, SandboxError> {
     let inner_config = inner.encode()?;
-    let late: Vec<&Path> = inner.late_binds.iter().map(|b| b.path.as_path()).collect();
+    let late: std::collections::HashSet<&Path> = inner.late_binds.iter().map(|b| b.path.as_path()).collect();
     let mut a: Vec<OsString> = Vec::with_capacity(64 + plan.ops.len() * 4 + argv.len());
     let mut push = |s: &str| a.push(OsString::from(s));
 
@@ -97,7 +97,7 @@ pub fn build(
         match op {
             MountOp::ReadOnly(p) => p2(&mut a, "--ro-bind", p.as_os_str(), p.as_os_str()),
             // Bound by the inner stage instead (`late_binds`).
-            MountOp::Writable(p) if late.contains(&p.as_path()) => {}
+            MountOp::Writable(p) if late.contains(p.as_path()) => {}
             MountOp::Writable(p) => p2(&mut a, "--bind", p.as_os_str(), p.as_os_str()),
             MountOp::MaskDir(p) => {
                 if launcher.supports_perms {

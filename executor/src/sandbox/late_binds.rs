@@ -13,6 +13,8 @@
 //! mount it lies on is writable (so the result is what `--bind` gives: writable, nosuid,
 //! nodev). Every other writable root stays a bwrap `--bind`.
 
+use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -30,15 +32,16 @@ pub fn select(plan: &SandboxPlan, exe: &Path) -> Vec<LateBind> {
     if plan.base != Base::ReadOnlyRoot || !runs_in_the_mount_namespaces_user_namespace() || !kernel_supports() {
         return Vec::new();
     }
+    let mounts_of_plan = mount_points(plan);
     let candidates: Vec<&Path> = plan
         .ops
         .iter()
         .filter_map(|op| match op {
-            MountOp::Writable(p) if alone_in_plan(plan, p) && clear_of_bwrap(p, exe) => Some(p.as_path()),
+            MountOp::Writable(p) if alone_in_plan(&mounts_of_plan, p) && clear_of_bwrap(p, exe) => Some(p.as_path()),
             _ => None,
         })
         .collect();
-    if candidates.is_empty() {
+    if candidates.len() < MIN_LATE_BINDS {
         return Vec::new();
     }
     let mounts = mountinfo::read();
@@ -68,21 +71,28 @@ fn kernel_supports() -> bool {
     *SUPPORTED.get_or_init(late_binds::supported)
 }
 
-/// No other mount of the plan is at, above or below `root`.
-fn alone_in_plan(plan: &SandboxPlan, root: &Path) -> bool {
-    let mut at_root = 0;
+/// How many of the plan's mounts are at each path, in component order (in which the
+/// paths below a directory come right after it).
+fn mount_points(plan: &SandboxPlan) -> BTreeMap<&Path, usize> {
+    let mut points = BTreeMap::new();
     for op in &plan.ops {
         let p = match op {
             MountOp::ReadOnly(p) | MountOp::Writable(p) | MountOp::MaskDir(p) | MountOp::MaskFile(p) => p.as_path(),
             MountOp::Symlink { link, .. } => link.as_path(),
         };
-        if p == root {
-            at_root += 1;
-        } else if p.starts_with(root) || root.starts_with(p) {
-            return false;
-        }
+        *points.entry(p).or_insert(0) += 1;
     }
-    at_root == 1
+    points
+}
+
+/// No other mount of the plan is at, above or below `root`: a lookup per ancestor and
+/// one for the first path after `root`, so a plan with many roots is not checked pair by
+/// pair.
+fn alone_in_plan(points: &BTreeMap<&Path, usize>, root: &Path) -> bool {
+    if points.get(root) != Some(&1) || root.ancestors().skip(1).any(|a| points.contains_key(a)) {
+        return false;
+    }
+    points.range::<Path, _>((Bound::Excluded(root), Bound::Unbounded)).next().is_none_or(|(next, _)| !next.starts_with(root))
 }
 
 /// Neither `root` nor anything below it is mounted by bwrap itself, nor is `root`
@@ -138,9 +148,22 @@ mod tests {
 
     #[test]
     fn a_root_with_another_mount_at_above_or_below_it_stays_with_bwrap() {
-        let p = plan(vec![w("/a"), w("/a/b"), w("/c"), MountOp::ReadOnly("/d/.git".into()), w("/d"), w("/e")]);
-        let alone: Vec<&str> = ["/a", "/a/b", "/c", "/d", "/e"].into_iter().filter(|r| alone_in_plan(&p, Path::new(r))).collect();
-        assert_eq!(alone, ["/c", "/e"]);
+        let p = plan(vec![
+            w("/a"),
+            w("/a/b"),
+            w("/c"),
+            MountOp::ReadOnly("/d/.git".into()),
+            w("/d"),
+            w("/e"),
+            w("/f"),
+            w("/f"),
+            w("/g/h"),
+            w("/gg"),
+        ]);
+        let points = mount_points(&p);
+        let roots = ["/a", "/a/b", "/c", "/d", "/e", "/f", "/g/h", "/gg"];
+        let alone: Vec<&str> = roots.into_iter().filter(|r| alone_in_plan(&points, Path::new(r))).collect();
+        assert_eq!(alone, ["/c", "/e", "/g/h", "/gg"], "twice at /f is not alone, /gg is no child of /g");
     }
 
     #[test]
