@@ -49,7 +49,12 @@ pub fn user_binary(built: &Path) -> &'static PathBuf {
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| fail("cannot create", e));
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap_or_else(|e| fail("cannot chmod", e));
         let tmp = dir.join(format!(".executor.{}", std::process::id()));
-        std::fs::copy(built, &tmp).map(drop).unwrap_or_else(|e| fail("cannot copy the executor into", e));
+        // Copied by another process: while this one held the copy open for writing, a
+        // child forked meanwhile by another test thread would hold it too, and an exec
+        // of the binary in that window fails with ETXTBSY ("Text file busy").
+        let copied =
+            Command::new("cp").arg(built).arg(&tmp).status().unwrap_or_else(|e| panic!("cannot run cp into {}: {e}", dir.display()));
+        assert!(copied.success(), "cp of the executor into {} failed", dir.display());
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap_or_else(|e| fail("cannot chmod in", e));
         let dst = dir.join("executor");
         std::fs::rename(&tmp, &dst).unwrap_or_else(|e| fail("cannot install the executor in", e));

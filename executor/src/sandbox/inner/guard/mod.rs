@@ -76,15 +76,20 @@ pub fn prepare(missing: &[PathBuf], pinned: &[PathBuf]) -> Result<Option<Setup>,
         .map(|md| (std::os::unix::fs::MetadataExt::dev(&md), std::os::unix::fs::MetadataExt::ino(&md)))
         .collect();
     let mut protected = Vec::new();
+    // Every writable root has several protected names: one lookup per directory.
+    let mut dirs: std::collections::HashMap<&std::path::Path, Option<(u64, u64)>> = std::collections::HashMap::new();
     for path in missing {
         let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
             continue;
         };
+        let id = *dirs.entry(dir).or_insert_with(|| {
+            std::fs::metadata(dir).ok().map(|md| (std::os::unix::fs::MetadataExt::dev(&md), std::os::unix::fs::MetadataExt::ino(&md)))
+        });
         // A directory not visible in this view has nothing to guard.
-        let Ok(md) = std::fs::metadata(dir) else {
+        let Some((dev, ino)) = id else {
             continue;
         };
-        protected.push((std::os::unix::fs::MetadataExt::dev(&md), std::os::unix::fs::MetadataExt::ino(&md), name.as_bytes().to_vec()));
+        protected.push((dev, ino, name.as_bytes().to_vec()));
     }
     if protected.is_empty() && pinned.is_empty() {
         return Ok(None);
