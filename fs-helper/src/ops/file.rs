@@ -44,14 +44,6 @@ pub fn read_file(p: &ReadFileParams) -> Result<ReadFileResult, FsError> {
 pub const READ_FILE_RESULT_HEAD: &[u8] = br#"{"dataBase64":""#;
 pub const READ_FILE_RESULT_TAIL: &[u8] = br#""}"#;
 
-/// `fs/readFile`, appending its result object (`{"dataBase64":"..."}`, compact JSON) to
-/// `out`. Base64 needs no JSON escaping, so the file is encoded straight into the
-/// caller's message buffer: no intermediate string, no serializer scanning the data.
-/// On error `out` holds a partial result and is to be discarded.
-pub fn read_file_json(p: &ReadFileParams, out: &mut Vec<u8>) -> Result<(), FsError> {
-    FileToRead::open(p)?.append_result(out)
-}
-
 /// A regular file opened for `fs/readFile`, its reported size within the cap.
 pub struct FileToRead {
     file: File,
@@ -80,15 +72,6 @@ impl FileToRead {
             return Err(too_large(path, meta.len()));
         }
         Ok(Self { file, size: meta.len(), path: path.to_path_buf() })
-    }
-
-    /// The whole `{"dataBase64":"..."}` result appended to `out`.
-    pub fn append_result(self, out: &mut Vec<u8>) -> Result<(), FsError> {
-        out.reserve(READ_FILE_RESULT_HEAD.len() + self.encoded_len() + READ_FILE_RESULT_TAIL.len());
-        out.extend_from_slice(READ_FILE_RESULT_HEAD);
-        self.append_base64(out)?;
-        out.extend_from_slice(READ_FILE_RESULT_TAIL);
-        Ok(())
     }
 
     /// Base64 length of the size the file reported (only a presizing hint).
@@ -497,13 +480,20 @@ mod tests {
     }
 
     #[test]
-    fn json_result_appends_to_what_is_there() {
+    fn blocks_append_to_what_is_there_as_write_base64_writes() {
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("f");
         let data: Vec<u8> = (0..2 * ENCODE_BLOCK + 1).map(|i| (i % 251) as u8).collect();
         std::fs::write(&f, &data).unwrap();
         let mut out = b"prefix:".to_vec();
-        read_file_json(&rp(&f), &mut out).unwrap();
+        out.extend_from_slice(READ_FILE_RESULT_HEAD);
+        let mut blocks = FileToRead::open(&rp(&f)).unwrap().blocks();
+        let mut appended = 0;
+        while blocks.append_next(&mut out).unwrap() {
+            appended += 1;
+        }
+        out.extend_from_slice(READ_FILE_RESULT_TAIL);
+        assert_eq!(appended, 2, "two whole blocks, then the last one");
         let expected = format!(r#"prefix:{{"dataBase64":"{}"}}"#, STANDARD.encode(&data));
         assert!(out == expected.as_bytes());
         let mut written = b"prefix:".to_vec();
@@ -511,7 +501,7 @@ mod tests {
         FileToRead::open(&rp(&f)).unwrap().write_base64(&mut written).unwrap();
         written.extend_from_slice(READ_FILE_RESULT_TAIL);
         assert!(written == out);
-        let e = read_file_json(&rp(d.path()), &mut Vec::new()).unwrap_err();
+        let e = FileToRead::open(&rp(d.path())).err().unwrap();
         assert_eq!(e.code(), -32600);
     }
 
