@@ -174,11 +174,5 @@ fn visible_read_only(plan: &SandboxPlan, exe: &Path) -> bool {
     if plan.base != Base::ReadOnlyRoot || REPLACED_MOUNTS.iter().any(|m| exe.starts_with(m)) {
         return false;
     }
-    !plan.ops.iter().any(|op| {
-        let p = match op {
-            MountOp::ReadOnly(p) | MountOp::Writable(p) | MountOp::MaskDir(p) | MountOp::MaskFile(p) => p,
-            MountOp::Symlink { link, .. } => link,
-        };
-        exe.starts_with(p)
-    })
+    !plan.ops.iter().any(|op| exe.starts_with(op.path()))
 }

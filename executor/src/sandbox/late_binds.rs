@@ -76,11 +76,7 @@ fn kernel_supports() -> bool {
 fn mount_points(plan: &SandboxPlan) -> BTreeMap<&Path, usize> {
     let mut points = BTreeMap::new();
     for op in &plan.ops {
-        let p = match op {
-            MountOp::ReadOnly(p) | MountOp::Writable(p) | MountOp::MaskDir(p) | MountOp::MaskFile(p) => p.as_path(),
-            MountOp::Symlink { link, .. } => link.as_path(),
-        };
-        *points.entry(p).or_insert(0) += 1;
+        *points.entry(op.path()).or_insert(0) += 1;
     }
     points
 }

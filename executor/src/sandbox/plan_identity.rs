@@ -16,7 +16,7 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::policy::{MountOp, SandboxPlan};
+use super::policy::SandboxPlan;
 
 /// What identifies the object at a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,13 +57,7 @@ impl PlanIdentity {
 
 fn plan_paths(plan: &SandboxPlan, cwd: &Path) -> BTreeSet<PathBuf> {
     let mut paths: BTreeSet<PathBuf> = BTreeSet::new();
-    for op in &plan.ops {
-        let p = match op {
-            MountOp::ReadOnly(p) | MountOp::Writable(p) | MountOp::MaskDir(p) | MountOp::MaskFile(p) => p,
-            MountOp::Symlink { link, .. } => link,
-        };
-        paths.insert(p.clone());
-    }
+    paths.extend(plan.ops.iter().map(|op| op.path().to_path_buf()));
     let lists = [&plan.readable_roots, &plan.writable_roots, &plan.denied, &plan.protected, &plan.missing_protected, &plan.pinned];
     for list in lists {
         paths.extend(list.iter().cloned());

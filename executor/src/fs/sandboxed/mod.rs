@@ -61,7 +61,7 @@ pub const FD_SOCKET_ARG: &str = "--fd-socket";
 /// whose handle could not be passed back.
 pub const MAX_HANDOFF_ID_BYTES: usize = 4096;
 use handoff::{discard_handoff, handoff_socketpair, take_handoff, NO_TRANSFER};
-use reply::{broken, parse_reply, read_rest, read_start, splice_read_file};
+use reply::{parse_reply, read_rest, read_start, splice_read_file};
 
 /// Warm helpers kept at most; the least recently used one is stopped beyond this.
 const MAX_HELPERS: usize = 8;
@@ -311,7 +311,7 @@ async fn exchange(helper: &mut Helper, request: Request<'_>) -> Result<Result<Re
     let start = read_start(&mut helper.stdout, READ_FILE_OK_HEAD.len()).await?;
     if start.is_empty() {
         let ended = helper.child.try_wait().ok().flatten().map(|s| format!("it exited ({s})"));
-        return Err(broken(ended.unwrap_or_else(|| "it closed its output".into())));
+        return Err(helper_failed(ended.unwrap_or_else(|| "it closed its output".into())));
     }
     if let (Operation::ReadFile, Some(id)) = (op, id) {
         if start == READ_FILE_OK_HEAD {

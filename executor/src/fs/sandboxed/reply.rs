@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::ChildStdout;
 
-pub use crate::fs::error::helper_failed as broken;
+use crate::fs::error::helper_failed;
 use crate::fs::FsServiceError;
 use crate::protocol::envelope::finish_response;
 
@@ -18,7 +18,7 @@ use crate::protocol::envelope::finish_response;
 pub async fn read_start(reader: &mut BufReader<ChildStdout>, n: usize) -> Result<Vec<u8>, FsServiceError> {
     let mut out = Vec::with_capacity(n);
     while out.len() < n && out.last() != Some(&b'\n') {
-        let available = reader.fill_buf().await.map_err(broken)?;
+        let available = reader.fill_buf().await.map_err(helper_failed)?;
         if available.is_empty() {
             break;
         }
@@ -33,10 +33,10 @@ pub async fn read_start(reader: &mut BufReader<ChildStdout>, n: usize) -> Result
 /// Appends the rest of a reply line begun by [`read_start`] to `line`, without the newline.
 pub async fn read_rest(reader: &mut BufReader<ChildStdout>, line: &mut Vec<u8>) -> Result<(), FsServiceError> {
     if line.last() != Some(&b'\n') {
-        reader.read_until(b'\n', line).await.map_err(broken)?;
+        reader.read_until(b'\n', line).await.map_err(helper_failed)?;
     }
     if line.pop() != Some(b'\n') {
-        return Err(broken("its reply was cut short"));
+        return Err(helper_failed("its reply was cut short"));
     }
     Ok(())
 }
@@ -47,13 +47,13 @@ pub async fn read_rest(reader: &mut BufReader<ChildStdout>, line: &mut Vec<u8>) 
 /// cannot end the string early and change the line's structure.
 pub fn splice_read_file(mut line: Vec<u8>, head_len: usize) -> Result<Vec<u8>, FsServiceError> {
     if !line.ends_with(OK_TAIL) || line.len() < head_len + OK_TAIL.len() {
-        return Err(broken("malformed fs/readFile reply"));
+        return Err(helper_failed("malformed fs/readFile reply"));
     }
     line.truncate(line.len() - OK_TAIL.len());
     let data = line[head_len..].strip_prefix(READ_FILE_RESULT_HEAD).and_then(|r| r.strip_suffix(READ_FILE_RESULT_TAIL));
     let plain = matches!(data, Some(d) if memchr::memchr2(b'"', b'\\', d).is_none());
     if !plain {
-        return Err(broken("malformed fs/readFile reply"));
+        return Err(helper_failed("malformed fs/readFile reply"));
     }
     finish_response(&mut line);
     Ok(line)
@@ -61,7 +61,7 @@ pub fn splice_read_file(mut line: Vec<u8>, head_len: usize) -> Result<Vec<u8>, F
 
 /// A reply line other than an ok readFile, parsed.
 pub fn parse_reply(reply: &[u8]) -> Result<Result<Value, FsServiceError>, FsServiceError> {
-    let mut reply: Value = serde_json::from_slice(reply).map_err(|e| broken(format_args!("unreadable reply: {e}")))?;
+    let mut reply: Value = serde_json::from_slice(reply).map_err(|e| helper_failed(format_args!("unreadable reply: {e}")))?;
     let mut payload = reply.get_mut("payload").map(Value::take).unwrap_or(Value::Null);
     match reply.get("status").and_then(Value::as_str) {
         Some("ok") => Ok(Ok(payload.get_mut("response").map(Value::take).unwrap_or(Value::Null))),
@@ -70,7 +70,7 @@ pub fn parse_reply(reply: &[u8]) -> Result<Result<Value, FsServiceError>, FsServ
             let message = payload.get("message").and_then(Value::as_str).unwrap_or("fs sandbox helper error");
             Ok(Err(FsServiceError::Helper { code, message: message.to_owned() }))
         }
-        _ => Err(broken("reply without a status")),
+        _ => Err(helper_failed("reply without a status")),
     }
 }
 

@@ -19,9 +19,8 @@
 //! `DropCapabilities` step that follows drops it with every other capability.
 
 use std::ffi::CString;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -74,10 +73,9 @@ pub fn apply(binds: &[LateBind]) -> Result<(), LateBindError> {
 fn bind(root: &LateBind) -> Result<(), LateBindError> {
     let path = || root.path.clone();
     let dir = open_checked(&root.path).map_err(|source| LateBindError::Open { path: path(), source })?;
-    let meta = std::fs::File::from(dir.try_clone().map_err(|source| LateBindError::Open { path: path(), source })?)
-        .metadata()
-        .map_err(|source| LateBindError::Open { path: path(), source })?;
-    if (meta.dev(), meta.ino()) != (root.dev, root.ino) || !meta.is_dir() {
+    let meta = nix::sys::stat::fstat(dir.as_raw_fd()).map_err(|e| LateBindError::Open { path: path(), source: e.into() })?;
+    let is_dir = meta.st_mode & libc::S_IFMT == libc::S_IFDIR;
+    if (meta.st_dev, meta.st_ino) != (root.dev, root.ino) || !is_dir {
         return Err(LateBindError::Replaced { path: path() });
     }
     let tree = sys::clone_tree(dir.as_fd()).map_err(|source| LateBindError::Clone { path: path(), source })?;
@@ -94,6 +92,7 @@ fn open_checked(path: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn a_link_on_the_way_or_a_different_directory_is_refused_before_any_mount() {

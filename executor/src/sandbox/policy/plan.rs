@@ -1,7 +1,7 @@
 //! A resolved plan: what the sandbox view starts as and the mounts that shape it, with
 //! the root lists the inner stage (Landlock, the create guard) needs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Effective access of a subtree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -36,6 +36,16 @@ pub enum MountOp {
         target: PathBuf,
         link: PathBuf,
     },
+}
+
+impl MountOp {
+    /// Where the mount goes in the sandbox's view.
+    pub fn path(&self) -> &Path {
+        match self {
+            MountOp::ReadOnly(p) | MountOp::Writable(p) | MountOp::MaskDir(p) | MountOp::MaskFile(p) => p,
+            MountOp::Symlink { link, .. } => link,
+        }
+    }
 }
 
 /// Equal plans give equal sandboxes: a warm fs helper is kept per plan (and cwd).
