@@ -385,10 +385,12 @@ fn sandbox_report_names_the_limit_hit_and_what_it_does_not_observe() {
     assert_eq!(report["exited"], true, "{report}");
     assert_eq!(report["sandboxed"], true, "{report}");
     assert_eq!(report["limits"], json!([{"limit": "wall", "message": "executor: killed: wall limit 1 s reached"}]), "{report}");
-    assert_eq!(report["observed"], json!(["limits"]), "{report}");
+    assert_eq!(report["observed"], json!(["limits", "seccomp-refused syscalls", "refused network sockets"]), "{report}");
+    assert_eq!(report["syscalls"], json!([]), "`sleep` tries nothing the filter refuses: {report}");
+    assert_eq!(report["network"], json!([]), "{report}");
     let not_observed: Vec<&str> =
         report["notObserved"].as_array().map(|a| a.iter().filter_map(|n| n["what"].as_str()).collect()).unwrap_or_default();
-    assert!(not_observed.contains(&"seccomp-refused syscalls"), "{report}");
+    assert!(not_observed.contains(&"writes refused under read-only or protected paths"), "{report}");
 
     let fine = s.run("fine", start_params(&ws, &["true"]));
     assert_eq!(fine.exit_code, Some(0));

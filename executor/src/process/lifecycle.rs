@@ -8,12 +8,24 @@ use nix::unistd::Pid;
 use tokio::sync::{mpsc, watch};
 
 use super::pump::split_streams;
+use super::refusals::Refusals;
 use super::write_ids::WriteIds;
 use super::{signal_relay, spawn, ExitRecord, OutputLog, Process, ProcessError, ProcessTable, CLOSED_RETENTION};
 use crate::notify::NotificationSink;
 use crate::protocol::envelope::json_string;
-use crate::protocol::types::{LimitHitReport, NotObserved, ProcessReadResult, SandboxReportResult, WriteStatus};
+use crate::protocol::types::{
+    LimitHitReport, NotObserved, ProcessReadResult, RefusedSocket, RefusedSyscall, SandboxReportResult, WriteStatus,
+};
 use crate::sync::lock;
+
+/// How a process was started, beyond its spawn.
+pub(super) struct Started {
+    pub sandboxed: bool,
+    /// bwrap was asked to report the sandbox's PID 1.
+    pub init_reported: bool,
+    /// The read end of the inner stage's refusals pipe.
+    pub refusals: Option<std::os::fd::OwnedFd>,
+}
 
 impl Process {
     /// The host pid of the process (bwrap's, when sandboxed).
@@ -24,8 +36,7 @@ impl Process {
     pub(super) fn launch(
         id: &str,
         spawned: spawn::Spawned,
-        sandboxed: bool,
-        init_reported: bool,
+        started: Started,
         sink: Arc<NotificationSink>,
         table: Weak<ProcessTable>,
         limiter: Option<Arc<crate::sandbox::cgroup::TreeLimiter>>,
@@ -37,8 +48,8 @@ impl Process {
             id: id.to_owned(),
             id_json: json_string(id),
             pid,
-            sandboxed,
-            signal_relay: signal_relay::SignalRelay::new(init_reported),
+            sandboxed: started.sandboxed,
+            signal_relay: signal_relay::SignalRelay::new(started.init_reported),
             bwrap_error: Mutex::new(None),
             log: Mutex::new(OutputLog::default()),
             changed: watch::channel(()).0,
@@ -47,13 +58,26 @@ impl Process {
             sink,
             limiter,
             hits: Mutex::new(Vec::new()),
+            refusals: started.refusals.as_ref().map(|_| Refusals::new()),
         });
+        if let Some(pipe) = started.refusals {
+            let reader = process.clone();
+            tokio::spawn(async move {
+                if let Some(r) = &reader.refusals {
+                    r.read_from(pipe).await;
+                }
+            });
+        }
         if let Some(writer) = stdin_writer {
             tokio::spawn(writer);
         }
         let pumped = process.clone();
         tokio::spawn(async move {
             pumped.pump(spawned.child, output).await;
+            // A report asked for after the close must have every refusal in it.
+            if let Some(r) = &pumped.refusals {
+                r.drained().await;
+            }
             // Released before `process/closed` goes out: a client that starts the next
             // process as soon as it reads the close must not be refused for this one.
             if let Some(table) = table.upgrade() {
@@ -70,8 +94,8 @@ impl Process {
         process
     }
 
-    /// `sandbox/report`: the limits the tree ran into (read live while it runs), and
-    /// plainly what this executor does not observe.
+    /// `sandbox/report`: the limits the tree ran into and the calls its seccomp filter
+    /// refused (read live while it runs), and plainly what this executor does not observe.
     pub fn sandbox_report(&self) -> SandboxReportResult {
         let exited = self.exit().is_some();
         let hits = match (&self.limiter, exited) {
@@ -80,20 +104,39 @@ impl Process {
             (None, false) => Vec::new(),
         };
         let limits = hits.iter().map(|h| LimitHitReport { limit: h.limit(), message: h.line() }).collect();
-        let observed = if self.limiter.is_some() { vec!["limits"] } else { Vec::new() };
+        let mut observed = if self.limiter.is_some() { vec!["limits"] } else { Vec::new() };
         let mut not_observed = Vec::new();
         if self.limiter.is_none() {
             not_observed.push(NotObserved { what: "limits", why: "this process ran without resource limits" });
         }
-        if self.sandboxed {
-            const NOT_RECORDED: &str = "not recorded by this executor yet (issue 17)";
-            for what in ["seccomp-refused syscalls", "refused network sockets", "writes refused under read-only or protected paths"] {
-                not_observed.push(NotObserved { what, why: NOT_RECORDED });
-            }
-        } else {
+        let tally = self.refusals.as_ref().map(Refusals::tally).unwrap_or_default();
+        if !self.sandboxed {
             not_observed.push(NotObserved { what: "sandbox refusals", why: "this process ran without a sandbox" });
+        } else if tally.recording {
+            observed.extend(["seccomp-refused syscalls", "refused network sockets"]);
+        } else {
+            const NOT_STARTED: &str = "the sandbox did not start recording them (a kernel without seccomp user notification, before Linux 5.0, or a sandbox that failed to start)";
+            not_observed.push(NotObserved { what: "seccomp-refused syscalls", why: NOT_STARTED });
+            not_observed.push(NotObserved { what: "refused network sockets", why: NOT_STARTED });
         }
-        SandboxReportResult { process_id: self.id.clone(), sandboxed: self.sandboxed, exited, limits, observed, not_observed }
+        if self.sandboxed {
+            not_observed.push(NotObserved {
+                what: "writes refused under read-only or protected paths",
+                why: "read-only mounts and Landlock refuse them in the kernel, which tells no one but the caller",
+            });
+        }
+        let syscalls = tally.syscalls().into_iter().map(|(name, count)| RefusedSyscall { name, count }).collect();
+        let network = tally.network().into_iter().map(|(call, family, count)| RefusedSocket { call, family, count }).collect();
+        SandboxReportResult {
+            process_id: self.id.clone(),
+            sandboxed: self.sandboxed,
+            exited,
+            limits,
+            syscalls,
+            network,
+            observed,
+            not_observed,
+        }
     }
 
     pub fn exit(&self) -> Option<ExitRecord> {

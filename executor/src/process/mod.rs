@@ -1,6 +1,6 @@
 //! Processes of a session: the table of them (`table`), each one from launch to close
 //! (`lifecycle`), the task that pumps a child's output into its log and to the attached
-//! connection (`pump`), the log itself (`output_log`), write-id deduplication
+//! connection (`pump`), the log itself (`output_log`), the sandbox's refusals (`refusals`), write-id deduplication
 //! (`write_ids`), spawning (`spawn`, `pty`) and signals through the sandbox's PID 1
 //! (`signal_relay`).
 
@@ -8,6 +8,7 @@ mod lifecycle;
 mod output_log;
 mod pty;
 mod pump;
+mod refusals;
 mod signal_relay;
 mod spawn;
 mod table;
@@ -81,6 +82,8 @@ pub struct Process {
     limiter: Option<Arc<crate::sandbox::cgroup::TreeLimiter>>,
     /// The limits the tree ran into, recorded at its exit (for `sandbox/report`).
     hits: Mutex<Vec<crate::sandbox::cgroup::Hit>>,
+    /// What the sandbox's seccomp filter refused, when the inner stage records it.
+    refusals: Option<refusals::Refusals>,
 }
 
 /// Decodes a `process/write` chunk.

@@ -43,6 +43,7 @@ impl ProcessTable {
         spec: SpawnSpec,
         sandboxed: bool,
         init_report: Option<std::os::fd::OwnedFd>,
+        refusals: Option<std::os::fd::OwnedFd>,
         sink: Arc<NotificationSink>,
     ) -> Result<(), ProcessError> {
         self.reserve(id)?;
@@ -53,7 +54,8 @@ impl ProcessTable {
         }
         match spawned {
             Ok(spawned) => {
-                let process = Process::launch(id, spawned, sandboxed, init_report.is_some(), sink, Arc::downgrade(self), limiter);
+                let started = super::lifecycle::Started { sandboxed, init_reported: init_report.is_some(), refusals };
+                let process = Process::launch(id, spawned, started, sink, Arc::downgrade(self), limiter);
                 if let Some(report) = init_report {
                     let learner = process.clone();
                     tokio::spawn(async move { learner.signal_relay.learn(report).await });

@@ -260,6 +260,10 @@ pub struct SandboxReportResult {
     pub exited: bool,
     /// Limits the tree ran into, each with the line added to its stderr.
     pub limits: Vec<LimitHitReport>,
+    /// System calls the seccomp filter refused (EPERM), most refused first.
+    pub syscalls: Vec<RefusedSyscall>,
+    /// Sockets refused for their family (network restricted).
+    pub network: Vec<RefusedSocket>,
     /// What this report covers (e.g. `limits`); empty when nothing could be observed.
     pub observed: Vec<&'static str>,
     /// What it does not cover, and why: absent from `limits` is not "did not happen".
@@ -272,6 +276,23 @@ pub struct LimitHitReport {
     /// memory, processes, cpu, wall
     pub limit: &'static str,
     pub message: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefusedSyscall {
+    pub name: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefusedSocket {
+    /// `socket` or `socketpair`
+    pub call: String,
+    /// e.g. `AF_INET`
+    pub family: String,
+    pub count: u64,
 }
 
 #[derive(Debug, Serialize)]

@@ -36,20 +36,31 @@ pub fn start(ctx: &RequestContext, params: ProcessStartParams) -> Result<Value, 
         true => std::borrow::Cow::Borrowed(operator),
         false => std::borrow::Cow::Owned(sandbox::launcher::LauncherConfig { max_procs: limits.max_procs, ..operator.clone() }),
     };
+    // The inner stage reports what its seccomp filter refused on this pipe (sandbox/report).
+    let refusals = match &sandbox {
+        Some(_) => Some(info_pipe().map_err(ProcessError::Spawn)?),
+        None => None,
+    };
     let (mut launch, sandboxed) = match &sandbox {
         None => (sandbox::LaunchSpec::direct(&params.argv, params.arg0.as_deref()), false),
         Some(policy) => {
-            let prepared = sandbox::prepare(&launcher, policy, Some(&cwd), &cwd, &params.argv, params.arg0.as_deref(), &[])
+            let handover = sandbox::Handover { keep_fds: &[], refusals_fd: refusals.as_ref().map(|(_, write)| write.as_raw_fd()) };
+            let prepared = sandbox::prepare(&launcher, policy, Some(&cwd), &cwd, &params.argv, params.arg0.as_deref(), handover)
                 .map_err(ProcessError::from)?;
             (prepared.launch, prepared.sandboxed)
         }
     };
-    let (init_report, inherited) = if sandboxed {
+    let (init_report, refusals, inherited) = if sandboxed {
         let (read, write) = info_pipe().map_err(ProcessError::Spawn)?;
         launch.report_child_pid_on(write.as_raw_fd());
-        (Some(read), vec![write])
+        let mut inherited = vec![write];
+        let refusals = refusals.map(|(refusals_read, refusals_write)| {
+            inherited.push(refusals_write);
+            refusals_read
+        });
+        (Some(read), refusals, inherited)
     } else {
-        (None, Vec::new())
+        (None, None, Vec::new())
     };
     // Every sandboxed tree gets its limits in a cgroup made now, before the child exists.
     let limited = sandboxed || operator.limit_unsandboxed;
@@ -75,7 +86,7 @@ pub fn start(ctx: &RequestContext, params: ProcessStartParams) -> Result<Value, 
         inherited,
         limiter,
     };
-    session.processes.start(&params.process_id, spec, sandboxed, init_report, session.sink.clone())?;
+    session.processes.start(&params.process_id, spec, sandboxed, init_report, refusals, session.sink.clone())?;
     let sandbox_type = if sandboxed { SandboxType::LinuxSeccomp } else { SandboxType::None };
     to_value(ProcessStartResult { process_id: params.process_id, sandbox_type })
 }

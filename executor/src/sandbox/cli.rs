@@ -106,7 +106,7 @@ pub fn run(args: SandboxArgs) -> Result<i32, SandboxCliError> {
             builtin_context(workspace_write, &cwd, &args.writable, &args.deny, args.network)
         }
     };
-    let prepared = super::prepare(&config, &ctx, Some(&cwd), &cwd, &args.command, None, &[])?;
+    let prepared = super::prepare(&config, &ctx, Some(&cwd), &cwd, &args.command, None, super::Handover::default())?;
     let spec = prepared.launch;
     // The same limits as the server's sandboxes (issue 17): a flag given here must hold.
     let limiter = match prepared.sandboxed {

@@ -21,6 +21,7 @@ pub mod launcher;
 pub mod mountinfo;
 pub mod plan_identity;
 pub mod policy;
+pub mod refusals;
 pub mod trusted_path;
 
 use std::ffi::OsString;
@@ -84,7 +85,7 @@ pub struct Prepared {
 
 /// Resolves the policy once, selects the launcher for it (cached per server), and builds
 /// the bwrap command line. `fallback_cwd: None` makes cwd-dependent entries a client error.
-/// `keep_fds` are descriptors the caller places in the child for the command to use.
+/// `handover`: descriptors the caller places in the child (see [`Handover`]).
 pub fn prepare(
     config: &launcher::LauncherConfig,
     ctx: &FileSystemSandboxContext,
@@ -92,7 +93,7 @@ pub fn prepare(
     command_cwd: &Path,
     argv: &[String],
     arg0: Option<&str>,
-    keep_fds: &[i32],
+    handover: Handover<'_>,
 ) -> Result<Prepared, SandboxError> {
     if argv.is_empty() {
         return Err(SandboxError::EmptyArgv);
@@ -102,8 +103,16 @@ pub fn prepare(
         return Ok(Prepared { launch: LaunchSpec::direct(argv, arg0), sandboxed: false, launcher: None });
     }
     let launcher = launcher::select_for(config, command_cwd, &plan.writable_roots)?;
-    let launch = launch_for_plan(&launcher, &plan, command_cwd, argv, arg0, keep_fds, config)?;
+    let launch = launch_for_plan(&launcher, &plan, command_cwd, argv, arg0, handover, config)?;
     Ok(Prepared { launch, sandboxed: true, launcher: Some(launcher) })
+}
+
+/// Descriptors placed in the sandbox: for the command (`keep_fds`), and for the inner
+/// stage's seccomp refusal records (`refusals_fd`, see `refusals`; kept from the command).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Handover<'a> {
+    pub keep_fds: &'a [i32],
+    pub refusals_fd: Option<i32>,
 }
 
 pub fn launch_for_plan(
@@ -112,13 +121,14 @@ pub fn launch_for_plan(
     command_cwd: &Path,
     argv: &[String],
     arg0: Option<&str>,
-    keep_fds: &[i32],
+    handover: Handover<'_>,
     config: &launcher::LauncherConfig,
 ) -> Result<LaunchSpec, SandboxError> {
     let exe = std::env::current_exe().map_err(SandboxError::CurrentExe)?;
     let exe = std::fs::canonicalize(&exe).map_err(SandboxError::CurrentExe)?;
     let cwd = std::fs::canonicalize(command_cwd).map_err(|e| SandboxError::io("cannot resolve command cwd", command_cwd, e))?;
-    let mut inner = inner::InnerConfig::from_plan(plan, arg0, keep_fds, std::env::var_os(DEBUG_ENV).is_some());
+    let mut inner = inner::InnerConfig::from_plan(plan, arg0, handover.keep_fds, std::env::var_os(DEBUG_ENV).is_some());
+    inner.refusals_fd = handover.refusals_fd;
     inner.max_procs = config.max_procs;
     inner.exec_failure = config.exec_failure;
     inner.late_binds = late_binds::select(plan, &exe);

@@ -274,7 +274,8 @@ fn spawn_helper(config: &LauncherConfig, plan: &SandboxPlan, cwd: &Path, view: P
     let argv = [exe.to_string_lossy().into_owned(), HELPER_ARG1.to_owned(), FD_SOCKET_ARG.to_owned(), helper_fd.to_string()];
     let launcher = launcher::select_for(config, cwd, &plan.writable_roots).map_err(sandbox::SandboxError::from)?;
     // The inner stage makes every descriptor above stderr close-on-exec but these.
-    let launch = sandbox::launch_for_plan(&launcher, plan, cwd, &argv, None, &numbers, config)?;
+    let handover = sandbox::Handover { keep_fds: &numbers, refusals_fd: None };
+    let launch = sandbox::launch_for_plan(&launcher, plan, cwd, &argv, None, handover, config)?;
     let mut command = Command::new(&launch.program);
     command
         .arg0(&launch.argv0)

@@ -33,8 +33,8 @@ pub struct Prepared {
     file: CString,
     argv: Vec<CString>,
     display: String,
-    /// The create guard, when there are protected names to keep from being created.
-    pub guard: Option<super::guard::Setup>,
+    /// The command's and PID 1's seccomp programs, and what serves the command's.
+    pub seccomp: Option<super::supervisor::Setup>,
     /// Report the guard's state on stderr.
     pub debug: bool,
     pub exec_failure: ExecFailure,
@@ -68,7 +68,7 @@ impl Prepared {
             file,
             argv: args,
             display: first.to_string_lossy().into_owned(),
-            guard: None,
+            seccomp: None,
             debug: false,
             exec_failure: ExecFailure::default(),
         })
@@ -103,36 +103,40 @@ pub fn run(mut command: Prepared) -> ! {
     };
     // Both sides set the group, so a signal forwarded right away finds it.
     let _ = nix::unistd::setpgid(child, child);
-    let supervisor = match command.guard.take().map(super::guard::Setup::start_in_parent) {
-        None => None,
-        Some(Ok(s)) => {
-            if command.debug {
-                let (names, pinned) = s.counts();
-                eprintln!("executor-sandbox: create guard: on ({names} missing protected names, {pinned} pinned directories)");
-            }
-            Some(s)
-        }
-        // The command may have its filter but nobody to answer it, or none at all:
-        // either way it must not go on.
-        Some(Err(e)) => {
-            let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
-            fail(&format!("create guard could not start: {e}"));
-        }
+    let supervisor = match command.seccomp.take().map(super::supervisor::Setup::start_in_parent) {
+        None => fail_with(child, "no seccomp program was prepared"),
+        Some(Ok(s)) => s,
+        // The command may have its filter but nobody to answer it, or none at all; or
+        // PID 1 is without its own: either way it must not go on.
+        Some(Err(e)) => fail_with(child, &format!("seccomp supervisor could not start: {e}")),
     };
+    if let (true, Some(guard)) = (command.debug, supervisor.as_ref().and_then(|s| s.guard())) {
+        let (names, pinned) = guard.counts();
+        eprintln!("executor-sandbox: create guard: on ({names} missing protected names, {pinned} pinned directories)");
+    }
     match supervisor {
         None => loop {
             match set.wait() {
-                Ok(sig) => on_signal(sig, child),
+                Ok(sig) => {
+                    if let Some(code) = on_signal(sig, child) {
+                        std::process::exit(code);
+                    }
+                }
                 Err(e) => fail(&format!("sigwait failed: {e}")),
             }
         },
-        Some(supervisor) => serve_with_guard(&set, child, supervisor),
+        Some(supervisor) => serve(&set, child, supervisor),
     }
 }
 
-/// The event loop when the create guard is on: signals (through a signalfd) and the
-/// guard's notifications, one thread.
-fn serve_with_guard(set: &SigSet, child: Pid, mut supervisor: super::guard::Supervisor) -> ! {
+fn fail_with(child: Pid, msg: &str) -> ! {
+    let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+    fail(msg)
+}
+
+/// The event loop with a supervisor: signals (through a signalfd) and the command's
+/// notifications, one thread.
+fn serve(set: &SigSet, child: Pid, mut supervisor: super::supervisor::Supervisor) -> ! {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
 
@@ -165,30 +169,33 @@ fn serve_with_guard(set: &SigSet, child: Pid, mut supervisor: super::guard::Supe
         if signals {
             while let Ok(Some(info)) = sfd.read_signal() {
                 if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
-                    on_signal(sig, child);
+                    if let Some(code) = on_signal(sig, child) {
+                        supervisor.finish();
+                        std::process::exit(code);
+                    }
                 }
             }
         }
     }
 }
 
-/// Forwards a signal to the command's group, or reaps on SIGCHLD and exits with the
-/// command's status once it is gone.
-fn on_signal(sig: Signal, child: Pid) {
+/// Forwards a signal to the command's group, or reaps on SIGCHLD; `Some(status)` to
+/// exit with once the command is gone.
+fn on_signal(sig: Signal, child: Pid) -> Option<i32> {
     if sig != Signal::SIGCHLD {
         if nix::sys::signal::killpg(child, sig).is_err() {
             let _ = nix::sys::signal::kill(child, sig);
         }
-        return;
+        return None;
     }
     loop {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) if pid == child => std::process::exit(code),
-            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => std::process::exit(128 + sig as i32),
-            Ok(WaitStatus::StillAlive) => break,
+            Ok(WaitStatus::Exited(pid, code)) if pid == child => return Some(code),
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => return Some(128 + sig as i32),
+            Ok(WaitStatus::StillAlive) => return None,
             Ok(_) => continue,
             Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => break, // ECHILD: nothing left to reap
+            Err(_) => return None, // ECHILD: nothing left to reap
         }
     }
 }
@@ -202,14 +209,13 @@ fn exec_child(command: &Prepared) -> ! {
     }
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     // Last, so that nothing before exec goes through the supervisor.
-    if let Some(guard) = &command.guard {
-        if guard.install_in_child().is_err() {
-            // SAFETY: write(2) of a static buffer to stderr, async-signal-safe.
-            let msg = b"executor: sandbox setup failed: cannot install the create guard's filter; the command does not run\n";
-            unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
-            // SAFETY: _exit in the forked child, see below.
-            unsafe { libc::_exit(crate::sandbox::EXIT_SETUP_FAILED) }
-        }
+    // Without a program there is no filter to run under: that too stops the command.
+    if command.seccomp.as_ref().is_none_or(|seccomp| seccomp.install_in_child().is_err()) {
+        // SAFETY: write(2) of a static buffer to stderr, async-signal-safe.
+        let msg = b"executor: sandbox setup failed: cannot install the command's seccomp filter; the command does not run\n";
+        unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+        // SAFETY: _exit in the forked child, see below.
+        unsafe { libc::_exit(crate::sandbox::EXIT_SETUP_FAILED) }
     }
     let mut ptrs: Vec<*const libc::c_char> = command.argv.iter().map(|c| c.as_ptr()).collect();
     ptrs.push(std::ptr::null());

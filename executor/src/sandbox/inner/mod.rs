@@ -20,12 +20,14 @@
 //! 9. `PrepareGuard`: the create guard's filter and socket, when protected names are
 //!    missing in a writable root or ancestors of denied paths are pinned;
 //! 10. `PrepareCommand`: the command's argv, and this process as the reaper;
-//! 11. `Seccomp` (DESIGN.md §4 layer 2), last.
+//! 11. `Seccomp` (DESIGN.md §4 layer 2), last: the programs of PID 1 and of the
+//!     command are built.
 //!
-//! Then PID 1 forks the command, reaps, forwards signals and exits with the command's
-//! status. Under the create guard the command (and everything it starts) has the
-//! guard's filter, served by this process's event loop; if the filter cannot be
-//! installed in the child or its listener cannot reach the parent, the command does
+//! Then PID 1 forks the command, installs its own filter, reaps, forwards signals and
+//! exits with the command's status. The command installs its filter before exec; it
+//! sends refused calls (for `sandbox/report`) and, under the create guard, creating
+//! calls to this process's event loop (`supervisor`). If the filter cannot be installed
+//! in the child or a listener the guard needs cannot reach the parent, the command does
 //! not run (fail closed on both sides).
 //!
 //! Invocation: `<exe> [--run-as-sandbox-inner] <config JSON> -- <argv...>`. The config
@@ -39,6 +41,7 @@ pub mod guard;
 mod landlock;
 pub mod late_binds;
 mod seccomp;
+mod supervisor;
 mod sys;
 
 use std::ffi::OsString;
@@ -87,6 +90,10 @@ pub struct InnerConfig {
     /// Writable roots this stage binds itself (see `late_binds`), not bwrap.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub late_binds: Vec<late_binds::LateBind>,
+    /// The executor's pipe for seccomp refusals (`sandbox::refusals`), kept by PID 1
+    /// only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusals_fd: Option<i32>,
 }
 
 /// The exit status of the inner stage when the command cannot be executed.
@@ -131,6 +138,7 @@ impl InnerConfig {
             pinned: plan.pinned.clone(),
             exec_failure: ExecFailure::default(),
             late_binds: Vec::new(),
+            refusals_fd: None,
         }
     }
 
@@ -217,29 +225,33 @@ struct Hardened {
     inherited: Vec<i32>,
     keyring: Option<std::io::Error>,
     landlock: String,
-    guard: Result<Option<guard::Setup>, String>,
+    guard: Option<guard::Guard>,
+    /// Why the guard is off, for the debug report (`None`: it is on).
+    guard_off: Option<String>,
+    seccomp: Option<supervisor::Setup>,
     command: Option<command_reaper::Prepared>,
 }
 
 fn run(args: Vec<OsString>) -> Result<Never, InnerError> {
     let (config, argv) = parse_invocation(args)?;
-    let mut done = Hardened { inherited: Vec::new(), keyring: None, landlock: String::new(), guard: Ok(None), command: None };
+    let mut done = Hardened {
+        inherited: Vec::new(),
+        keyring: None,
+        landlock: String::new(),
+        guard: None,
+        guard_off: None,
+        seccomp: None,
+        command: None,
+    };
     for step in STEPS {
         take(step, &config, &argv, &mut done)?;
     }
     let mut command = done.command.take().ok_or(InnerError::PrepareCommand(command_reaper::PrepareError::NotPrepared))?;
-    let guard_status = match std::mem::replace(&mut done.guard, Ok(None)) {
-        Ok(Some(setup)) => {
-            command.guard = Some(setup);
-            None
-        }
-        Ok(None) => Some("off (no protected name missing, no denied path to pin)".to_string()),
-        Err(e) => Some(format!("unavailable: {e}")),
-    };
+    command.seccomp = done.seccomp.take();
     command.debug = config.debug;
     command.exec_failure = config.exec_failure;
     if config.debug {
-        report(&config, &done, guard_status);
+        report(&config, &done);
     }
     command_reaper::run(command)
 }
@@ -277,7 +289,11 @@ fn take(step: Step, config: &InnerConfig, argv: &[OsString], done: &mut Hardened
         // Opens /proc and builds its filter while system calls are still unfiltered;
         // a host that cannot run it is reported (doctor says so too).
         Step::PrepareGuard => {
-            done.guard = guard::prepare(&config.guard, &config.pinned);
+            match guard::prepare(&config.guard, &config.pinned) {
+                Ok(Some(g)) => done.guard = Some(g),
+                Ok(None) => done.guard_off = Some("off (no protected name missing, no denied path to pin)".into()),
+                Err(e) => done.guard_off = Some(format!("unavailable: {e}")),
+            }
             Ok(())
         }
         Step::PrepareCommand => {
@@ -285,8 +301,13 @@ fn take(step: Step, config: &InnerConfig, argv: &[OsString], done: &mut Hardened
             command_reaper::become_reaper();
             Ok(())
         }
-        // Last: nothing after it but the fork of the command.
-        Step::Seccomp => seccomp::apply(config.net).map_err(InnerError::Seccomp),
+        // Last: nothing after it but the fork of the command, after which PID 1 and the
+        // command install their programs (see `supervisor` for why not before).
+        Step::Seccomp => {
+            let report = supervisor::report_pipe(config.refusals_fd);
+            done.seccomp = Some(supervisor::Setup::new(config.net, done.guard.take(), report).map_err(InnerError::Seccomp)?);
+            Ok(())
+        }
     }
 }
 
@@ -320,20 +341,21 @@ fn parse_invocation(args: Vec<OsString>) -> Result<(InnerConfig, Vec<OsString>),
     Ok((config, argv))
 }
 
-fn report(config: &InnerConfig, done: &Hardened, guard_status: Option<String>) {
+fn report(config: &InnerConfig, done: &Hardened) {
     eprintln!(
-        "executor-sandbox: capabilities: none; no_new_privs: 1; session keyring: {}; landlock: {}; seccomp: {}; process limit: {}; writable roots bound here: {}; pid: {}; made close-on-exec: {:?}{}",
+        "executor-sandbox: capabilities: none; no_new_privs: 1; session keyring: {}; landlock: {}; seccomp: {}; refusals recorded: {}; process limit: {}; writable roots bound here: {}; pid: {}; made close-on-exec: {:?}{}",
         match &done.keyring {
             None => "fresh".to_string(),
             Some(e) => format!("not replaced ({e}), keyctl denied by seccomp"),
         },
         done.landlock,
         if config.net { "filter (network enabled)" } else { "filter (network restricted)" },
+        if config.refusals_fd.is_some() { "for the executor" } else { "no" },
         config.max_procs.map(|n| n.to_string()).unwrap_or_else(|| "none".into()),
         config.late_binds.len(),
         std::process::id(),
         done.inherited,
-        guard_status.map(|s| format!("; create guard: {s}")).unwrap_or_default()
+        done.guard_off.as_ref().map(|s| format!("; create guard: {s}")).unwrap_or_default()
     );
 }
 

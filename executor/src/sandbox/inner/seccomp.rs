@@ -39,6 +39,7 @@
 
 use std::collections::BTreeMap;
 
+use super::guard::filter as guard_filter;
 use libc::sock_filter;
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen as Len, SeccompCmpOp as Op, SeccompCondition as Cond, SeccompFilter, SeccompRule,
@@ -47,7 +48,7 @@ use seccompiler::{
 
 #[cfg(target_arch = "x86_64")]
 use super::bpf::JSET_K;
-use super::bpf::{Assembler, Target, AUDIT_ARCH, JEQ_K, JGE_K, LD_W_ABS, OFF_ARCH, OFF_NR, RET_ALLOW, RET_ENOSYS, RET_K};
+use super::bpf::{Assembler, Target, AUDIT_ARCH, JEQ_K, JGE_K, LD_W_ABS, OFF_ARCH, OFF_NR, RET_ALLOW, RET_ENOSYS, RET_K, RET_NOTIFY};
 
 #[cfg(target_arch = "x86_64")]
 const ARCH: TargetArch = TargetArch::x86_64;
@@ -140,36 +141,72 @@ fn search(a: &mut Assembler, listed: &[u32]) {
     search(a, high);
 }
 
-/// x32 numbers (x86_64) and `clone3` fail with ENOSYS, numbers in `listed` go on to the
-/// rules, every other call of the native architecture is allowed. A foreign
-/// architecture goes to the rules, whose own check kills it. The head ends in its
-/// `ret ENOSYS`; seccompiler's program goes right after it.
-fn head(listed: &[u32]) -> Result<Vec<sock_filter>, String> {
+/// What the command's program adds to PID 1's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandFilter {
+    /// Route the create guard's calls to the supervisor.
+    pub guard: bool,
+    /// Send refused calls to the supervisor (which answers EPERM and counts them)
+    /// instead of failing them in the kernel.
+    pub notify_refusals: bool,
+}
+
+impl CommandFilter {
+    /// PID 1's own program: no notification, since PID 1 is the one that would answer.
+    pub const NONE: CommandFilter = CommandFilter { guard: false, notify_refusals: false };
+
+    /// Whether the program needs a listener.
+    pub fn notifies(self) -> bool {
+        self.guard || self.notify_refusals
+    }
+}
+
+/// x32 numbers (x86_64) and `clone3` fail with ENOSYS, the guard's calls (with `guard`)
+/// go to the supervisor, numbers in `listed` go on to the rules, every other call of
+/// the native architecture is allowed. A foreign architecture goes to the rules, whose
+/// own check kills it. Seccompiler's program goes right after the head.
+fn head(listed: &[u32], guard: bool) -> Result<Vec<sock_filter>, String> {
     #[cfg(target_arch = "x86_64")]
     const X32_SYSCALL_BIT: u32 = 0x4000_0000;
     let mut a = Assembler::default();
-    let enosys = a.label();
+    let (enosys, notify) = (a.label(), a.label());
     a.stmt(LD_W_ABS, OFF_ARCH);
     a.jump(JEQ_K, AUDIT_ARCH, Target::Next, Target::End);
     a.stmt(LD_W_ABS, OFF_NR);
     #[cfg(target_arch = "x86_64")]
     a.jump(JSET_K, X32_SYSCALL_BIT, Target::Label(enosys), Target::Next);
     a.jump(JEQ_K, libc::SYS_clone3 as u32, Target::Label(enosys), Target::Next);
+    let routes = guard.then(|| guard_filter::emit_checks(&mut a, notify, enosys));
     search(&mut a, listed);
+    if let Some(routes) = routes {
+        routes.emit_blocks(&mut a, notify);
+        a.place(notify);
+        a.stmt(RET_K, RET_NOTIFY);
+    }
     a.place(enosys);
     a.stmt(RET_K, RET_ENOSYS);
     a.finish()
 }
 
-/// The whole filter for `network`: the head, then seccompiler's EPERM rules.
-fn program(network: bool) -> Result<BpfProgram, String> {
+/// The whole program for `network`: the head, then seccompiler's rules, whose refusals
+/// are EPERM or (with `notify_refusals`) a notification for the supervisor to answer
+/// with EPERM.
+pub fn program(network: bool, filter: CommandFilter) -> Result<Vec<sock_filter>, String> {
     let rules = denied_rules(network)?;
     let listed: Vec<u32> = rules.keys().map(|&nr| nr as u32).collect(); // sorted: a BTreeMap
-    let to_seccompiler = |i: sock_filter| seccompiler::sock_filter { code: i.code, jt: i.jt, jf: i.jf, k: i.k };
-    let mut p: BpfProgram = head(&listed)?.into_iter().map(to_seccompiler).collect();
-    p.extend(compile(rules, libc::EPERM)?);
+    let mut p = head(&listed, filter.guard)?;
+    let eperm = RET_ERRNO_EPERM;
+    let refuse = if filter.notify_refusals { RET_NOTIFY } else { eperm };
+    // seccompiler has no notification action: its EPERM returns are rewritten (only
+    // `ret` instructions; jumps with the same constant are left alone).
+    p.extend(compile(rules, libc::EPERM)?.into_iter().map(|i| {
+        let k = if i.code == RET_K && i.k == eperm { refuse } else { i.k };
+        sock_filter { code: i.code, jt: i.jt, jf: i.jf, k }
+    }));
     Ok(p)
 }
+
+const RET_ERRNO_EPERM: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
 
 /// Why the seccomp step failed: the program could not be built, or the kernel refused it.
 #[derive(Debug, thiserror::Error)]
@@ -177,19 +214,55 @@ pub enum SeccompError {
     #[error("cannot build the seccomp program: {0}")]
     Build(String),
     #[error("cannot install seccomp filter: {0}")]
-    Install(#[source] seccompiler::Error),
+    Install(#[source] std::io::Error),
 }
 
-pub fn apply(network: bool) -> Result<(), SeccompError> {
-    let program = program(network).map_err(SeccompError::Build)?;
-    seccompiler::apply_filter(&program).map_err(SeccompError::Install)
+/// Installs PID 1's own program (no listener) on the calling process.
+pub fn apply_own(program: &[sock_filter]) -> Result<(), SeccompError> {
+    match install(program, false) {
+        Ok(_) => Ok(()),
+        Err(errno) => Err(SeccompError::Install(std::io::Error::from_raw_os_error(errno))),
+    }
+}
+
+/// Installs `prog` on the calling thread; with `listener`, returns the notification
+/// listener. Tries to make waits for the supervisor killable-only first (Linux 5.19):
+/// otherwise a signal that arrives while the supervisor works would restart the call,
+/// and an `mkdir` already done would then fail with EEXIST. Only system calls, so it
+/// can run in the forked child. `Err` is the errno.
+pub fn install(prog: &[sock_filter], listener: bool) -> Result<Option<std::os::fd::OwnedFd>, i32> {
+    use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+    let fprog = libc::sock_fprog { len: prog.len() as libc::c_ushort, filter: prog.as_ptr() as *mut sock_filter };
+    let attempts: &[libc::c_ulong] = if listener {
+        &[libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER]
+    } else {
+        &[0]
+    };
+    let mut last = libc::EINVAL;
+    for &flags in attempts {
+        // SAFETY: `fprog` points at `prog`, which outlives the call; the kernel copies
+        // the program before returning.
+        let r = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, flags, &fprog as *const _) };
+        if r >= 0 && !listener {
+            return Ok(None);
+        }
+        if r >= 0 {
+            // SAFETY: the kernel returned a fresh descriptor that nothing else owns.
+            return Ok(Some(unsafe { OwnedFd::from_raw_fd(r as RawFd) }));
+        }
+        last = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+        if last != libc::EINVAL {
+            break;
+        }
+    }
+    Err(last)
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::sandbox::inner::bpf::{run, RET_ALLOW};
+    use crate::sandbox::inner::bpf::{run, RET_ALLOW, RET_NOTIFY};
 
     const RET_EPERM: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
 
@@ -210,7 +283,7 @@ mod tests {
             [0, 0, 0, 0, 0x7fff_0000_0000, 0],
         ];
         for network in [false, true] {
-            let whole = as_libc(program(network).unwrap());
+            let whole = program(network, CommandFilter::NONE).unwrap();
             let rules = as_libc(compile(denied_rules(network).unwrap(), libc::EPERM).unwrap());
             for nr in 0..1024i64 {
                 for a in args {
@@ -226,7 +299,7 @@ mod tests {
     #[test]
     fn head_allows_unlisted_numbers_by_itself() {
         let listed: Vec<u32> = denied_rules(false).unwrap().keys().map(|&nr| nr as u32).collect();
-        let mut p = head(&listed).unwrap();
+        let mut p = head(&listed, false).unwrap();
         let sentinel = 0x7ff0_dead;
         p.push(sock_filter { code: RET_K, jt: 0, jf: 0, k: sentinel });
         for nr in 0..1024u32 {
@@ -244,7 +317,7 @@ mod tests {
     #[test]
     fn one_program_answers_like_the_three_filters_it_replaces() {
         for network in [false, true] {
-            let p = as_libc(program(network).unwrap());
+            let p = program(network, CommandFilter::NONE).unwrap();
             let call = |nr: i64, args: [u64; 6]| run(&p, AUDIT_ARCH, nr, args);
             assert_eq!(call(libc::SYS_clone3, [0; 6]), RET_ENOSYS);
             assert_eq!(call(libc::SYS_ptrace, [0; 6]), RET_EPERM);
@@ -264,5 +337,75 @@ mod tests {
             // for a number that is clone3 here.
             assert_eq!(run(&p, 0x4000_0003, libc::SYS_clone3, [0; 6]), libc::SECCOMP_RET_KILL_PROCESS);
         }
+    }
+
+    /// With `notify_refusals`, exactly the calls the rules refuse go to the supervisor;
+    /// every other answer is the same.
+    #[test]
+    fn notifying_refusals_changes_only_the_refusals() {
+        let args: [[u64; 6]; 4] = [
+            [0; 6],
+            [libc::CLONE_NEWUSER as u64, 0, 0, 0, 0, 0],
+            [libc::AF_INET as u64, 0, 0, 0, 0, 0],
+            [libc::AF_UNIX as u64, libc::TIOCSTI, 0, 0, 1, 0],
+        ];
+        for network in [false, true] {
+            for guard in [false, true] {
+                let plain = program(network, CommandFilter { guard, notify_refusals: false }).unwrap();
+                let notifying = program(network, CommandFilter { guard, notify_refusals: true }).unwrap();
+                for nr in 0..1024i64 {
+                    for a in args {
+                        let expected = match run(&plain, AUDIT_ARCH, nr, a) {
+                            RET_EPERM => RET_NOTIFY,
+                            other => other,
+                        };
+                        assert_eq!(run(&notifying, AUDIT_ARCH, nr, a), expected, "nr {nr} args {a:?} network {network} guard {guard}");
+                    }
+                }
+                let i386 = |p: &[sock_filter]| run(p, 0x4000_0003, libc::SYS_ptrace, [0; 6]);
+                assert_eq!(i386(&notifying), libc::SECCOMP_RET_KILL_PROCESS);
+            }
+        }
+        let p = program(false, CommandFilter { guard: false, notify_refusals: true }).unwrap();
+        assert_eq!(run(&p, AUDIT_ARCH, libc::SYS_ptrace, [0; 6]), RET_NOTIFY);
+        assert_eq!(run(&p, AUDIT_ARCH, libc::SYS_perf_event_open, [0; 6]), RET_NOTIFY);
+        assert_eq!(run(&p, AUDIT_ARCH, libc::SYS_socket, [libc::AF_INET as u64, 0, 0, 0, 0, 0]), RET_NOTIFY);
+        assert_eq!(run(&p, AUDIT_ARCH, libc::SYS_socket, [libc::AF_UNIX as u64, 0, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(run(&p, AUDIT_ARCH, libc::SYS_clone3, [0; 6]), RET_ENOSYS);
+        assert_eq!(run(&p, AUDIT_ARCH, libc::SYS_read, [0; 6]), RET_ALLOW);
+    }
+
+    /// The guard's creating calls go to the supervisor; nothing the rules decide moves.
+    #[test]
+    fn guard_routes_creating_calls_to_the_supervisor() {
+        let p = program(false, CommandFilter { guard: true, notify_refusals: false }).unwrap();
+        let creat = libc::O_CREAT as u64;
+        assert_eq!(run(&p, AUDIT_ARCH, libc::SYS_mkdirat, [0; 6]), RET_NOTIFY);
+        assert_eq!(run(&p, AUDIT_ARCH, libc::SYS_renameat2, [0; 6]), RET_NOTIFY);
+        assert_eq!(run(&p, AUDIT_ARCH, libc::SYS_openat, [0, 0, creat | 1, 0, 0, 0]), RET_NOTIFY);
+        assert_eq!(run(&p, AUDIT_ARCH, libc::SYS_openat, [0, 0, 1, 0, 0, 0]), RET_ALLOW);
+        let path = libc::O_PATH as u64;
+        assert_eq!(run(&p, AUDIT_ARCH, libc::SYS_openat, [0, 0, creat | path, 0, 0, 0]), RET_ALLOW);
+        // Garbage in the upper half of the flags does not turn O_CREAT off or on.
+        assert_eq!(run(&p, AUDIT_ARCH, libc::SYS_openat, [0, 0, (1 << 40) | creat, 0, 0, 0]), RET_NOTIFY);
+        assert_eq!(run(&p, AUDIT_ARCH, libc::SYS_openat2, [0; 6]), RET_ENOSYS);
+        assert_eq!(run(&p, AUDIT_ARCH, libc::SYS_read, [0; 6]), RET_ALLOW);
+        assert_eq!(run(&p, AUDIT_ARCH, libc::SYS_ptrace, [0; 6]), RET_EPERM);
+        // A foreign architecture is killed, creating call or not.
+        assert_eq!(run(&p, 0x4000_0003, libc::SYS_mkdirat, [0; 6]), libc::SECCOMP_RET_KILL_PROCESS);
+        #[cfg(target_arch = "x86_64")]
+        {
+            assert_eq!(run(&p, AUDIT_ARCH, libc::SYS_open, [0, creat, 0, 0, 0, 0]), RET_NOTIFY);
+            assert_eq!(run(&p, AUDIT_ARCH, libc::SYS_open, [0, 0, creat, 0, 0, 0]), RET_ALLOW);
+            assert_eq!(run(&p, AUDIT_ARCH, libc::SYS_creat, [0; 6]), RET_NOTIFY);
+            assert_eq!(run(&p, AUDIT_ARCH, libc::SYS_mkdir | 0x4000_0000, [0; 6]), RET_ENOSYS);
+        }
+        // The supervisor tells a guard notification from a refusal by number alone.
+        for network in [false, true] {
+            for nr in denied_rules(network).unwrap().keys() {
+                assert!(!guard_filter::routes(*nr), "{nr} is both refused and routed to the guard");
+            }
+        }
+        assert!(guard_filter::routes(libc::SYS_mkdirat) && guard_filter::routes(libc::SYS_openat));
     }
 }

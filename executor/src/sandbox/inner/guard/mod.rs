@@ -6,7 +6,8 @@
 //! call that makes a directory entry is routed by a seccomp filter to a supervisor
 //! (seccomp user notification): the inner stage's PID 1, which is itself outside that
 //! filter and serves the notifications from the same event loop that reaps and
-//! forwards signals. The supervisor copies the path arguments once, resolves them itself,
+//! forwards signals (`supervisor`, which also answers the seccomp refusals it is sent).
+//! The supervisor copies the path arguments once, resolves them itself,
 //! refuses a protected name in a guarded directory with EROFS (what a read-only mount
 //! would answer), and otherwise makes the call itself and hands back the result, an
 //! opened file included (`SECCOMP_ADDFD_FLAG_SEND`). It never lets the kernel re-read
@@ -26,17 +27,14 @@
 //! creating calls fail with EACCES.
 
 mod emulate;
-mod filter;
-mod sys;
+pub mod filter;
+pub mod sys;
 mod target;
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
-
-use fs_helper::fd_pass;
-use nix::sys::socket::{self, MsgFlags};
 
 use emulate::Outcome;
 
@@ -58,18 +56,10 @@ impl Guard {
     }
 }
 
-/// What the inner stage prepares before forking the command.
-pub struct Setup {
-    guard: Guard,
-    program: Vec<libc::sock_filter>,
-    parent_end: OwnedFd,
-    child_end: OwnedFd,
-}
-
 /// Prepares the guard for `missing` (protected paths absent when the plan was made) and
 /// `pinned` (directories not to be renamed).
 /// `Ok(None)`: nothing to guard. `Err`: the host cannot run the guard (the reason).
-pub fn prepare(missing: &[PathBuf], pinned: &[PathBuf]) -> Result<Option<Setup>, String> {
+pub fn prepare(missing: &[PathBuf], pinned: &[PathBuf]) -> Result<Option<Guard>, String> {
     let pinned: Vec<(u64, u64)> = pinned
         .iter()
         .filter_map(|p| std::fs::symlink_metadata(p).ok())
@@ -100,108 +90,63 @@ pub fn prepare(missing: &[PathBuf], pinned: &[PathBuf]) -> Result<Option<Setup>,
     if std::fs::metadata("/proc/self/mem").is_err() {
         return Err("needs the sandbox's /proc, which this host does not allow".into());
     }
-    let (parent_end, child_end) =
-        socket::socketpair(socket::AddressFamily::Unix, socket::SockType::SeqPacket, None, socket::SockFlag::SOCK_CLOEXEC)
-            .map_err(|e| format!("socketpair: {e}"))?;
-    Ok(Some(Setup { guard: Guard { protected, pinned }, program: filter::program()?, parent_end, child_end }))
+    Ok(Some(Guard { protected, pinned }))
 }
 
-impl Setup {
-    /// In the forked child, before exec: install the filter and pass its listener to
-    /// the parent. The child keeps no copy of the listener. Only system calls and
-    /// allocation (the parent was single-threaded at fork). `Err`: the command must not
-    /// run, since it would run unguarded.
-    pub fn install_in_child(&self) -> Result<(), i32> {
-        // The message is the errno (0 on success), with the listener attached.
-        match sys::install_listener(&self.program) {
-            Ok(listener) => fd_pass::send_fd(self.child_end.as_fd(), listener.as_fd(), &0i32.to_ne_bytes())
-                .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO)),
-            Err(errno) => {
-                let _ = socket::send(self.child_end.as_raw_fd(), &errno.to_ne_bytes(), MsgFlags::MSG_NOSIGNAL);
-                Err(errno)
-            }
-        }
-    }
-
-    /// In the parent after fork: receive the listener. The supervisor then runs in
-    /// PID 1's own event loop (no extra thread on the start path).
-    pub fn start_in_parent(self) -> Result<Supervisor, String> {
-        let Setup { guard, parent_end, child_end, .. } = self;
-        drop(child_end);
-        let listener = receive_listener(parent_end.as_fd())?;
+impl Guard {
+    /// In PID 1 once the listener is there: what serving the guard needs. `Err`: the
+    /// caller kills the command, since nothing would answer its guarded calls.
+    pub fn serve(self) -> Result<Served, String> {
         let (root, proc_root) = match (sys::open_dir(c"/"), sys::open_dir(c"/proc")) {
             (Ok(r), Ok(p)) => (r, p),
-            // The caller kills the command: nothing would answer its guarded calls.
             (Err(e), _) | (_, Err(e)) => {
                 return Err(format!("cannot open / or /proc: {}", std::io::Error::from_raw_os_error(e)));
             }
         };
-        let buf = vec![0u64; sys::notif_size().div_ceil(8)];
-        Ok(Supervisor { guard, listener: Arc::new(listener), root, proc_root, buf })
+        Ok(Served { guard: self, root, proc_root })
     }
 }
 
-/// The supervisor: answers the guard's notifications one at a time, from PID 1's
-/// event loop. PID 1 is single-threaded and its umask is its own (the command forked
-/// off with a copy), so it can take on each caller's umask for a call.
-pub struct Supervisor {
+/// The guard as PID 1's supervisor serves it. PID 1 is single-threaded and its umask is
+/// its own (the command forked off with a copy), so it can take on each caller's umask
+/// for a call.
+pub struct Served {
     guard: Guard,
-    listener: Arc<OwnedFd>,
     root: OwnedFd,
     proc_root: OwnedFd,
-    buf: Vec<u64>,
 }
 
-impl Supervisor {
-    /// The descriptor to poll for readability.
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.listener.as_fd()
-    }
-
+impl Served {
     /// Number of protected names and of pinned directories, for the debug report.
     pub fn counts(&self) -> (usize, usize) {
         (self.guard.protected.len(), self.guard.pinned.len())
     }
 
-    /// Receives and answers one notification (call when `fd()` is readable).
-    pub fn handle_one(&mut self) {
-        let n = match sys::recv(self.listener.as_fd(), &mut self.buf) {
-            Ok(n) => n,
-            Err(_) => return, // interrupted, or the caller died before we got to it
-        };
+    /// Answers notification `n`, one of the guard's calls ([`filter::routes`]).
+    pub fn handle(&self, listener: &Arc<OwnedFd>, n: sys::Notif) {
         let target = match target::Target::open(self.proc_root.as_fd(), n.pid) {
             Ok(t) => t,
             Err(e) => {
-                sys::reply(self.listener.as_fd(), n.id, Err(if e == libc::ENOENT { libc::ESRCH } else { libc::EACCES }));
+                sys::reply(listener.as_fd(), n.id, Err(if e == libc::ENOENT { libc::ESRCH } else { libc::EACCES }));
                 return;
             }
         };
-        if !sys::id_valid(self.listener.as_fd(), n.id) {
+        if !sys::id_valid(listener.as_fd(), n.id) {
             return;
         }
         match emulate::handle(&self.guard, self.root.as_fd(), &target, &n) {
             Outcome::Blocking(open) => {
                 // A FIFO open waits for its peer: on a thread of its own, so the
                 // rest of the sandbox is not held up.
-                let shared = Arc::clone(&self.listener);
+                let shared = Arc::clone(listener);
                 let spawned = std::thread::Builder::new().spawn(move || answer(shared.as_fd(), n.id, open.finish()));
                 if spawned.is_err() {
-                    sys::reply(self.listener.as_fd(), n.id, Err(libc::EAGAIN));
+                    sys::reply(listener.as_fd(), n.id, Err(libc::EAGAIN));
                 }
             }
-            outcome => answer(self.listener.as_fd(), n.id, outcome),
+            outcome => answer(listener.as_fd(), n.id, outcome),
         }
     }
-}
-
-fn receive_listener(sock: BorrowedFd<'_>) -> Result<OwnedFd, String> {
-    let mut bytes = [0u8; 4];
-    let (len, listener) = fd_pass::recv_fd(sock, &mut bytes).map_err(|e| format!("recvmsg: {e}"))?;
-    if len == 0 {
-        return Err("the command exited before installing the filter".into());
-    }
-    let errno = i32::from_ne_bytes(bytes);
-    listener.ok_or_else(|| format!("seccomp listener: {}", std::io::Error::from_raw_os_error(errno)))
 }
 
 pub const KERNEL_NEEDED: &str = "needs Linux 5.14 (seccomp descriptor hand-back)";

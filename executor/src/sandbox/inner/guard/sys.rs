@@ -2,7 +2,7 @@
 //! failure, because that errno is what the supervised process will see.
 
 use std::ffi::CStr;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 pub type Errno = i32;
 
@@ -13,31 +13,6 @@ fn errno() -> Errno {
 /// [`super::super::sys::check`], with the bare errno the supervised process is given.
 fn check(r: libc::c_int) -> Result<(), Errno> {
     super::super::sys::check(libc::c_long::from(r)).map(drop).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
-}
-
-/// Installs `prog` on the calling thread with a notification listener. Tries to make
-/// waits for the supervisor killable-only first (Linux 5.19): otherwise a signal that
-/// arrives while the supervisor works would restart the call, and an `mkdir` already
-/// done would then fail with EEXIST.
-pub fn install_listener(prog: &[libc::sock_filter]) -> Result<OwnedFd, Errno> {
-    let fprog = libc::sock_fprog { len: prog.len() as libc::c_ushort, filter: prog.as_ptr() as *mut libc::sock_filter };
-    let mut last = libc::EINVAL;
-    for flags in
-        [libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER]
-    {
-        // SAFETY: `fprog` points at `prog`, which outlives the call; the kernel copies
-        // the program before returning.
-        let fd = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, flags, &fprog as *const _) };
-        if fd >= 0 {
-            // SAFETY: the kernel returned a fresh descriptor that nothing else owns.
-            return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
-        }
-        last = errno();
-        if last != libc::EINVAL {
-            break;
-        }
-    }
-    Err(last)
 }
 
 /// Size the kernel writes for one notification (at least our struct's).
