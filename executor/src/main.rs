@@ -389,6 +389,7 @@ fn new_server(config: ServerConfig) -> Arc<Server> {
 /// stops accepting, gives every child `grace` after SIGTERM, kills what is left and exits;
 /// with TLS, SIGHUP reloads the certificate files instead.
 async fn serve_ws(config: ServerConfig, addr: SocketAddr, options: WsOptions, grace: Duration) -> ExitCode {
+    let mut terminations = Terminations::watch();
     let server = new_server(config);
     let tls = options.tls.clone();
     let (listener, url) = match ws::bind(addr, tls.is_some()).await {
@@ -409,7 +410,7 @@ async fn serve_ws(config: ServerConfig, addr: SocketAddr, options: WsOptions, gr
     drop(stdout);
     let stop = Arc::new(tokio::sync::Notify::new());
     let accepting = tokio::spawn(ws::serve(listener, server.clone(), options, stop.clone()));
-    let signal = termination_signal(tls.is_none()).await;
+    let signal = terminations.next(tls.is_none()).await;
     tracing::info!(signal, "shutting down: no new connections; terminating children");
     stop.notify_one();
     let _ = accepting.await;
@@ -419,6 +420,7 @@ async fn serve_ws(config: ServerConfig, addr: SocketAddr, options: WsOptions, gr
 }
 
 async fn serve_stdio(config: ServerConfig) -> ExitCode {
+    let mut terminations = Terminations::watch();
     let server = new_server(config);
     let stdio = match transport::stdio::start() {
         Ok(t) => t,
@@ -429,7 +431,7 @@ async fn serve_stdio(config: ServerConfig) -> ExitCode {
     };
     let code = tokio::select! {
         _ = executor::connection::serve_stdio(&server, stdio.inbound, stdio.outbound) => 0,
-        signal = termination_signal(true) => 128 + signal,
+        signal = terminations.next(true) => 128 + signal,
     };
     // stdio has one connection: when it ends, every child of every session goes with it.
     for session in server.sessions.all() {
@@ -479,18 +481,34 @@ fn sandbox_facts(config: &ServerConfig) -> serde_json::Value {
     })
 }
 
-/// Waits for SIGTERM, SIGINT or (when `hangup_terminates`) SIGHUP and returns its number.
-async fn termination_signal(hangup_terminates: bool) -> i32 {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
-    else {
-        tracing::warn!("cannot watch termination signals; only stdin EOF stops the server");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => libc::SIGTERM,
-        _ = int.recv() => libc::SIGINT,
-        _ = hup.recv(), if hangup_terminates => libc::SIGHUP,
+/// The termination signals, watched from before the server says it is ready: a signal
+/// sent right after the bound URL appears must end the server the same way as later.
+struct Terminations {
+    watched: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Terminations {
+    fn watch() -> Terminations {
+        use tokio::signal::unix::{signal, SignalKind};
+        let watched = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup())) {
+            (Ok(term), Ok(int), Ok(hup)) => Some((term, int, hup)),
+            _ => {
+                tracing::warn!("cannot watch termination signals; only stdin EOF stops the server");
+                None
+            }
+        };
+        Terminations { watched }
+    }
+
+    /// Waits for SIGTERM, SIGINT or (when `hangup_terminates`) SIGHUP and returns its number.
+    async fn next(&mut self, hangup_terminates: bool) -> i32 {
+        let Some((term, int, hup)) = &mut self.watched else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => libc::SIGTERM,
+            _ = int.recv() => libc::SIGINT,
+            _ = hup.recv(), if hangup_terminates => libc::SIGHUP,
+        }
     }
 }
